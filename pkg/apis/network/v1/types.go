@@ -1,0 +1,278 @@
+package v1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Plugin names, the value of ClusterNetwork.PluginName. Matched case-insensitively.
+const (
+	SingleTenantPluginName  = "redhat/openshift-ovs-subnet"
+	MultiTenantPluginName   = "redhat/openshift-ovs-multitenant"
+	NetworkPolicyPluginName = "redhat/openshift-ovs-networkpolicy"
+)
+
+// Well-known names and defaults.
+const (
+	// ClusterNetworkDefault is the name of the one ClusterNetwork every component reads.
+	ClusterNetworkDefault = "default"
+	// DefaultVXLANPort is used when ClusterNetwork.VXLANPort is unset.
+	DefaultVXLANPort uint32 = 4789
+	// DefaultMTU is the overlay MTU used when ClusterNetwork.MTU is unset.
+	DefaultMTU uint32 = 1450
+	// MaxEgressNetworkPolicyRules bounds EgressNetworkPolicy.Spec.Egress.
+	MaxEgressNetworkPolicyRules = 1000
+)
+
+// Annotations, with the keys OpenShift uses.
+const (
+	// AssignMacvlanAnnotation on a Pod asks for an egress-router macvlan (not implemented).
+	AssignMacvlanAnnotation = "pod.network.openshift.io/assign-macvlan"
+	// AssignHostSubnetAnnotation on a HostSubnet asks the controller to allocate a subnet
+	// for a host that is not a Node.
+	AssignHostSubnetAnnotation = "pod.network.openshift.io/assign-subnet"
+	// FixedVNIDHostAnnotation on a HostSubnet gives the VNID traffic to that host carries.
+	FixedVNIDHostAnnotation = "pod.network.openshift.io/fixed-vnid-host"
+	// NodeUIDAnnotation on a HostSubnet records the UID of the Node it belongs to.
+	NodeUIDAnnotation = "pod.network.openshift.io/node-uid"
+	// MulticastEnabledAnnotation on a NetNamespace ("true") enables multicast.
+	MulticastEnabledAnnotation = "netnamespace.network.openshift.io/multicast-enabled"
+	// ChangePodNetworkAnnotation on a NetNamespace requests join/isolate/global.
+	ChangePodNetworkAnnotation = "pod.network.openshift.io/multitenant.change-network"
+)
+
+// +genclient
+// +genclient:nonNamespaced
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Cluster,shortName=cn
+// +kubebuilder:printcolumn:name="Cluster Network",type=string,JSONPath=`.network`
+// +kubebuilder:printcolumn:name="Service Network",type=string,JSONPath=`.serviceNetwork`
+// +kubebuilder:printcolumn:name="Plugin Name",type=string,JSONPath=`.pluginName`
+// +kubebuilder:validation:XValidation:rule="has(self.clusterNetworks) && size(self.clusterNetworks) > 0",message="clusterNetworks must have at least one entry"
+
+// ClusterNetwork describes the cluster's pod and service networks and the isolation mode.
+// Exactly one, named "default", is read by the controller and every node agent.
+type ClusterNetwork struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Network is the legacy single cluster CIDR; for "default" it equals clusterNetworks[0].CIDR.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="isCIDR(self) && cidr(self).ip().family() == 4",message="must be an IPv4 CIDR such as 10.128.0.0/14"
+	Network string `json:"network,omitempty"`
+	// HostSubnetLength is the legacy number of host bits per node subnet.
+	// +optional
+	// +kubebuilder:validation:Minimum=2
+	// +kubebuilder:validation:Maximum=30
+	HostSubnetLength uint32 `json:"hostsubnetlength,omitempty"`
+	// ServiceNetwork is the service CIDR.
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="isCIDR(self) && cidr(self).ip().family() == 4",message="must be an IPv4 CIDR such as 172.30.0.0/16"
+	// +kubebuilder:validation:XValidation:rule="!isCIDR(self) || cidr(self) == cidr(self).masked()",message="must be a network address (host bits zero)"
+	ServiceNetwork string `json:"serviceNetwork"`
+	// PluginName selects the isolation mode: redhat/openshift-ovs-subnet,
+	// redhat/openshift-ovs-multitenant or redhat/openshift-ovs-networkpolicy.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.lowerAscii() in ['redhat/openshift-ovs-subnet', 'redhat/openshift-ovs-multitenant', 'redhat/openshift-ovs-networkpolicy']",message="must be one of redhat/openshift-ovs-subnet, redhat/openshift-ovs-multitenant, redhat/openshift-ovs-networkpolicy"
+	PluginName string `json:"pluginName,omitempty"`
+	// ClusterNetworks are the pod CIDRs, each with the host bits of its node subnets.
+	// +kubebuilder:validation:MaxItems=16
+	ClusterNetworks []ClusterNetworkEntry `json:"clusterNetworks"`
+	// VXLANPort is the UDP port of the VXLAN overlay (default 4789).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	VXLANPort *uint32 `json:"vxlanPort,omitempty"`
+	// MTU is the overlay MTU of pod interfaces and tun0 (default 1450).
+	// +optional
+	// +kubebuilder:validation:Minimum=576
+	// +kubebuilder:validation:Maximum=65536
+	MTU *uint32 `json:"mtu,omitempty"`
+}
+
+// ClusterNetworkEntry is one pod CIDR and the size of the node subnets carved from it.
+// +kubebuilder:validation:XValidation:rule="!isCIDR(self.CIDR) || self.hostSubnetLength <= 32 - cidr(self.CIDR).prefixLength()",message="hostSubnetLength must not exceed the host bits of CIDR",fieldPath=".hostSubnetLength"
+type ClusterNetworkEntry struct {
+	// CIDR is the pod network (IPv4). Note the upper-case JSON key, as in OpenShift.
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="isCIDR(self) && cidr(self).ip().family() == 4",message="must be an IPv4 CIDR such as 10.128.0.0/14"
+	// +kubebuilder:validation:XValidation:rule="!isCIDR(self) || cidr(self) == cidr(self).masked()",message="must be a network address (host bits zero)"
+	CIDR string `json:"CIDR"`
+	// HostSubnetLength is the number of host bits of each node subnet (2..30).
+	// +kubebuilder:validation:Minimum=2
+	// +kubebuilder:validation:Maximum=30
+	HostSubnetLength uint32 `json:"hostSubnetLength"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// ClusterNetworkList is a list of ClusterNetworks.
+type ClusterNetworkList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ClusterNetwork `json:"items"`
+}
+
+// HostSubnetEgressIP is an egress IP hosted by a node.
+// +kubebuilder:validation:MaxLength=64
+// +kubebuilder:validation:XValidation:rule="isIP(self) && ip(self).family() == 4",message="must be an IPv4 address"
+type HostSubnetEgressIP string
+
+// HostSubnetEgressCIDR is a range from which egress IPs may be assigned to a node.
+// +kubebuilder:validation:MaxLength=64
+// +kubebuilder:validation:XValidation:rule="isCIDR(self) && cidr(self).ip().family() == 4",message="must be an IPv4 CIDR"
+type HostSubnetEgressCIDR string
+
+// +genclient
+// +genclient:nonNamespaced
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Cluster,shortName=hs
+// +kubebuilder:printcolumn:name="Host",type=string,JSONPath=`.host`
+// +kubebuilder:printcolumn:name="Host IP",type=string,JSONPath=`.hostIP`
+// +kubebuilder:printcolumn:name="Subnet",type=string,JSONPath=`.subnet`
+// +kubebuilder:printcolumn:name="Egress CIDRs",type=string,JSONPath=`.egressCIDRs`
+// +kubebuilder:printcolumn:name="Egress IPs",type=string,JSONPath=`.egressIPs`
+
+// HostSubnet is the pod subnet of one node (or of a non-node host): named after the node,
+// created by the controller.
+type HostSubnet struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Host is the node name.
+	// +kubebuilder:validation:MaxLength=253
+	Host string `json:"host"`
+	// HostIP is the node's underlay IP, the VXLAN tunnel endpoint.
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="isIP(self) && ip(self).family() == 4",message="must be an IPv4 address"
+	HostIP string `json:"hostIP"`
+	// Subnet is the node's pod CIDR; empty only while an assign-subnet request is pending.
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self == '' || (isCIDR(self) && cidr(self).ip().family() == 4)",message="must be an IPv4 CIDR such as 10.128.0.0/23"
+	// +kubebuilder:validation:XValidation:rule="self == '' || !isCIDR(self) || cidr(self) == cidr(self).masked()",message="must be a network address (host bits zero)"
+	Subnet string `json:"subnet"`
+	// EgressIPs are the egress IPs this node hosts.
+	// +optional
+	// +kubebuilder:validation:MaxItems=256
+	EgressIPs []HostSubnetEgressIP `json:"egressIPs,omitempty"`
+	// EgressCIDRs are ranges egress IPs may be assigned from automatically.
+	// +optional
+	// +kubebuilder:validation:MaxItems=256
+	EgressCIDRs []HostSubnetEgressCIDR `json:"egressCIDRs,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// HostSubnetList is a list of HostSubnets.
+type HostSubnetList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []HostSubnet `json:"items"`
+}
+
+// NetNamespaceEgressIP is an egress IP requested by a namespace.
+// +kubebuilder:validation:MaxLength=64
+// +kubebuilder:validation:XValidation:rule="isIP(self) && ip(self).family() == 4",message="must be an IPv4 address"
+type NetNamespaceEgressIP string
+
+// +genclient
+// +genclient:nonNamespaced
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Cluster,shortName=netns
+// +kubebuilder:printcolumn:name="NetID",type=integer,JSONPath=`.netid`
+// +kubebuilder:printcolumn:name="Egress IPs",type=string,JSONPath=`.egressIPs`
+// +kubebuilder:validation:XValidation:rule="self.netname == self.metadata.name",message="netname must equal metadata.name",fieldPath=".netname"
+
+// NetNamespace carries the VNID of one Namespace, with the same name.
+type NetNamespace struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// NetName is the namespace name.
+	// +kubebuilder:validation:MaxLength=253
+	NetName string `json:"netname"`
+	// NetID is the VNID: 0 = global, 1 = control-plane group, 10..16777215 allocated.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=16777215
+	NetID uint32 `json:"netid"`
+	// EgressIPs are the egress IPs requested for this namespace.
+	// +optional
+	// +kubebuilder:validation:MaxItems=256
+	EgressIPs []NetNamespaceEgressIP `json:"egressIPs,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// NetNamespaceList is a list of NetNamespaces.
+type NetNamespaceList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []NetNamespace `json:"items"`
+}
+
+// EgressNetworkPolicyRuleType is Allow or Deny.
+// +kubebuilder:validation:Enum=Allow;Deny
+type EgressNetworkPolicyRuleType string
+
+// Rule types.
+const (
+	EgressNetworkPolicyRuleAllow EgressNetworkPolicyRuleType = "Allow"
+	EgressNetworkPolicyRuleDeny  EgressNetworkPolicyRuleType = "Deny"
+)
+
+// EgressNetworkPolicyPeer is the destination of a rule: exactly one of CIDRSelector and DNSName.
+// +kubebuilder:validation:XValidation:rule="has(self.cidrSelector) != has(self.dnsName)",message="exactly one of cidrSelector and dnsName must be set"
+type EgressNetworkPolicyPeer struct {
+	// CIDRSelector is the destination IPv4 CIDR.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="isCIDR(self) && cidr(self).ip().family() == 4",message="must be an IPv4 CIDR such as 1.2.3.0/24"
+	CIDRSelector string `json:"cidrSelector,omitempty"`
+	// DNSName is the destination host name.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^([A-Za-z0-9-]+\.)*[A-Za-z0-9-]+\.?$`
+	DNSName string `json:"dnsName,omitempty"`
+}
+
+// EgressNetworkPolicyRule allows or denies traffic to one destination.
+type EgressNetworkPolicyRule struct {
+	// Type is Allow or Deny.
+	Type EgressNetworkPolicyRuleType `json:"type"`
+	// To is the destination.
+	To EgressNetworkPolicyPeer `json:"to"`
+}
+
+// EgressNetworkPolicySpec is the ordered list of rules; the first match wins.
+type EgressNetworkPolicySpec struct {
+	// Egress is the ordered rule list (at most 1000).
+	// +kubebuilder:validation:MaxItems=1000
+	Egress []EgressNetworkPolicyRule `json:"egress"`
+}
+
+// +genclient
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Namespaced,shortName=enp
+
+// EgressNetworkPolicy is a namespace's egress firewall for traffic leaving the cluster.
+type EgressNetworkPolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec holds the rules.
+	Spec EgressNetworkPolicySpec `json:"spec"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// EgressNetworkPolicyList is a list of EgressNetworkPolicies.
+type EgressNetworkPolicyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []EgressNetworkPolicy `json:"items"`
+}
