@@ -1,0 +1,141 @@
+// Package iptables holds the node's host firewall and NAT rules as data (which chains exist,
+// what they contain and where they are jumped to from) and the code that converges the
+// kernel's tables to that data through github.com/coreos/go-iptables.
+//
+// The chains mirror OpenShift SDN's OPENSHIFT-* chains (reference §8.4) under our own prefix
+// SDN-: masquerade pod→external traffic, accept VXLAN and tun0 input, accept forwarding to
+// and from the cluster network, disable conntrack for the VXLAN underlay. OpenShift's
+// OPENSHIFT-BLOCK-OUTPUT (machine-config-server ports 22623/22624) is OpenShift-specific and
+// not reproduced.
+package iptables
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+)
+
+// Table names.
+const (
+	TableFilter = "filter"
+	TableNAT    = "nat"
+	TableRaw    = "raw"
+	TableMangle = "mangle"
+)
+
+// Chain names owned by the node agent.
+const (
+	ChainFirewallAllow     = "SDN-FIREWALL-ALLOW"
+	ChainFirewallForward   = "SDN-FIREWALL-FORWARD"
+	ChainAdminOutputRules  = "SDN-ADMIN-OUTPUT-RULES"
+	ChainMasquerade        = "SDN-MASQUERADE"
+	ChainMasquerade2       = "SDN-MASQUERADE-2"
+	ChainNoTrack           = "SDN-NOTRACK"
+	ChainCanary            = "SDN-CANARY"
+	defaultTunnelInterface = "tun0"
+)
+
+// CanaryTables are the tables holding an empty SDN-CANARY chain; its disappearance means
+// somebody flushed the tables and every chain must be re-ensured.
+var CanaryTables = []string{TableMangle, TableNAT, TableFilter}
+
+// Jump is a rule in a built-in (or foreign) parent chain that jumps into one of ours. Jumps
+// are prepended, so they run before rules other software appends.
+type Jump struct {
+	Parent string
+	Args   []string // match arguments before "-j"
+}
+
+// Chain is one chain we own: its table, name, the jumps into it and its rules in order.
+type Chain struct {
+	Table string
+	Name  string
+	Jumps []Jump
+	Rules [][]string
+}
+
+// Config is what the node's rules depend on.
+type Config struct {
+	ClusterNetworks []netip.Prefix
+	VXLANPort       uint16
+	// MasqueradeBit is kube-proxy's masquerade mark bit (0..31); traffic kube-proxy already
+	// marked is left to kube-proxy. Negative disables the rule.
+	MasqueradeBit int
+	// TunnelInterface is the node gateway interface (default tun0).
+	TunnelInterface string
+}
+
+// NodeChains renders the node's chains. It is pure: the same Config always gives the same
+// chains, in the same order.
+func NodeChains(cfg Config) []Chain {
+	tun := cfg.TunnelInterface
+	if tun == "" {
+		tun = defaultTunnelInterface
+	}
+	port := strconv.Itoa(int(cfg.VXLANPort))
+	chains := []Chain{
+		{Table: TableFilter, Name: ChainFirewallAllow,
+			Jumps: []Jump{{Parent: "INPUT", Args: comment("firewall overrides")}},
+			Rules: [][]string{
+				append([]string{"-p", "udp", "--dport", port}, withComment("VXLAN incoming", "-j", "ACCEPT")...),
+				append([]string{"-i", tun}, withComment("from SDN to localhost", "-j", "ACCEPT")...),
+			}},
+		{Table: TableFilter, Name: ChainAdminOutputRules,
+			Jumps: []Jump{{Parent: "FORWARD", Args: append([]string{"-i", tun, "!", "-o", tun}, comment("administrator overrides")...)}}},
+		{Table: TableFilter, Name: ChainFirewallForward,
+			Jumps: []Jump{{Parent: "FORWARD", Args: comment("firewall overrides")}},
+			Rules: forwardRules(cfg.ClusterNetworks)},
+		{Table: TableNAT, Name: ChainMasquerade,
+			Jumps: []Jump{{Parent: "POSTROUTING", Args: comment("rules for masquerading SDN traffic")}},
+			Rules: masqueradeRules(cfg)},
+		{Table: TableNAT, Name: ChainMasquerade2, Rules: masquerade2Rules(cfg.ClusterNetworks)},
+		{Table: TableRaw, Name: ChainNoTrack,
+			Jumps: []Jump{
+				{Parent: "OUTPUT", Args: comment("disable conntrack for vxlan")},
+				{Parent: "PREROUTING", Args: comment("disable conntrack for vxlan")},
+			},
+			Rules: [][]string{{"-p", "udp", "--dport", port, "-j", "NOTRACK"}}},
+	}
+	for _, t := range CanaryTables {
+		chains = append(chains, Chain{Table: t, Name: ChainCanary})
+	}
+	return chains
+}
+
+func forwardRules(cidrs []netip.Prefix) [][]string {
+	var rules [][]string
+	for _, cn := range cidrs {
+		c := cn.String()
+		rules = append(rules,
+			append([]string{"-s", c, "-m", "conntrack", "--ctstate", "INVALID"}, withComment("attempted resend after connection close", "-j", "DROP")...),
+			append([]string{"-d", c}, withComment("forward traffic from SDN", "-j", "ACCEPT")...),
+			append([]string{"-s", c}, withComment("forward traffic to SDN", "-j", "ACCEPT")...),
+		)
+	}
+	return rules
+}
+
+func masqueradeRules(cfg Config) [][]string {
+	var rules [][]string
+	if cfg.MasqueradeBit >= 0 && cfg.MasqueradeBit < 32 {
+		mark := fmt.Sprintf("0x%x/0x%x", uint32(1)<<cfg.MasqueradeBit, uint32(1)<<cfg.MasqueradeBit)
+		rules = append(rules, []string{"-m", "mark", "--mark", mark, "-j", "RETURN"})
+	}
+	for _, cn := range cfg.ClusterNetworks {
+		rules = append(rules, append([]string{"-s", cn.String()},
+			withComment("masquerade pod-to-external traffic", "-j", ChainMasquerade2)...))
+	}
+	return rules
+}
+
+func masquerade2Rules(cidrs []netip.Prefix) [][]string {
+	var rules [][]string
+	for _, cn := range cidrs {
+		rules = append(rules, []string{"-d", cn.String(), "-j", "RETURN"})
+	}
+	return append(rules, []string{"-j", "MASQUERADE"})
+}
+
+func comment(text string) []string { return []string{"-m", "comment", "--comment", text} }
+
+func withComment(text string, rest ...string) []string { return append(comment(text), rest...) }
