@@ -1,0 +1,63 @@
+package ovs
+
+// This file holds the tracer's evaluation of each match clause.
+
+func (m Proto) matches(p *Packet) bool {
+	return m == p.Proto || m == ProtoIP && p.Proto.IsIP()
+}
+
+func (m InPort) matches(p *Packet) bool { return uint32(m) == p.InPort }
+
+func (m AddrMatch) matches(p *Packet) bool {
+	switch m.Field {
+	case "nw_src", "arp_spa":
+		return p.Src.IsValid() && m.Prefix.Contains(p.Src)
+	case "nw_dst", "arp_tpa":
+		return p.Dst.IsValid() && m.Prefix.Contains(p.Dst)
+	case "tun_src":
+		return p.TunSrc.IsValid() && m.Prefix.Contains(p.TunSrc)
+	}
+	return false
+}
+
+func (m MACMatch) matches(p *Packet) bool {
+	var v MAC
+	switch m.Field {
+	case "arp_sha", "dl_src":
+		v = p.SrcMAC
+	case "dl_dst":
+		v = p.DstMAC
+	default:
+		return false
+	}
+	for i := range v {
+		if (v[i]^m.Addr[i])&m.Mask[i] != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (m PortMatch) matches(p *Packet) bool {
+	return m.Field == "tp_dst" && (p.TpDst^m.Port)&m.Mask == 0
+}
+
+func (m NwProto) matches(p *Packet) bool {
+	if n, ok := protoNumbers[p.Proto]; ok {
+		return n == uint8(m)
+	}
+	return p.Proto == ProtoIP && p.IPProto == uint8(m)
+}
+
+func (m RegMatch) matches(p *Packet) bool {
+	return (p.Regs[m.Field.Reg]^m.Value)&m.Mask == 0
+}
+
+func (m TunID) matches(p *Packet) bool { return uint64(m) == p.TunID }
+
+// matches on its own is false: conj_id is resolved by the tracer per level.
+func (m ConjID) matches(*Packet) bool { return false }
+
+func (m CtState) matches(p *Packet) bool {
+	return p.CtState&m.Set == m.Set && p.CtState&m.Clear == 0
+}
