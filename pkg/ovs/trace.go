@@ -88,7 +88,7 @@ const maxSteps = 64
 // table the highest-priority matching flow wins (conjunctions per OVS
 // semantics), its actions are applied, and goto/resubmit/ct(table=) continue.
 // Two distinct matching flows at the winning priority are an error, as OVS
-// would pick one arbitrarily.
+// would pick one arbitrarily (unless they have the same actions).
 func TraceFlows(flows []Flow, p Packet) (Trace, error) {
 	tr := &tracer{byTable: map[uint8][]Flow{}}
 	for _, f := range flows {
@@ -141,8 +141,10 @@ func (tr *tracer) lookup(t Table, p *Packet) (Flow, bool, error) {
 			break
 		}
 	}
-	if len(best) > 1 {
-		return Flow{}, false, fmt.Errorf("trace: table %s: %q and %q both match at priority %d", t.Named(), best[0], best[1], bestPrio)
+	for _, f := range best[min(1, len(best)):] {
+		if actionsString(f.Actions) != actionsString(best[0].Actions) {
+			return Flow{}, false, fmt.Errorf("trace: table %s: %q and %q both match at priority %d", t.Named(), best[0], f, bestPrio)
+		}
 	}
 	if len(best) == 0 {
 		return Flow{}, false, nil

@@ -1,0 +1,87 @@
+package ovstest
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.flows golden files")
+
+// AssertGolden compares flows, sorted (ovs.SortFlows) and rendered with
+// StringNamed one per line, with testdata/<name>.flows relative to the test's
+// package directory. With -update it rewrites the file instead. On mismatch
+// the failure shows a line diff (- golden, + got).
+func AssertGolden(t testing.TB, name string, flows []ovs.Flow) {
+	t.Helper()
+	got := RenderGolden(flows)
+	path := filepath.Join("testdata", name+".flows")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("golden %s: %v (run with -update to create it)", path, err)
+	}
+	if d := LineDiff(string(want), got); d != "" {
+		t.Errorf("flows differ from golden %s (- golden, + got); if intended, run with -update "+
+			"and bump the pipeline version note if the base pipeline changed:\n%s", path, d)
+	}
+}
+
+// RenderGolden renders flows as AssertGolden stores them.
+func RenderGolden(flows []ovs.Flow) string {
+	sorted := append([]ovs.Flow(nil), flows...)
+	ovs.SortFlows(sorted)
+	var b strings.Builder
+	for _, f := range sorted {
+		b.WriteString(f.StringNamed())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// LineDiff returns the lines only in want ("- ") and only in got ("+ "),
+// multiset-wise, in order; "" when both hold the same lines.
+func LineDiff(want, got string) string {
+	count := map[string]int{}
+	for _, l := range splitLines(got) {
+		count[l]++
+	}
+	var b strings.Builder
+	for _, l := range splitLines(want) {
+		if count[l] > 0 {
+			count[l]--
+			continue
+		}
+		fmt.Fprintf(&b, "- %s\n", l)
+	}
+	for _, l := range splitLines(got) {
+		if count[l] > 0 {
+			count[l]--
+			fmt.Fprintf(&b, "+ %s\n", l)
+		}
+	}
+	return b.String()
+}
+
+func splitLines(s string) []string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
