@@ -57,8 +57,8 @@ type Conjunction struct {
 // Drop makes the flow's action list empty ("actions=drop").
 type Drop struct{}
 
-// Note carries opaque bytes ("note:00.0d"). OVS pads notes with zero bytes,
-// so trailing zeros are not significant and are never rendered.
+// Note carries opaque bytes ("note:00.0d.00.00.00.00"). OVS pads notes with
+// zero bytes, so trailing zeros are not significant.
 type Note struct{ Data string }
 
 // Resubmit processes the packet in Table, then continues with the following
@@ -111,11 +111,20 @@ func (a ConnTrack) String() string {
 	return "ct(" + strings.Join(args, ",") + ")"
 }
 
+// String pads the data with zero bytes exactly as OVS does (the 10-byte
+// action header plus data is rounded up to 8 bytes). Rendering the padding
+// matters: replace-flows compares encoded actions, and an unpadded note
+// would be rewritten on every full sync.
 func (a Note) String() string {
 	data := strings.TrimRight(a.Data, "\x00")
-	parts := make([]string, len(data))
-	for i := 0; i < len(data); i++ {
-		parts[i] = fmt.Sprintf("%02x", data[i])
+	n := (10+len(data)+7)/8*8 - 10
+	parts := make([]string, n)
+	for i := range parts {
+		b := byte(0)
+		if i < len(data) {
+			b = data[i]
+		}
+		parts[i] = fmt.Sprintf("%02x", b)
 	}
 	return "note:" + strings.Join(parts, ".")
 }

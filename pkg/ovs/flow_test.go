@@ -62,7 +62,7 @@ func TestFlowString(t *testing.T) {
 			"table=80,priority=1,tcp,tp_dst=0x1f90/0xfff0,reg0=0x10/0xf0 actions=conjunction(3,1/2)"},
 		{"tunnel", NewFlow(TableRemotePod, 100).Action(SrcVNIDField.MoveTo(TunnelKeyField), SetTunnelDst(netip.MustParseAddr("192.168.1.2")), Output(1)),
 			"table=90,priority=100 actions=move:NXM_NX_REG0[]->NXM_NX_TUN_ID[0..31],set_field:192.168.1.2->tun_dst,output:1"},
-		{"note", NewFlow(TableVersion, 0).Action(NoteBytes(0, 0x0d, 0, 0)), "table=253,priority=0 actions=note:00.0d"},
+		{"note", NewFlow(TableVersion, 0).Action(NoteBytes(0, 0x0d, 0, 0)), "table=253,priority=0 actions=note:00.0d.00.00.00.00"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -202,11 +202,11 @@ func TestNormalization(t *testing.T) {
 
 func TestParseErrors(t *testing.T) {
 	bad := []string{
-		"table=70,priority=5,ip",                          // no actions
-		"table=70,priority=5,ipv6 actions=drop",           // unsupported keyword
-		"table=70,priority=5,ip,vlan_tci=1 actions=drop",  // unsupported field
-		"table=70,priority=5,ip actions=learn(table=1)",   // unsupported action
-		"table=70,priority=5,ip actions=resubmit(3,80)",   // port resubmit
+		"table=70,priority=5,ip",                         // no actions
+		"table=70,priority=5,ipv6 actions=drop",          // unsupported keyword
+		"table=70,priority=5,ip,vlan_tci=1 actions=drop", // unsupported field
+		"table=70,priority=5,ip actions=learn(table=1)",  // unsupported action
+		"table=70,priority=5,ip actions=resubmit(3,80)",  // port resubmit
 		"table=70,priority=5,ip,nw_src=10.0.0.300 actions=drop",
 		"table=Routing(70),priority=5 actions=drop", // name/ID mismatch
 		"table=70,priority=5,ct_state=*trk actions=drop",
