@@ -1,0 +1,169 @@
+// Command sdn-controller allocates a pod subnet per Node (HostSubnet) and a
+// VNID per Namespace (NetNamespace) for ovs-sdn. Several replicas may run;
+// one leads through a coordination.k8s.io Lease. See pkg/controller.
+//
+// It exits non-zero with a message when ClusterNetwork "default" is invalid
+// or when it loses leadership (so that it restarts as a standby).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/ovs-sdn/ovs-sdn/pkg/client/clientset/versioned"
+	"github.com/ovs-sdn/ovs-sdn/pkg/controller"
+)
+
+// flags are the command-line settings, completed into controller.Options.
+type flags struct {
+	kubeconfig     string
+	identity       string
+	leaseNamespace string
+	leaseName      string
+	leaseDuration  time.Duration
+	renewDeadline  time.Duration
+	retryPeriod    time.Duration
+	metricsAddress string
+}
+
+func main() {
+	if err := newCommand().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "sdn-controller:", err)
+		klog.Flush()
+		os.Exit(1)
+	}
+}
+
+func newCommand() *cobra.Command {
+	f := &flags{}
+	cmd := &cobra.Command{
+		Use:           "sdn-controller",
+		Short:         "Allocate HostSubnets and NetNamespaces for ovs-sdn (leader-elected)",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return f.run(ctx)
+		},
+	}
+	hostname, _ := os.Hostname()
+	fs := cmd.Flags()
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default $KUBECONFIG, else in-cluster configuration)")
+	fs.StringVar(&f.identity, "identity", hostname, "holder identity in the leader-election Lease")
+	fs.StringVar(&f.leaseNamespace, "lease-namespace", controller.DefaultLeaseNamespace, "namespace of the leader-election Lease")
+	fs.StringVar(&f.leaseName, "lease-name", controller.DefaultLeaseName, "name of the leader-election Lease")
+	fs.DurationVar(&f.leaseDuration, "lease-duration", controller.DefaultLeaseDuration, "how long a standby waits before taking over an unrenewed Lease")
+	fs.DurationVar(&f.renewDeadline, "renew-deadline", controller.DefaultRenewDeadline, "how long the leader retries renewing before giving up")
+	fs.DurationVar(&f.retryPeriod, "retry-period", controller.DefaultRetryPeriod, "interval between leader-election attempts")
+	fs.StringVar(&f.metricsAddress, "metrics-bind-address", "127.0.0.1:29100", "address serving /metrics, /healthz and /readyz (empty disables)")
+	klogFlags := flag.NewFlagSet("klog", flag.ExitOnError)
+	klog.InitFlags(klogFlags)
+	fs.AddGoFlagSet(klogFlags)
+	return cmd
+}
+
+func (f *flags) run(ctx context.Context) error {
+	defer klog.Flush()
+	cfg, err := f.restConfig()
+	if err != nil {
+		return err
+	}
+	cfg.UserAgent = "sdn-controller/" + f.identity
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	network, err := versioned.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("network client: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	status := &controller.Status{}
+	if f.metricsAddress != "" {
+		if err := serveMetrics(ctx, f.metricsAddress, reg, status); err != nil {
+			return err
+		}
+	}
+	return controller.Run(ctx, controller.Options{
+		Kube: kube, Network: network, Identity: f.identity,
+		LeaseNamespace: f.leaseNamespace, LeaseName: f.leaseName,
+		LeaseDuration: f.leaseDuration, RenewDeadline: f.renewDeadline, RetryPeriod: f.retryPeriod,
+		Registry: reg, Status: status,
+	})
+}
+
+// restConfig loads --kubeconfig, else $KUBECONFIG, else the in-cluster config.
+func (f *flags) restConfig() (*rest.Config, error) {
+	path := f.kubeconfig
+	if path == "" {
+		path = os.Getenv("KUBECONFIG")
+	}
+	if path == "" {
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("no --kubeconfig or KUBECONFIG and not in a cluster: %w", err)
+		}
+		return cfg, nil
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// serveMetrics serves /metrics, /healthz and /readyz on addr until ctx ends.
+func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, status *controller.Status) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", probe(status.Healthy))
+	mux.HandleFunc("/readyz", probe(status.Ready))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--metrics-bind-address: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			klog.ErrorS(err, "Metrics server stopped", "address", addr)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdownCtx)
+	}()
+	klog.InfoS("Serving metrics and probes", "address", ln.Addr().String())
+	return nil
+}
+
+func probe(check func() error) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		if err := check(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	}
+}

@@ -1,0 +1,140 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/informers"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+
+	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
+	"github.com/ovs-sdn/ovs-sdn/pkg/client/informers/externalversions"
+	networklisters "github.com/ovs-sdn/ovs-sdn/pkg/client/listers/network/v1"
+	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
+	"github.com/ovs-sdn/ovs-sdn/pkg/subnet"
+	"github.com/ovs-sdn/ovs-sdn/pkg/vnid"
+)
+
+// eventComponent is the source.component of every Event the controller emits.
+const eventComponent = "sdn-controller"
+
+// controller is one leadership term: informers, allocators, queues. It is
+// built fresh each time the Lease is acquired, so its allocators are always
+// rebuilt from a fresh LIST of the API.
+type controller struct {
+	opts    Options
+	cfg     *clusternetwork.Config
+	metrics *metrics
+
+	kubeInformers    informers.SharedInformerFactory
+	networkInformers externalversions.SharedInformerFactory
+	nodes            corelisters.NodeLister
+	namespaces       corelisters.NamespaceLister
+	hostSubnets      networklisters.HostSubnetLister
+	netNamespaces    networklisters.NetNamespaceLister
+	hostSubnetIndex  cache.Indexer // HostSubnets, also indexed by subnet
+	netNamespaceIdx  cache.Indexer // NetNamespaces, also indexed by netid
+	informersSynced  []cache.InformerSynced
+
+	subnets *subnet.Allocator
+	vnids   *vnid.Allocator
+	// vnidMu serialises decisions that read VNID references from the cache
+	// and then allocate, release or write a netid, so two of them never
+	// interleave.
+	vnidMu sync.Mutex
+
+	broadcaster record.EventBroadcaster
+	recorder    record.EventRecorder
+
+	hostSubnetQueue   *workQueue
+	netNamespaceQueue *workQueue
+}
+
+func newController(opts Options, cfg *clusternetwork.Config, m *metrics) *controller {
+	c := &controller{opts: opts, cfg: cfg, metrics: m}
+	c.kubeInformers = informers.NewSharedInformerFactory(opts.Kube, 0)
+	c.networkInformers = externalversions.NewSharedInformerFactory(opts.Network, 0)
+	c.hostSubnetQueue = newWorkQueue("hostsubnets", &hostSubnetReconciler{c: c}, opts.MaxRetryDelay)
+	c.netNamespaceQueue = newWorkQueue("netnamespaces", &netNamespaceReconciler{c: c}, opts.MaxRetryDelay)
+	return c
+}
+
+// run starts informers, waits for their caches, rebuilds the allocators and
+// reconciles until ctx is done. It returns nil when ctx ends and an error
+// only when the controller cannot start.
+func (c *controller) run(ctx context.Context) error {
+	var err error
+	if c.subnets, err = subnet.NewAllocator(c.cfg.ClusterNetworks); err != nil {
+		return fmt.Errorf("clusternetwork %q: %w", networkv1.ClusterNetworkDefault, err)
+	}
+	if c.vnids, err = vnid.NewAllocatorRange(c.opts.VNIDRange.Min, c.opts.VNIDRange.Max, c.opts.Rand); err != nil {
+		return fmt.Errorf("options: VNIDRange: %w", err)
+	}
+	if err := c.setupInformers(); err != nil {
+		return err
+	}
+	c.startEvents()
+	defer c.broadcaster.Shutdown()
+	c.kubeInformers.Start(ctx.Done())
+	c.networkInformers.Start(ctx.Done())
+	defer c.kubeInformers.Shutdown()
+	defer c.networkInformers.Shutdown()
+	if !cache.WaitForNamedCacheSync(eventComponent, ctx.Done(), c.informersSynced...) {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("informer caches of nodes, namespaces, hostsubnets and netnamespaces did not sync")
+	}
+	c.rebuild()
+	c.metrics.setSource(c)
+	defer c.metrics.setSource(nil)
+	c.opts.Status.setSynced()
+	klog.InfoS("Caches synced and allocators rebuilt; reconciling", "mode", c.cfg.Mode,
+		"hostSubnets", c.subnets.Allocated(), "vnids", c.vnids.Allocated())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); c.hostSubnetQueue.run(ctx, c.opts.Workers) }()
+	if c.cfg.Mode.UsesVNIDs() {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.netNamespaceQueue.run(ctx, c.opts.Workers) }()
+	}
+	wg.Wait()
+	return nil
+}
+
+// startEvents connects an EventRecorder (component sdn-controller) to the API.
+func (c *controller) startEvents() {
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = networkv1.AddToScheme(scheme)
+	c.broadcaster = record.NewBroadcaster()
+	c.broadcaster.StartStructuredLogging(4)
+	c.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.opts.Kube.CoreV1().Events("")})
+	c.recorder = c.broadcaster.NewRecorder(scheme, corev1.EventSource{Component: eventComponent, Host: c.opts.Identity})
+}
+
+// gaugeSource implementation, read on metric scrapes.
+func (c *controller) subnetsAllocated() int { return c.subnets.Allocated() }
+func (c *controller) subnetsFree() int      { return c.subnets.Free() }
+func (c *controller) vnidsAllocated() int   { return c.vnids.Allocated() }
+func (c *controller) multicastNamespaces() int {
+	all, err := c.netNamespaces.List(everything)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, ns := range all {
+		if ns.Annotations[networkv1.MulticastEnabledAnnotation] == "true" {
+			n++
+		}
+	}
+	return n
+}

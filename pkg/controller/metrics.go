@@ -1,0 +1,87 @@
+package controller
+
+import (
+	"errors"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Allocation-error kinds, the label values of allocation_errors_total.
+const (
+	kindHostSubnet   = "hostsubnet"
+	kindNetNamespace = "netnamespace"
+)
+
+// gaugeSource supplies the values of the gauges that are read from the
+// running controller; nil while this replica is not leading.
+type gaugeSource interface {
+	subnetsAllocated() int
+	subnetsFree() int
+	vnidsAllocated() int
+	multicastNamespaces() int
+}
+
+// metrics are the ovs_sdn_controller_* series, mirroring openshift_sdn /
+// sdn_controller names. Gauges read from the current gaugeSource on scrape.
+type metrics struct {
+	isLeader         prometheus.Gauge
+	allocationErrors *prometheus.CounterVec
+
+	mu     sync.Mutex
+	source gaugeSource
+}
+
+func newMetrics() *metrics {
+	return &metrics{
+		isLeader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "ovs_sdn", Subsystem: "controller", Name: "is_leader",
+			Help: "1 when this replica holds the sdn-controller Lease, else 0.",
+		}),
+		allocationErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "ovs_sdn", Subsystem: "controller", Name: "allocation_errors_total",
+			Help: "Failed node-subnet (kind=hostsubnet) or VNID (kind=netnamespace) allocations.",
+		}, []string{"kind"}),
+	}
+}
+
+// register adds every series to reg; a nil reg registers nothing.
+func (m *metrics) register(reg prometheus.Registerer) error {
+	if reg == nil {
+		return nil
+	}
+	collectors := []prometheus.Collector{
+		m.isLeader, m.allocationErrors,
+		m.gaugeFunc("hostsubnets_allocated", "Node subnets currently allocated.", gaugeSource.subnetsAllocated),
+		m.gaugeFunc("hostsubnets_free", "Node subnets still free in the cluster networks.", gaugeSource.subnetsFree),
+		m.gaugeFunc("vnids_allocated", "VNIDs (>= 10) currently allocated.", gaugeSource.vnidsAllocated),
+		m.gaugeFunc("num_multicast_enabled_namespaces", "NetNamespaces with multicast enabled.", gaugeSource.multicastNamespaces),
+	}
+	var errs []error
+	for _, c := range collectors {
+		errs = append(errs, reg.Register(c))
+	}
+	return errors.Join(errs...)
+}
+
+func (m *metrics) gaugeFunc(name, help string, read func(gaugeSource) int) prometheus.GaugeFunc {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "ovs_sdn", Subsystem: "controller", Name: name, Help: help,
+	}, func() float64 {
+		m.mu.Lock()
+		src := m.source
+		m.mu.Unlock()
+		if src == nil {
+			return 0
+		}
+		return float64(read(src))
+	})
+}
+
+func (m *metrics) setSource(src gaugeSource) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.source = src
+}
+
+func (m *metrics) allocationFailed(kind string) { m.allocationErrors.WithLabelValues(kind).Inc() }
