@@ -211,8 +211,12 @@ func matchesAll(match []MatchField, p *Packet, conj map[uint32]bool) bool {
 }
 
 // apply executes f's actions; goto and ct(table=) continue after the list.
+// A tunnel destination applies to the outputs of the flow that set it: the
+// tracer does not know which port is the tunnel, and our pipeline always sets
+// tun_dst and outputs to vxlan0 in one flow.
 func (tr *tracer) apply(f Flow, p *Packet) error {
 	var next *Table
+	tr.tunDst = netip.Addr{}
 	for _, a := range f.Actions {
 		switch a := a.(type) {
 		case LoadReg:
@@ -232,9 +236,11 @@ func (tr *tracer) apply(f Flow, p *Packet) error {
 		case GotoTable:
 			next = &a.Table
 		case Resubmit:
+			saved := tr.tunDst
 			if err := tr.run(a.Table, p); err != nil {
 				return err
 			}
+			tr.tunDst = saved
 		case ConnTrack:
 			p.CtState = ctResult(p)
 			if a.Recirc {
