@@ -68,13 +68,21 @@ func TestWaitAndGetWakesOnSet(t *testing.T) {
 	waitForWaiters(t, &m, "late", waiters)
 	m.Set("other", 1) // must not wake them
 	m.Set("late", 77)
+	// The waiters' own timeout is a minute: returning promptly proves Set
+	// woke them rather than the final look-up after the timeout.
+	wake := time.After(10 * time.Second)
 	for range waiters {
-		if err := <-errs; err != nil {
-			t.Error(err)
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Error(err)
+			}
+		case <-wake:
+			t.Fatal("Set did not wake the waiters")
 		}
 	}
-	if n := waiterCount(&m, "late"); n != 0 {
-		t.Errorf("%d waiters left registered after Set", n)
+	if hasWaiter(&m, "late") {
+		t.Error("waiter left registered after Set")
 	}
 }
 
@@ -88,8 +96,8 @@ func TestWaitAndGetTimeout(t *testing.T) {
 	if elapsed := time.Since(start); elapsed < 20*time.Millisecond {
 		t.Errorf("returned after %v, before the timeout", elapsed)
 	}
-	if n := waiterCount(&m, "missing"); n != 0 {
-		t.Errorf("%d waiters left registered after timeout", n)
+	if hasWaiter(&m, "missing") {
+		t.Error("waiter left registered after timeout")
 	}
 }
 
@@ -170,6 +178,14 @@ func waiterCount(m *Map, ns string) int {
 		return w.n
 	}
 	return 0
+}
+
+// hasWaiter reports whether m still keeps a waiter entry for ns.
+func hasWaiter(m *Map, ns string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.waiters[ns]
+	return ok
 }
 
 // waitForWaiters blocks until n WaitAndGet calls are registered for ns.
