@@ -3,6 +3,7 @@ package ovs
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -83,15 +84,17 @@ func (Resubmit) isAction()    {}
 func (Group) isAction()       {}
 
 func (a GotoTable) String() string  { return "goto_table:" + a.Table.String() }
-func (a OutputPort) String() string { return fmt.Sprintf("output:%d", a.Port) }
+func (a OutputPort) String() string { return "output:" + strconv.FormatUint(uint64(a.Port), 10) }
 func (a OutputReg) String() string  { return "output:" + a.Field.NXM() }
-func (a LoadReg) String() string    { return fmt.Sprintf("load:%#x->%s", a.Value, a.Field.NXM()) }
-func (a Move) String() string       { return "move:" + a.Src.NXM() + "->" + a.Dst.NXM() }
-func (a SetTunDst) String() string  { return "set_field:" + a.Addr.String() + "->tun_dst" }
-func (a SetEthDst) String() string  { return "set_field:" + a.Addr.String() + "->eth_dst" }
-func (Drop) String() string         { return "drop" }
-func (a Resubmit) String() string   { return "resubmit(," + a.Table.String() + ")" }
-func (a Group) String() string      { return fmt.Sprintf("group:%d", a.ID) }
+func (a LoadReg) String() string {
+	return "load:0x" + strconv.FormatUint(uint64(a.Value), 16) + "->" + a.Field.NXM()
+}
+func (a Move) String() string      { return "move:" + a.Src.NXM() + "->" + a.Dst.NXM() }
+func (a SetTunDst) String() string { return "set_field:" + a.Addr.String() + "->tun_dst" }
+func (a SetEthDst) String() string { return "set_field:" + a.Addr.String() + "->eth_dst" }
+func (Drop) String() string        { return "drop" }
+func (a Resubmit) String() string  { return "resubmit(," + a.Table.String() + ")" }
+func (a Group) String() string     { return fmt.Sprintf("group:%d", a.ID) }
 func (a Conjunction) String() string {
 	return fmt.Sprintf("conjunction(%d,%d/%d)", a.ID, a.K, a.N)
 }

@@ -1,6 +1,9 @@
 package ovs
 
-import "fmt"
+import (
+	"fmt"
+	"strconv"
+)
 
 // Field is a source or destination of a move action: a whole register or the
 // low 32 bits of the tunnel key. The set is closed (unexported method).
@@ -44,7 +47,7 @@ func (tunnelKey) NXM() string { return "NXM_NX_TUN_ID[0..31]" }
 func (tunnelKey) isField()    {}
 
 // NXM renders "NXM_NX_REG<n>[]".
-func (f RegField) NXM() string { return fmt.Sprintf("NXM_NX_REG%d[]", f.Reg) }
+func (f RegField) NXM() string { return "NXM_NX_REG" + strconv.Itoa(int(f.Reg)) + "[]" }
 func (RegField) isField()      {}
 
 // Match returns the exact match "reg<n>=0x<v>".

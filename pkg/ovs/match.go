@@ -3,6 +3,7 @@ package ovs
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -50,7 +51,7 @@ func (p Proto) isTransport() bool { return p == ProtoTCP || p == ProtoUDP || p =
 type InPort uint32
 
 func (InPort) Key() string      { return "in_port" }
-func (m InPort) String() string { return fmt.Sprintf("in_port=%d", uint32(m)) }
+func (m InPort) String() string { return "in_port=" + strconv.FormatUint(uint64(m), 10) }
 
 // AddrMatch matches an IPv4 address field against a prefix. Field is one of
 // "nw_src", "nw_dst", "arp_spa", "arp_tpa", "tun_src", "tun_dst". Host bits
@@ -146,7 +147,7 @@ type RegMatch struct {
 func (m RegMatch) Key() string { return fmt.Sprintf("reg%d", m.Field.Reg) }
 func (m RegMatch) String() string {
 	if m.Mask == ^uint32(0) {
-		return fmt.Sprintf("reg%d=%#x", m.Field.Reg, m.Value)
+		return "reg" + strconv.Itoa(int(m.Field.Reg)) + "=0x" + strconv.FormatUint(uint64(m.Value), 16)
 	}
 	return fmt.Sprintf("reg%d=%#x/%#x", m.Field.Reg, m.Value&m.Mask, m.Mask)
 }

@@ -62,7 +62,10 @@
 //	    last; its absence or a different value makes the agent rebuild br0.
 package ovs
 
-import "fmt"
+import (
+	"fmt"
+	"strconv"
+)
 
 // Table is one OpenFlow table of the pipeline. IDs are fixed so that
 // `ovs-ofctl dump-flows br0 table=N` stays stable for operators; code refers
@@ -73,7 +76,7 @@ type Table struct {
 }
 
 // String returns the numeric form used on the wire ("20").
-func (t Table) String() string { return fmt.Sprint(t.ID) }
+func (t Table) String() string { return strconv.Itoa(int(t.ID)) }
 
 // Named returns the readable form used in goldens and sdnctl
 // ("PodAntiSpoof(20)"); tables unknown to the pipeline render as "Unknown(N)".
