@@ -1,0 +1,70 @@
+// Package netlab builds the network-namespace skeleton of the multi-node lab: an underlay
+// switch, node namespaces each running a private Open vSwitch (ovsdb-server + ovs-vswitchd on
+// the userspace datapath), and test pods wired straight into a node's br0. It is shared by the
+// node-agent integration tests and by cmd/sdn-lab; it knows nothing about the SDN pipeline.
+//
+// # Names
+//
+// Everything a Lab creates derives from its prefix (see ValidPrefix), so Sweep(prefix) can find
+// the leftovers of a crashed run:
+//
+//	netns        <prefix>-underlay, <prefix>-<node>, <prefix>-<node>-<pod>, <prefix>-<host>
+//	state dir    <StateRoot>/<prefix>/            (default StateRoot /run/netlab)
+//	node OVS     <StateRoot>/<prefix>/<node>/     conf.db, db.sock, *.pid, *.ctl, *.mgmt, *.log
+//	pidfiles     <StateRoot>/<prefix>/pids/*.pid  every process netlab started ("pid starttime")
+//
+// No network device is ever created in the root namespace: veths are created with one end
+// already inside the target namespace, so deleting the namespaces removes every device.
+// Interface names inside namespaces are short and fixed: the underlay bridge "underlay", the
+// underlay end of a node's uplink "u-<node>", the node end "eth0", a pod's host end
+// "veth<8 hex>" (a hash of node/pod), the pod end "eth0".
+//
+// The state dir is short on purpose: unix socket paths are limited to 108 bytes, which rules
+// out t.TempDir().
+//
+// # Open vSwitch
+//
+// Each node runs its own ovsdb-server and ovs-vswitchd inside the node netns (vswitchd must
+// live there: the userspace datapath learns routes and neighbours for tunnels from the netns it
+// runs in). OVS_RUNDIR, OVS_DBDIR, OVS_LOGDIR and OVS_SYSCONFDIR point at the node's state dir,
+// so nothing touches /var/run/openvswitch, and the standard tools work unchanged with
+// Node.Env(): `ovs-vsctl show`, `ovs-ofctl -O OpenFlow13 dump-flows br0` (via
+// <rundir>/br0.mgmt) and `ovs-appctl -t ovs-vswitchd ...` (via <rundir>/ovs-vswitchd.pid).
+//
+// On the userspace datapath VXLAN only leaves the node when the route to the remote node goes
+// out through an OVS bridge, so the node's uplink eth0 is a port of a second netdev bridge
+// "br-phy" and the node IP lives on br-phy's internal interface (OVS userspace-tunneling
+// guide). With the IP on eth0 itself, encapsulated packets are silently lost.
+//
+// TX checksum offload is turned off on both ends of every veth netlab creates: the userspace
+// datapath (OVS 3.1) forwards CHECKSUM_PARTIAL packets without completing the checksum, so
+// TCP through it (and through userspace conntrack) fails otherwise. Measured here: the end
+// that matters is the pod's eth0, where the TCP segments are built; with offload left on
+// there, ICMP still passes but TCP connects time out. The pod's host end and the underlay
+// veths carry no locally built TCP and work either way; they are turned off too, for
+// symmetry and for host-originated traffic. Pod MTU must be the overlay MTU (underlay MTU −
+// 50 for VXLAN, 1450 on a 1500 underlay).
+//
+// The first packet towards a remote node whose MAC the vswitchd has not learned yet is
+// dropped while OVS resolves it (`ovs-appctl tnl/neigh/show`); it learns by snooping ARP on
+// br-phy, so Node.Ping to the remote node IP warms the cache, and probes should send more
+// than one packet. The cache is lost when ovs-vswitchd restarts.
+//
+// # Processes
+//
+// Daemons are started from one goroutine locked to its own OS thread for the lifetime of the
+// Lab. Linux delivers PR_SET_PDEATHSIG when the *thread* that forked the child exits, and Go
+// retires an OS thread whenever a goroutine that locked it exits (ns.Do does this when it
+// cannot restore a namespace), so a child forked from an arbitrary goroutine could be killed
+// at a random moment. With the default options every daemon gets Pdeathsig=SIGKILL and dies
+// with the test binary; WithDetachedProcesses drops that (and starts each in its own session)
+// for cmd/sdn-lab, whose daemons must outlive the CLI; they are then removed by Sweep.
+//
+// # Traffic
+//
+// Probes (Pod.Ping, Pod.TCPConnect, Pod.ServeTCP) run in the calling process: a socket belongs
+// to the network namespace it was created in, so netlab creates the socket on a thread
+// switched into the pod netns (containernetworking's ns.Do) and then uses it from any
+// goroutine. No helper binary, no re-exec of the test binary, no ping(8) (not installed
+// everywhere): Ping speaks ICMP over a raw socket.
+package netlab
