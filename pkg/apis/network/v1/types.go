@@ -48,7 +48,6 @@ const (
 // +kubebuilder:printcolumn:name="Cluster Network",type=string,JSONPath=`.network`
 // +kubebuilder:printcolumn:name="Service Network",type=string,JSONPath=`.serviceNetwork`
 // +kubebuilder:printcolumn:name="Plugin Name",type=string,JSONPath=`.pluginName`
-// +kubebuilder:validation:XValidation:rule="has(self.clusterNetworks) && size(self.clusterNetworks) > 0",message="clusterNetworks must have at least one entry"
 
 // ClusterNetwork describes the cluster's pod and service networks and the isolation mode.
 // Exactly one, named "default", is read by the controller and every node agent.
@@ -78,8 +77,9 @@ type ClusterNetwork struct {
 	// +kubebuilder:validation:XValidation:rule="self.lowerAscii() in ['redhat/openshift-ovs-subnet', 'redhat/openshift-ovs-multitenant', 'redhat/openshift-ovs-networkpolicy']",message="must be one of redhat/openshift-ovs-subnet, redhat/openshift-ovs-multitenant, redhat/openshift-ovs-networkpolicy"
 	PluginName string `json:"pluginName,omitempty"`
 	// ClusterNetworks are the pod CIDRs, each with the host bits of its node subnets.
+	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
-	ClusterNetworks []ClusterNetworkEntry `json:"clusterNetworks"`
+	ClusterNetworks []ClusterNetworkEntry `json:"clusterNetworks"` // MinItems, not a CEL rule on the object: that would report the field as "<nil>"
 	// VXLANPort is the UDP port of the VXLAN overlay (default 4789).
 	// +optional
 	// +kubebuilder:validation:Minimum=1
