@@ -41,6 +41,8 @@ type flags struct {
 	renewDeadline  time.Duration
 	retryPeriod    time.Duration
 	metricsAddress string
+	qps            float32
+	burst          int
 }
 
 func main() {
@@ -75,6 +77,8 @@ func newCommand() *cobra.Command {
 	fs.DurationVar(&f.renewDeadline, "renew-deadline", controller.DefaultRenewDeadline, "how long the leader retries renewing before giving up")
 	fs.DurationVar(&f.retryPeriod, "retry-period", controller.DefaultRetryPeriod, "interval between leader-election attempts")
 	fs.StringVar(&f.metricsAddress, "metrics-bind-address", "127.0.0.1:29100", "address serving /metrics, /healthz and /readyz (empty disables)")
+	fs.Float32Var(&f.qps, "kube-api-qps", 50, "sustained requests per second to the API server")
+	fs.IntVar(&f.burst, "kube-api-burst", 100, "request burst to the API server")
 	klogFlags := flag.NewFlagSet("klog", flag.ExitOnError)
 	klog.InitFlags(klogFlags)
 	fs.AddGoFlagSet(klogFlags)
@@ -88,6 +92,7 @@ func (f *flags) run(ctx context.Context) error {
 		return err
 	}
 	cfg.UserAgent = "sdn-controller/" + f.identity
+	cfg.QPS, cfg.Burst = f.qps, f.burst
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)

@@ -126,6 +126,9 @@ func (c *controller) subnetsAllocated() int { return c.subnets.Allocated() }
 func (c *controller) subnetsFree() int      { return c.subnets.Free() }
 func (c *controller) vnidsAllocated() int   { return c.vnids.Allocated() }
 func (c *controller) multicastNamespaces() int {
+	if c.netNamespaces == nil {
+		return 0 // subnet mode: no NetNamespace informer
+	}
 	all, err := c.netNamespaces.List(everything)
 	if err != nil {
 		return 0
