@@ -4,7 +4,6 @@ export TOOLS_BIN := $(CURDIR)/_output/tools/bin
 export OVS_SDN_BIN := $(CURDIR)/_output/bin
 GO ?= go
 GOTEST_FLAGS ?= -count=1
-BINARIES := sdn-controller sdn-node sdn-cni sdnctl sdn-lab
 
 .PHONY: all tools build generate verify fmt vet test test-unit test-integration test-e2e bench run down clean
 
@@ -17,7 +16,7 @@ tools:
 ## build: the project binaries into _output/bin.
 build:
 	@mkdir -p $(OVS_SDN_BIN)
-	$(GO) build -o $(OVS_SDN_BIN)/ $(addprefix ./cmd/,$(BINARIES))
+	$(GO) build -o $(OVS_SDN_BIN)/ ./cmd/...
 
 ## generate: deepcopy, clientset, listers, informers and CRD YAML.
 generate:
