@@ -89,6 +89,9 @@ func createFixtures(t *testing.T, env *testenv.Env) {
 // server's), errors must read and exit like kubectl's, and — when kubectl is installed —
 // stdout, stderr and exit code must equal kubectl's for the same arguments.
 func TestGetAgainstAPIServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs kube-apiserver")
+	}
 	env := testenv.StartT(t, testenv.Options{})
 	createFixtures(t, env)
 	// The objects are seconds old: 30 minutes on top prints "30m", like the goldens.

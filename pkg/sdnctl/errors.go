@@ -33,16 +33,22 @@ func usageErrorf(commandPath, format string, args ...interface{}) error {
 }
 
 // errorMessage renders err for stderr the way kubectl's CheckErr does: API errors as
-// "Error from server (Reason): …", aggregates one per line, anything else "error: …".
+// "Error from server (Reason): …", a single other error as "error: …", several errors one
+// per line.
 func errorMessage(err error) string {
 	if agg, ok := err.(utilerrors.Aggregate); ok {
 		errs := agg.Errors()
 		if len(errs) == 1 {
 			return errorMessage(errs[0])
 		}
+		// Several errors: one per line, API errors formatted, others bare (as kubectl).
 		lines := make([]string, 0, len(errs))
 		for _, e := range errs {
-			lines = append(lines, errorMessage(e))
+			msg, ok := apiErrorMessage(e)
+			if !ok {
+				msg = e.Error()
+			}
+			lines = append(lines, msg)
 		}
 		return strings.Join(lines, "\n")
 	}
