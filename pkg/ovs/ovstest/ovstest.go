@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,7 +58,8 @@ func Start(t testing.TB) *Instance {
 		"OVS_SYSCONFDIR="+dir, "OVS_PKGDATADIR=/usr/share/openvswitch")
 	in.mustRun("ovsdb-tool", "create", filepath.Join(dir, "conf.db"), SchemaPath)
 	in.startDaemon("ovsdb-server", "ovsdb-server", filepath.Join(dir, "conf.db"), "--remote=punix:"+in.DBSock)
-	waitFor(t, "ovsdb-server socket", func() bool { return exists(in.DBSock) })
+	// The socket file appears before ovsdb-server accepts on it: wait for a connection.
+	waitFor(t, "ovsdb-server socket", func() bool { return accepts(in.DBSock) })
 	in.Vsctl("--no-wait", "init")
 	in.NetNS = in.addNetNS()
 	in.startDaemon("ovs-vswitchd", "ip", "netns", "exec", in.NetNS, "ovs-vswitchd", "unix:"+in.DBSock)
@@ -140,6 +142,15 @@ func (in *Instance) mustRun(name string, args ...string) string {
 		in.t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+func accepts(sock string) bool {
+	c, err := net.DialTimeout("unix", sock, 100*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	_ = c.Close()
+	return true
 }
 
 func exists(path string) bool {
