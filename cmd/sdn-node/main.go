@@ -1,0 +1,185 @@
+// Command sdn-node is the ovs-sdn node agent: it sets up br0, tun0 and the
+// node's iptables and keeps the OpenFlow pipeline in sync with HostSubnets,
+// NetNamespaces and the pod ports in OVSDB. See pkg/node.
+//
+// It exits non-zero with a message when ClusterNetwork "default" is invalid
+// or the node's HostSubnet does not appear within about three minutes.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/ovs-sdn/ovs-sdn/pkg/client/clientset/versioned"
+	"github.com/ovs-sdn/ovs-sdn/pkg/node"
+)
+
+// flags are the command-line settings, completed into node.Config.
+type flags struct {
+	kubeconfig     string
+	nodeName       string
+	nodeIP         string
+	ovsdb          string
+	ofctlTarget    string
+	datapathType   string
+	fullSyncPeriod time.Duration
+	metricsAddress string
+}
+
+func main() {
+	if err := newCommand().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "sdn-node:", err)
+		klog.Flush()
+		os.Exit(1)
+	}
+}
+
+func newCommand() *cobra.Command { return newCommandFor(&flags{}) }
+
+// newCommandFor builds the command around f, which parsing fills.
+func newCommandFor(f *flags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:           "sdn-node",
+		Short:         "Run the ovs-sdn node agent (br0 pipeline, tun0, iptables)",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := f.config()
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return f.run(ctx, cfg)
+		},
+	}
+	hostname, _ := os.Hostname()
+	fs := cmd.Flags()
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default $KUBECONFIG, else in-cluster configuration)")
+	fs.StringVar(&f.nodeName, "node-name", hostname, "name of this node (and of its HostSubnet)")
+	fs.StringVar(&f.nodeIP, "node-ip", "", "IPv4 underlay address of this node (the HostSubnet's hostIP); required")
+	fs.StringVar(&f.ovsdb, "ovsdb", node.DefaultOVSDBEndpoint, "OVSDB endpoint")
+	fs.StringVar(&f.ofctlTarget, "ofctl-target", node.BridgeName, `ovs-ofctl target of br0: "br0" or "unix:<rundir>/br0.mgmt"`)
+	fs.StringVar(&f.datapathType, "datapath-type", "system", "datapath type of br0: system (kernel module) or netdev (userspace)")
+	fs.DurationVar(&f.fullSyncPeriod, "full-sync-period", node.DefaultFullSyncPeriod, "period of the full flow sync that repairs out-of-band edits")
+	fs.StringVar(&f.metricsAddress, "metrics-bind-address", "127.0.0.1:29101", "address serving /metrics, /healthz and /readyz (empty disables)")
+	klogFlags := flag.NewFlagSet("klog", flag.ExitOnError)
+	klog.InitFlags(klogFlags)
+	fs.AddGoFlagSet(klogFlags)
+	return cmd
+}
+
+// config validates the flags that need no cluster access.
+func (f *flags) config() (node.Config, error) {
+	ip, err := netip.ParseAddr(f.nodeIP)
+	if err != nil || !ip.Is4() {
+		return node.Config{}, fmt.Errorf("--node-ip %q: an IPv4 address is required", f.nodeIP)
+	}
+	if f.nodeName == "" {
+		return node.Config{}, errors.New("--node-name is required")
+	}
+	if f.datapathType != "system" && f.datapathType != "netdev" {
+		return node.Config{}, fmt.Errorf("--datapath-type %q: must be system or netdev", f.datapathType)
+	}
+	if f.fullSyncPeriod <= 0 {
+		return node.Config{}, fmt.Errorf("--full-sync-period %s: must be positive", f.fullSyncPeriod)
+	}
+	return node.Config{NodeName: f.nodeName, NodeIP: ip, OVSDBEndpoint: f.ovsdb, OfctlTarget: f.ofctlTarget,
+		DatapathType: f.datapathType, FullSyncPeriod: f.fullSyncPeriod}, nil
+}
+
+func (f *flags) run(ctx context.Context, cfg node.Config) error {
+	defer klog.Flush()
+	rc, err := f.restConfig()
+	if err != nil {
+		return err
+	}
+	rc.UserAgent = "sdn-node/" + cfg.NodeName
+	if cfg.Network, err = versioned.NewForConfig(rc); err != nil {
+		return fmt.Errorf("network client: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cfg.Registry = reg
+	agent, err := node.New(cfg)
+	if err != nil {
+		return err
+	}
+	if f.metricsAddress != "" {
+		if err := serveMetrics(ctx, f.metricsAddress, reg, agent.Ready); err != nil {
+			return err
+		}
+	}
+	return agent.Run(ctx)
+}
+
+// restConfig loads --kubeconfig, else $KUBECONFIG, else the in-cluster config.
+func (f *flags) restConfig() (*rest.Config, error) {
+	path := f.kubeconfig
+	if path == "" {
+		path = os.Getenv("KUBECONFIG")
+	}
+	if path == "" {
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("no --kubeconfig or KUBECONFIG and not in a cluster: %w", err)
+		}
+		return cfg, nil
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// serveMetrics serves /metrics, /healthz (the process is up) and /readyz
+// (br0 synced) on addr until ctx ends.
+func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, ready func() bool) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready() {
+			http.Error(w, "br0 not synced", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--metrics-bind-address: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			klog.ErrorS(err, "Metrics server stopped", "address", addr)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdownCtx)
+	}()
+	klog.InfoS("Serving metrics and probes", "address", ln.Addr().String())
+	return nil
+}

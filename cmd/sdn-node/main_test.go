@@ -1,0 +1,34 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestFlagValidation(t *testing.T) {
+	tests := []struct {
+		args    []string
+		wantErr string
+	}{
+		{[]string{"--node-name=n1"}, "--node-ip"},
+		{[]string{"--node-name=n1", "--node-ip=fd00::1"}, "IPv4"},
+		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--datapath-type=dpdk"}, "--datapath-type"},
+		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--full-sync-period=0s"}, "--full-sync-period"},
+		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--datapath-type=netdev"}, ""},
+	}
+	for _, tt := range tests {
+		f := &flags{}
+		if err := newCommandFor(f).ParseFlags(tt.args); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := f.config()
+		switch {
+		case tt.wantErr == "" && err != nil:
+			t.Errorf("%v: %v", tt.args, err)
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("%v: error %v, want %q", tt.args, err, tt.wantErr)
+		case tt.wantErr == "" && (cfg.DatapathType != "netdev" || cfg.NodeName != "n1" || cfg.NodeIP.String() != "10.0.0.1"):
+			t.Errorf("%v: config %+v", tt.args, cfg)
+		}
+	}
+}
