@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/ovs-sdn/ovs-sdn/pkg/testenv"
 )
@@ -125,6 +126,18 @@ func TestGetAgainstAPIServer(t *testing.T) {
 		}
 	})
 
+	t.Run("--context", func(t *testing.T) {
+		path, good := kubeconfigWithBrokenCurrentContext(t, env.Kubeconfig)
+		want := "The connection to the server 127.0.0.1:1 was refused - did you specify the right host or port?\n"
+		if r := runSdnctl(t, opts, "--kubeconfig", path, "get", "cn", "-o", "name"); r.code != ExitFailure || r.stderr != want {
+			t.Errorf("current context with a dead server: got %+v, want exit 1 and %q", r, want)
+		}
+		r := runSdnctl(t, opts, "--kubeconfig", path, "--context", good, "get", "cn", "-o", "name")
+		if r.code != ExitOK || r.stdout != "clusternetwork.network.openshift.io/default\n" {
+			t.Errorf("--context %s: got %+v", good, r)
+		}
+	})
+
 	t.Run("same as kubectl", func(t *testing.T) {
 		for _, args := range kubectlCrossChecks {
 			t.Run(strings.Join(args, " "), func(t *testing.T) {
@@ -163,4 +176,27 @@ var kubectlCrossChecks = [][]string{
 	{"get", "enp", "-n", "nope"},
 	{"get", "enp", "-A", "-l", "x=y"},
 	{"get", "bogus"},
+}
+
+// kubeconfigWithBrokenCurrentContext copies kubeconfig, adding a current context "broken"
+// whose server refuses connections; it returns the new file and the working context.
+func kubeconfigWithBrokenCurrentContext(t *testing.T, kubeconfig string) (path, good string) {
+	t.Helper()
+	cfg, err := clientcmd.LoadFromFile(kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good = cfg.CurrentContext
+	ctx := cfg.Contexts[good].DeepCopy()
+	ctx.Cluster = "broken"
+	cluster := cfg.Clusters[cfg.Contexts[good].Cluster].DeepCopy()
+	cluster.Server = "https://127.0.0.1:1"
+	cfg.Clusters["broken"] = cluster
+	cfg.Contexts["broken"] = ctx
+	cfg.CurrentContext = "broken"
+	path = filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path, good
 }

@@ -64,9 +64,6 @@ namespaced).
 
 // validate checks the flag combinations kubectl refuses before any request is made.
 func (o *getOptions) validate(cmdPath string, args []string) error {
-	if len(args) == 0 {
-		return usageErrorf(cmdPath, "you must specify the type of resource to get: one of clusternetworks, hostsubnets, netnamespaces, egressnetworkpolicies")
-	}
 	if o.output != outputTable && !slices.Contains(outputFormats, o.output) {
 		return usageErrorf(cmdPath, "unable to match a printer suitable for the output format %q, allowed formats are: %s",
 			o.output, strings.Join(outputFormats, ","))
@@ -81,11 +78,14 @@ func (o *getOptions) validate(cmdPath string, args []string) error {
 }
 
 func (o *getOptions) run(ctx context.Context, c *cli, cmdPath string, args []string) error {
-	if err := o.validate(cmdPath, args); err != nil {
-		return err
-	}
 	reg, err := loadResources()
 	if err != nil {
+		return err
+	}
+	if len(args) == 0 {
+		return usageErrorf(cmdPath, "you must specify the type of resource to get: one of %s", strings.Join(reg.names(), ", "))
+	}
+	if err := o.validate(cmdPath, args); err != nil {
 		return err
 	}
 	res, err := reg.lookup(args[0])

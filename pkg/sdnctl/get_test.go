@@ -63,7 +63,7 @@ func TestGetCommand(t *testing.T) {
 		{[]string{"get", "enp", "-A", "-l", "x=y"}, runResult{stderr: "No resources found\n"}},
 		{[]string{"get", "enp", "-l", "x=y", "-o", "name"}, runResult{}},
 		{[]string{"get", "bogus"}, runResult{stderr: `error: the server doesn't have a resource type "bogus"` + "\n", code: ExitFailure}},
-		{[]string{"get"}, runResult{stderr: "error: you must specify the type of resource to get: one of clusternetworks, hostsubnets, netnamespaces, egressnetworkpolicies\nSee 'sdnctl get -h' for help and examples\n", code: ExitFailure}},
+		{[]string{"get"}, runResult{stderr: "error: you must specify the type of resource to get: one of clusternetworks, egressnetworkpolicies, hostsubnets, netnamespaces\nSee 'sdnctl get -h' for help and examples\n", code: ExitFailure}},
 		{[]string{"get", "hs", "-o", "xml"}, runResult{stderr: "error: unable to match a printer suitable for the output format \"xml\", allowed formats are: wide,yaml,json,name\nSee 'sdnctl get -h' for help and examples\n", code: ExitFailure}},
 		{[]string{"get", "hs", "--bogus"}, runResult{stderr: "error: unknown flag: --bogus\nSee 'sdnctl get -h' for help and examples\n", code: ExitFailure}},
 		{[]string{"get", "enp", "default", "-A"}, runResult{stderr: "error: a resource cannot be retrieved by name across all namespaces\nSee 'sdnctl get -h' for help and examples\n", code: ExitFailure}},
