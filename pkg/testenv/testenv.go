@@ -50,6 +50,8 @@ type Options struct {
 	ControllerManager bool
 	// Dir, when set, holds the data, certificates and logs instead of a fresh temporary
 	// directory; it is created if missing and left in place by Stop (the caller owns it).
+	// Starting again on the same Dir keeps etcd's objects and appends to the logs; ports,
+	// certificates and the service-account key are new, so old tokens stop working.
 	Dir string
 	// StartTimeout bounds the whole of Start (default DefaultStartTimeout); the context
 	// passed to Start may shorten it.
@@ -59,12 +61,22 @@ type Options struct {
 	ExtraAPIServerArgs []string
 }
 
-// Timings records how long each start phase took, measured from the start of Start.
+// Timings records when each start phase completed, measured from the start of the
+// (successful) start attempt.
 type Timings struct {
 	EtcdReady              time.Duration
 	APIServerReady         time.Duration
 	ControllerManagerReady time.Duration // zero when not run
 	CRDsEstablished        time.Duration // the whole Start
+}
+
+// String renders the timings for logs.
+func (t Timings) String() string {
+	s := fmt.Sprintf("etcd ready %v, kube-apiserver ready %v", t.EtcdReady.Round(time.Millisecond), t.APIServerReady.Round(time.Millisecond))
+	if t.ControllerManagerReady > 0 {
+		s += fmt.Sprintf(", kube-controller-manager ready %v", t.ControllerManagerReady.Round(time.Millisecond))
+	}
+	return s + fmt.Sprintf(", CRDs established %v", t.CRDsEstablished.Round(time.Millisecond))
 }
 
 // Env is a running control plane. Its fields are read-only after Start.
@@ -94,7 +106,8 @@ type Env struct {
 }
 
 // Start runs the control plane and returns once the API server is ready and every CRD of
-// network.openshift.io is Established and served by discovery. On error nothing is left
+// network.openshift.io is Established and served by discovery. ctx bounds only the start;
+// the processes run until Stop (or until the calling process dies). On error nothing is left
 // running and a temporary directory is removed; the error quotes the end of the failing
 // process's log and wraps ErrBinaryMissing when a binary is not built.
 func Start(ctx context.Context, opts Options) (*Env, error) {
@@ -152,10 +165,13 @@ func StartT(t testing.TB, opts Options) *Env {
 	if err != nil {
 		t.Fatalf("testenv: starting control plane: %v", err)
 	}
+	t.Logf("testenv: control plane at %s in %s: %v", e.URL, e.Dir, e.Timings)
 	t.Cleanup(func() {
+		begin := time.Now()
 		if err := e.Stop(); err != nil {
 			t.Errorf("testenv: stopping control plane: %v", err)
 		}
+		t.Logf("testenv: stopped in %v", time.Since(begin))
 	})
 	return e
 }

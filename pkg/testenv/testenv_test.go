@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -33,8 +35,6 @@ func skipShort(t *testing.T) {
 func TestEnvServesNetworkAPI(t *testing.T) {
 	skipShort(t)
 	e := StartT(t, Options{})
-	t.Logf("start: etcd %v, kube-apiserver %v, CRDs established %v",
-		e.Timings.EtcdReady, e.Timings.APIServerReady, e.Timings.CRDsEstablished)
 	ctx := t.Context()
 	kube := kubernetes.NewForConfigOrDie(e.Config)
 	net := versioned.NewForConfigOrDie(e.Config)
@@ -129,8 +129,6 @@ func TestConfigForIsSubjectToRBAC(t *testing.T) {
 func TestEnvWithControllerManagerDeletesNamespaces(t *testing.T) {
 	skipShort(t)
 	e := StartT(t, Options{ControllerManager: true})
-	t.Logf("start: etcd %v, kube-apiserver %v, kube-controller-manager %v, CRDs established %v",
-		e.Timings.EtcdReady, e.Timings.APIServerReady, e.Timings.ControllerManagerReady, e.Timings.CRDsEstablished)
 	ctx := t.Context()
 	kube := kubernetes.NewForConfigOrDie(e.Config)
 	createNamespace(t, kube, "doomed")
@@ -279,4 +277,69 @@ func eventually(ctx context.Context, f func() error) error {
 		return fmt.Errorf("%w (last: %v)", err, last)
 	}
 	return nil
+}
+
+func TestStartFailureQuotesLogAndCleansUp(t *testing.T) {
+	skipShort(t)
+	_, err := Start(t.Context(), Options{ExtraAPIServerArgs: []string{"--no-such-flag"}})
+	if err == nil {
+		t.Fatal("Start with a bad kube-apiserver flag succeeded")
+	}
+	msg := err.Error()
+	t.Logf("start error, as expected:\n%s", msg)
+	for _, want := range []string{"kube-apiserver", "exited", "unknown flag: --no-such-flag", "kube-apiserver.log"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error does not contain %q:\n%s", want, msg)
+		}
+	}
+	_, after, ok := strings.Cut(msg, "--- last lines of ")
+	if !ok {
+		t.Fatalf("error quotes no log:\n%s", msg)
+	}
+	dir := filepath.Dir(strings.Fields(after)[0])
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("temporary directory %s left behind: %v", dir, err)
+	}
+	if pids := processesMentioning(t, dir); len(pids) > 0 {
+		t.Errorf("processes still running with %s on their command line: %v", dir, pids)
+	}
+}
+
+// processesMentioning lists live (non-zombie) pids whose command line contains s.
+func processesMentioning(t *testing.T, s string) []string {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	var pids []string
+	for _, ent := range entries {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(b), s) && alive(pid) {
+			pids = append(pids, ent.Name())
+		}
+	}
+	return pids
+}
+
+func TestRestartOnSameDirKeepsObjects(t *testing.T) {
+	skipShort(t)
+	dir := t.TempDir()
+	first := StartT(t, Options{Dir: dir})
+	createNamespace(t, kubernetes.NewForConfigOrDie(first.Config), "persistent")
+	if err := first.Stop(); err != nil {
+		t.Fatalf("stopping the first Env: %v", err)
+	}
+	second := StartT(t, Options{Dir: dir})
+	if second.URL == first.URL {
+		t.Logf("same port reused: %s", second.URL)
+	}
+	kube := kubernetes.NewForConfigOrDie(second.Config)
+	if _, err := kube.CoreV1().Namespaces().Get(t.Context(), "persistent", metav1.GetOptions{}); err != nil {
+		t.Errorf("namespace created before the restart: %v", err)
+	}
 }

@@ -165,3 +165,26 @@ func TestStartFailsClearlyWithoutBinaries(t *testing.T) {
 		t.Errorf("Start without binaries = %v, want ErrBinaryMissing naming %s", err, ToolsBinEnv)
 	}
 }
+
+func TestStartFailureClassifiesPortClash(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		log       string
+		portInUse bool
+	}{
+		{"listen tcp 127.0.0.1:4001: bind: address already in use\n", true},
+		{"Error: unknown flag: --x\n", false},
+	} {
+		path := filepath.Join(dir, "log")
+		if err := os.WriteFile(path, []byte(tc.log), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		err := startFailure(&process{name: "etcd", logPath: path}, errors.New("etcd: not ready"))
+		if got := errors.Is(err, errPortInUse); got != tc.portInUse {
+			t.Errorf("log %q: errors.Is(errPortInUse) = %v, want %v", tc.log, got, tc.portInUse)
+		}
+		if !strings.Contains(err.Error(), strings.TrimSpace(tc.log)) || !strings.Contains(err.Error(), "etcd: not ready") {
+			t.Errorf("error %q lacks the cause or the log tail", err)
+		}
+	}
+}
