@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -24,12 +25,29 @@ type Pod struct {
 // PodOption configures AddTestPod.
 type PodOption func(*podOptions)
 
-type podOptions struct{ routes []netip.Prefix }
+type podOptions struct {
+	routes      []netip.Prefix
+	externalIDs map[string]string
+}
 
 // WithRoutes adds on-link routes (dev eth0) in the pod, e.g. the cluster CIDRs when the pod
 // prefix does not cover them.
 func WithRoutes(p ...netip.Prefix) PodOption {
 	return func(o *podOptions) { o.routes = append(o.routes, p...) }
+}
+
+// WithExternalIDs sets extra external_ids on the pod's OVS Interface, in the same ovs-vsctl
+// transaction that adds the port, e.g. the pod identity a node agent reads
+// (k8s_pod_namespace, k8s_pod_name). A key given here overrides the default sandbox or ip.
+func WithExternalIDs(ids map[string]string) PodOption {
+	return func(o *podOptions) {
+		if o.externalIDs == nil {
+			o.externalIDs = map[string]string{}
+		}
+		for k, v := range ids {
+			o.externalIDs[k] = v
+		}
+	}
 }
 
 // PodMAC is the MAC OpenShift SDN derives from a pod IPv4 address: 0a:58:<a>:<b>:<c>:<d>.
@@ -41,9 +59,10 @@ func PodMAC(ip netip.Addr) net.HardwareAddr {
 // AddTestPod wires a pod the way the CNI plugin will, for tests that run before the CNI
 // exists: netns <prefix>-<node>-<name>; a veth with the pod end eth0 (PodMAC, ip, mtu, default
 // route via gw unless gw is invalid, optional on-link routes) and the host end in the node
-// netns (mtu, up) added to br0 with external_ids sandbox=<pod netns name> and ip=<pod IP>; TX
-// offload off on both ends. br0 must exist. Not idempotent (a second call with the same name
-// fails); on failure the partial pod is removed by Lab.Close (or Pod.Delete).
+// netns (mtu, up) added to br0 with external_ids sandbox=<pod netns name> and ip=<pod IP>
+// (plus WithExternalIDs, e.g. the pod identity a node agent needs); TX offload off on both
+// ends. br0 must exist. Not idempotent (a second call with the same name fails); on failure
+// the partial pod is removed by Lab.Close (or Pod.Delete).
 func (n *Node) AddTestPod(name string, ip netip.Prefix, gw netip.Addr, mtu int, opts ...PodOption) (*Pod, error) {
 	if err := validPodName(name); err != nil {
 		return nil, err
@@ -88,7 +107,7 @@ func (p *Pod) setup(gw netip.Addr, mtu int, o podOptions) error {
 	if err := p.configureEth0(gw, o.routes); err != nil {
 		return err
 	}
-	return p.plug()
+	return p.plug(o.externalIDs)
 }
 
 // createVeth creates the pair in the node netns with the peer already in the pod netns.
@@ -129,12 +148,23 @@ func (p *Pod) configureEth0(gw netip.Addr, routes []netip.Prefix) error {
 	return nil
 }
 
-// plug adds the host veth to br0 and reads its ofport.
-func (p *Pod) plug() error {
+// plug adds the host veth to br0 with its external_ids and reads its ofport.
+func (p *Pod) plug(extra map[string]string) error {
 	iface := p.HostVeth
-	if _, err := p.Node.Vsctl("--may-exist", "add-port", PodBridge, iface,
-		"--", "set", "Interface", iface,
-		"external_ids:sandbox="+p.NetNS.Name, "external_ids:ip="+p.IP.Addr().String()); err != nil {
+	ids := map[string]string{"sandbox": p.NetNS.Name, "ip": p.IP.Addr().String()}
+	for k, v := range extra {
+		ids[k] = v
+	}
+	keys := make([]string, 0, len(ids))
+	for k := range ids {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	args := []string{"--may-exist", "add-port", PodBridge, iface, "--", "set", "Interface", iface}
+	for _, k := range keys {
+		args = append(args, "external_ids:"+k+"="+strconv.Quote(ids[k]))
+	}
+	if _, err := p.Node.Vsctl(args...); err != nil {
 		return fmt.Errorf("port %s on %s: %w", iface, PodBridge, err)
 	}
 	out, err := p.Node.Vsctl("get", "Interface", iface, "ofport")
