@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"time"
@@ -89,22 +88,20 @@ func (b *OfctlBridge) Bundle(ctx context.Context, changes []Change) error {
 	return nil
 }
 
-// ReplaceFlows implements Bridge with `ovs-ofctl --bundle replace-flows`.
-// ovs-ofctl reads stdin only through a file name, so the flows are written
-// to a temporary file.
+// ReplaceFlows implements Bridge with `ovs-ofctl --bundle replace-flows <br>
+// -`: ovs-ofctl dumps the bridge, diffs it against the flows read from stdin
+// and sends only the difference as one bundle. The flow text goes through
+// the Runner's stdin, not a temporary file: a full sync of a big node writes
+// megabytes, and a file would not be visible to a Runner that reaches
+// ovs-ofctl in another mount namespace.
 func (b *OfctlBridge) ReplaceFlows(ctx context.Context, flows []Flow) error {
-	f, err := os.CreateTemp("", "ovs-replace-flows-*")
-	if err != nil {
-		return fmt.Errorf("replace-flows on %s: %w", b.Name, err)
-	}
-	defer os.Remove(f.Name())
+	var in bytes.Buffer
+	in.Grow(len(flows) * 160)
 	for _, fl := range flows {
-		fmt.Fprintln(f, fl.String())
+		in.WriteString(fl.String())
+		in.WriteByte('\n')
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("replace-flows on %s: %w", b.Name, err)
-	}
-	if _, err := b.run(ctx, "replace-flows", nil, "--bundle", "replace-flows", b.Name, f.Name()); err != nil {
+	if _, err := b.run(ctx, "replace-flows", in.Bytes(), "--bundle", "replace-flows", b.Name, "-"); err != nil {
 		return fmt.Errorf("replace-flows of %d flows on %s: %w", len(flows), b.Name, err)
 	}
 	return nil
