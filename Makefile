@@ -53,3 +53,8 @@ down:
 
 clean:
 	rm -rf _output
+
+## manifests: render manifests/ from manifests/config.yaml (never edit the rendered files).
+.PHONY: manifests
+manifests:
+	$(GO) run ./cmd/sdnctl render-manifests --config manifests/config.yaml --output-dir manifests
