@@ -37,6 +37,7 @@ type FlowStore struct {
 	mu       sync.Mutex
 	desired  map[string][]storedFlow          // owner → flows, in Set order
 	applied  map[string]map[string]storedFlow // owner → key → flow last applied
+	appliedG map[string]uint64                // owner → generation applied holds
 	keyOwner map[string]string                // flow key → owner claiming it
 	gen      map[string]uint64                // owner → generation of desired
 	dirty    map[string]struct{}              // owners changed since applied
@@ -57,6 +58,7 @@ func NewFlowStore() *FlowStore {
 	return &FlowStore{
 		desired:  map[string][]storedFlow{},
 		applied:  map[string]map[string]storedFlow{},
+		appliedG: map[string]uint64{},
 		keyOwner: map[string]string{},
 		gen:      map[string]uint64{},
 		dirty:    map[string]struct{}{},
@@ -349,16 +351,7 @@ func sortedApplied(m map[string]storedFlow) []storedFlow {
 // changed again while the bridge was being written stay pending.
 func (s *FlowStore) commitLocked(snap snapshot) {
 	for _, o := range snap.owners {
-		flows := snap.desired[o]
-		if len(flows) == 0 {
-			delete(s.applied, o)
-		} else {
-			m := make(map[string]storedFlow, len(flows))
-			for _, sf := range flows {
-				m[sf.key] = sf
-			}
-			s.applied[o] = m
-		}
+		s.setAppliedLocked(o, snap.desired[o], snap.gens[o])
 		if s.gen[o] == snap.gens[o] {
 			delete(s.dirty, o)
 			if _, live := s.desired[o]; !live {
@@ -366,4 +359,26 @@ func (s *FlowStore) commitLocked(snap snapshot) {
 			}
 		}
 	}
+}
+
+// setAppliedLocked records flows, generation gen of owner, as applied. An
+// owner's generation names its desired flows until the owner is deleted
+// and committed (then both gen and appliedG entries go), so when appliedG
+// already holds gen the map is current: a full sync of an unchanged node
+// then rebuilds none of its per-owner maps.
+func (s *FlowStore) setAppliedLocked(owner string, flows []storedFlow, gen uint64) {
+	if len(flows) == 0 {
+		delete(s.applied, owner)
+		delete(s.appliedG, owner)
+		return
+	}
+	if g, ok := s.appliedG[owner]; ok && g == gen {
+		return
+	}
+	m := make(map[string]storedFlow, len(flows))
+	for _, sf := range flows {
+		m[sf.key] = sf
+	}
+	s.applied[owner] = m
+	s.appliedG[owner] = gen
 }
