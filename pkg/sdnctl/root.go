@@ -62,6 +62,7 @@ func subcommands() []func(*cli) *cobra.Command {
 	return []func(*cli) *cobra.Command{
 		newGetCommand,
 		newPodNetworkCommand,
+		newFlowsCommand,
 		newRenderManifestsCommand,
 	}
 }
