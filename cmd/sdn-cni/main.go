@@ -1,0 +1,14 @@
+// Command sdn-cni is ovs-sdn's CNI plugin (type "ovs-sdn"). It is a shim:
+// it forwards each invocation to the node agent over a root-only unix
+// socket and prints the agent's answer (see pkg/cni).
+package main
+
+import (
+	"github.com/containernetworking/cni/pkg/skel"
+
+	"github.com/ovs-sdn/ovs-sdn/pkg/cni"
+)
+
+func main() {
+	skel.PluginMainFuncs(cni.PluginFuncs(), cni.PluginVersions(), "ovs-sdn CNI plugin (forwards to the sdn-node agent)")
+}

@@ -1,0 +1,43 @@
+// Package cni is ovs-sdn's CNI: the sdn-cni shim the container runtime
+// execs (type "ovs-sdn") and the node agent's CNI server that does the
+// work.
+//
+// # Shim
+//
+// cmd/sdn-cni is skel.PluginMainFuncs(PluginFuncs(), PluginVersions()).
+// ADD, DEL, CHECK, GC and STATUS are forwarded unchanged (CNI_* variables
+// and stdin, as a Request) over the agent's root-only unix socket
+// (DefaultSocketPath, or "serverSocket" in the netconf); the shim prints
+// the ADD result in the request's cniVersion (0.3.1 … 1.1.0) or the
+// agent's CNI error. VERSION is answered by skel. When nothing listens on
+// the socket the shim fails with code 11 (50 for STATUS): "ovs-sdn node
+// agent is not running on this node". The shim needs no cluster state.
+//
+// # Server
+//
+// Server (in the agent) attaches a pod in four steps, each idempotent:
+//
+//  1. an address from the node's HostSubnet, leased on disk with the CNI
+//     host-local allocator (pkg/ipam; the gateway .1 is never handed out);
+//  2. a veth pair — the pod end (CNI_IFNAME) with the overlay MTU, MAC
+//     0a:58:<ip>, the address, on-link routes to the cluster CIDRs and a
+//     default route via the gateway; the host end HostVethName(container,
+//     ifname) in the netns of ovs-vswitchd; TX checksum offload off on both
+//     on the netdev datapath;
+//  3. an OVS port on br0 with external_ids sandbox, ip, k8s_pod_namespace,
+//     k8s_pod_name (OVSDB, libovsdb), from which the agent can rebuild the
+//     pod after a restart;
+//  4. the pod's flows, through PodNetwork.PodAdded (the agent).
+//
+// A failing ADD undoes, last step first, what it created. A repeated ADD
+// re-ensures every step and returns the same result. DEL undoes the steps
+// in reverse order, skipping what is gone, and releases the address last.
+// CHECK verifies every step read-only. GC detaches leases and ports of
+// containers missing from cni.dev/valid-attachments. STATUS fails (code
+// 50) until PodNetwork.NodeConfig reports the agent synced. Requests for
+// different containers run in parallel; per container they are serialized.
+//
+// Nothing but the lease files and OVSDB holds state: the host veth name is
+// derived from the container ID and ifname, so a restarted server finds
+// everything an earlier one made.
+package cni
