@@ -30,7 +30,7 @@ type harness struct {
 	hub      string // netns name
 	confDir  string
 	stateDir string // the fake plugin's
-	done     chan error
+	binDir   string
 }
 
 const testNode = "node1"
@@ -47,25 +47,25 @@ func newHarness(t *testing.T, prefix string, writeConf bool) *harness {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
-	h := &harness{t: t, prefix: prefix, hub: prefix + "-hub", done: make(chan error, 1)}
+	h := &harness{t: t, prefix: prefix, hub: prefix + "-hub"}
 	sweepNetNS(t, prefix+"-")
 	t.Cleanup(func() { sweepNetNS(t, prefix+"-") })
 	h.setupHub()
 	dir := t.TempDir()
 	h.confDir, h.stateDir = filepath.Join(dir, "net.d"), filepath.Join(dir, "fake-state")
-	binDir := filepath.Join(dir, "bin")
-	for _, d := range []string{h.confDir, h.stateDir, binDir} {
+	h.binDir = filepath.Join(dir, "bin")
+	for _, d := range []string{h.confDir, h.stateDir, h.binDir} {
 		must(t, os.MkdirAll(d, 0o755))
 	}
 	self, err := os.Executable()
 	must(t, err)
-	must(t, os.Symlink(self, filepath.Join(binDir, fakeCNIType)))
+	must(t, os.Symlink(self, filepath.Join(h.binDir, fakeCNIType)))
 	if writeConf {
 		h.writeConf()
 	}
 	env := testenv.StartT(t, testenv.Options{})
 	h.kube = kubernetes.NewForConfigOrDie(env.Config)
-	h.start(binDir)
+	h.kubelet = h.start(testNode, testNodeIP)
 	return h
 }
 
@@ -90,26 +90,28 @@ func (h *harness) writeConf() {
 	must(h.t, os.WriteFile(filepath.Join(h.confDir, "10-fake.conflist"), b, 0o644))
 }
 
-// start runs the kubelet; cleanup stops it and checks that it removed its pod netns.
-func (h *harness) start(binDir string) {
-	k, err := New(Config{NodeName: testNode, NodeIP: testNodeIP, Kube: h.kube,
-		CNIConfDir: h.confDir, CNIBinDir: binDir, PodNetNSPrefix: h.prefix + "-p",
+// start runs a kubelet for node; cleanup stops it and checks that it removed its pod netns.
+// Kubelets of one harness share the CNI configuration, the fake's state and the hub.
+func (h *harness) start(node string, ip netip.Addr) *Kubelet {
+	prefix := h.prefix + "-" + node + "-"
+	k, err := New(Config{NodeName: node, NodeIP: ip, Kube: h.kube,
+		CNIConfDir: h.confDir, CNIBinDir: h.binDir, PodNetNSPrefix: prefix,
 		NodeStatusPeriod: 300 * time.Millisecond})
 	must(h.t, err)
-	h.kubelet = k
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { h.done <- k.Run(ctx) }()
+	done := make(chan error, 1)
+	go func() { done <- k.Run(ctx) }()
 	h.t.Cleanup(func() {
 		cancel()
 		select {
-		case err := <-h.done:
+		case err := <-done:
 			if err != nil {
 				h.t.Errorf("kubelet Run: %v", err)
 			}
 		case <-time.After(60 * time.Second):
 			h.t.Errorf("kubelet Run did not return within 60 s of cancel")
 		}
-		if left := netnsWithPrefix(h.prefix + "-p"); len(left) > 0 {
+		if left := netnsWithPrefix(prefix); len(left) > 0 {
 			h.t.Errorf("pod netns left after Run returned: %v", left)
 		}
 		if h.t.Failed() {
@@ -117,6 +119,7 @@ func (h *harness) start(binDir string) {
 			h.t.Logf("fake CNI calls:\n%s", b)
 		}
 	})
+	return k
 }
 
 func sweepNetNS(t *testing.T, prefix string) {
@@ -136,8 +139,13 @@ func must(t *testing.T, err error) {
 
 func (h *harness) createPod(name string, ports ...corev1.ContainerPort) *corev1.Pod {
 	h.t.Helper()
+	return h.createPodOn(testNode, name, ports...)
+}
+
+func (h *harness) createPodOn(node, name string, ports ...corev1.ContainerPort) *corev1.Pod {
+	h.t.Helper()
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
-		Spec: corev1.PodSpec{NodeName: testNode, Containers: []corev1.Container{
+		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{
 			{Name: "app", Image: "lab/agnhost", Ports: ports}}}}
 	p, err := h.kube.CoreV1().Pods("default").Create(context.Background(), pod, metav1.CreateOptions{})
 	must(h.t, err)

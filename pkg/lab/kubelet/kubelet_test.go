@@ -103,8 +103,8 @@ func TestPodLifecycleAndProbes(t *testing.T) {
 	if pa.Status.PodIP == pb.Status.PodIP {
 		t.Fatalf("pods share IP %s", pa.Status.PodIP)
 	}
-	if adds := h.calls("ADD"); len(adds) != 2 || !strings.Contains(strings.Join(adds, "\n"), "/run/netns/kltpod-p") {
-		t.Errorf("fake CNI ADD calls = %q, want 2 with netns under /run/netns/kltpod-p", adds)
+	if adds := h.calls("ADD"); len(adds) != 2 || !strings.Contains(strings.Join(adds, "\n"), "/run/netns/kltpod-node1-") {
+		t.Errorf("fake CNI ADD calls = %q, want 2 with netns under /run/netns/kltpod-node1-", adds)
 	}
 	t.Run("probes", func(t *testing.T) { testProbes(t, h, pa.Status.PodIP, pb.Status.PodIP) })
 	t.Run("delete", func(t *testing.T) { testDelete(t, h, pb) })
@@ -252,5 +252,48 @@ func waitEvent(t *testing.T, h *harness, pod, reason, msg string) {
 	})
 	if err != nil {
 		t.Errorf("no Warning event %s with %q for pod %s: %v", reason, msg, pod, err)
+	}
+}
+
+// TestGroupAcrossNodes: two kubelets (two nodes) on one hub; a Group finds the source pod's
+// kubelet and witnesses SCTP on the other node. Kubelet.Probe alone cannot witness SCTP to
+// another node's pod.
+func TestGroupAcrossNodes(t *testing.T) {
+	h := newHarness(t, "kltgrp", true)
+	k2 := h.start("node2", netip.MustParseAddr("192.0.2.12"))
+	var g Group
+	g.Add(h.kubelet, k2)
+	h.createPodOn(testNode, "x", tcp(80))
+	h.createPodOn("node2", "y", udp(53), sctp(7777))
+	px, py := h.waitRunning("x"), h.waitRunning("y")
+	if px.Status.HostIP == py.Status.HostIP {
+		t.Fatalf("both pods report hostIP %s", px.Status.HostIP)
+	}
+	if k2.PodNetNS(key("x")) != "" || h.kubelet.PodNetNS(key("y")) != "" {
+		t.Fatal("a kubelet runs a pod bound to the other node")
+	}
+	ctx := context.Background()
+	ipX, ipY := px.Status.PodIP, py.Status.PodIP
+	for _, c := range []struct {
+		from  string
+		to    netip.AddrPort
+		proto corev1.Protocol
+		want  Outcome
+	}{
+		{"x", addrPort(ipY, 7777), corev1.ProtocolSCTP, Connected},
+		{"x", addrPort(ipY, 7778), corev1.ProtocolSCTP, Refused},
+		{"x", addrPort(ipY, 53), corev1.ProtocolUDP, Connected},
+		{"y", addrPort(ipX, 80), corev1.ProtocolTCP, Connected},
+	} {
+		res, err := g.Probe(ctx, key(c.from), c.to, c.proto, time.Second)
+		if err != nil || res.Outcome != c.want {
+			t.Errorf("group probe %s %s from %s = %v, %v; want %v", c.proto, c.to, c.from, res.Outcome, err, c.want)
+		}
+	}
+	if _, err := h.kubelet.Probe(ctx, key("x"), addrPort(ipY, 7777), corev1.ProtocolSCTP, time.Second); err == nil {
+		t.Error("Kubelet.Probe witnessed SCTP to another node's pod")
+	}
+	if _, err := g.Probe(ctx, key("nosuch"), addrPort(ipY, 53), corev1.ProtocolUDP, time.Second); err == nil {
+		t.Error("group probe from an unknown pod: no error")
 	}
 }
