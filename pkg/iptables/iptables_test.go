@@ -2,7 +2,7 @@ package iptables
 
 import (
 	"context"
-	"flag"
+	"github.com/ovs-sdn/ovs-sdn/pkg/testutil"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -13,8 +13,6 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/containernetworking/plugins/pkg/testutils"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func testConfig() Config {
 	return Config{
@@ -31,7 +29,7 @@ func TestNodeChainsGolden(t *testing.T) {
 	}
 	got := f.Dump()
 	path := "testdata/node-chains.golden"
-	if *update {
+	if testutil.Update() {
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
 		}

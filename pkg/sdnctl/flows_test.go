@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/ovstest"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -12,7 +13,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -329,8 +329,8 @@ func assertSameFlows(t *testing.T, want, got []ovs.Flow) {
 // TestFlowsOVS runs sdnctl flows against a private OVS holding flows rendered by
 // pkg/node, with pod ports named by external_ids on real veths.
 func TestFlowsOVS(t *testing.T) {
-	in := startOVS(t)
-	br := in.addBridge("br0")
+	in := ovstest.Start(t)
+	br := in.AddBridge("br0")
 	ctx := context.Background()
 	want := flowsScenario()
 	if err := br.ReplaceFlows(ctx, want); err != nil {
@@ -343,7 +343,7 @@ func TestFlowsOVS(t *testing.T) {
 		addPodPort(t, in, p.port, p.pod)
 	}
 
-	flags := []string{"--ofctl-target", in.target("br0"), "--ovsdb", "unix:" + in.dbSock}
+	flags := []string{"--ofctl-target", in.Target("br0"), "--ovsdb", "unix:" + in.DBSock}
 	opts := Options{Clients: &Clients{Network: networkfake.NewSimpleClientset(fxNetworkObjects()...)}}
 	runFull := func(args ...string) (stdout, stderr string) {
 		t.Helper()
@@ -380,7 +380,7 @@ func TestFlowsOVS(t *testing.T) {
 	}
 
 	// Without OVSDB the pods are shown by cookie, with one note and no other noise.
-	_, noDBErr := runFull("--owner", "pod", "--ovsdb", "unix:"+filepath.Join(in.dir, "missing.sock"))
+	_, noDBErr := runFull("--owner", "pod", "--ovsdb", "unix:"+filepath.Join(in.Dir, "missing.sock"))
 	if !strings.HasPrefix(noDBErr, "note: 3 pod owners are shown by cookie only: reading the ports of br0 from unix:") ||
 		strings.Count(noDBErr, "\n") != 1 {
 		t.Errorf("--ovsdb to a missing socket: stderr %q, want one note", noDBErr)
@@ -419,136 +419,23 @@ func TestFlowsOVS(t *testing.T) {
 
 // addPodPort adds a veth (created in the OVS instance's netns) to br0 as the port of
 // pod, with the external_ids the CNI server writes, and removes it in cleanup.
-func addPodPort(t *testing.T, in *privateOVS, port string, pod node.PodInfo) {
+func addPodPort(t *testing.T, in *ovstest.Instance, port string, pod node.PodInfo) {
 	t.Helper()
 	peer := port + "-p"
-	if out, err := exec.Command("ip", "netns", "exec", in.netns, "ip", "link", "add", port, "type", "veth", "peer", "name", peer).CombinedOutput(); err != nil {
+	if out, err := exec.Command("ip", "netns", "exec", in.NetNS, "ip", "link", "add", port, "type", "veth", "peer", "name", peer).CombinedOutput(); err != nil {
 		t.Fatalf("creating veth %s: %v: %s", port, err, out)
 	}
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "exec", in.netns, "ip", "link", "del", port).Run() })
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "exec", in.NetNS, "ip", "link", "del", port).Run() })
 	for _, dev := range []string{port, peer} {
-		if out, err := exec.Command("ip", "netns", "exec", in.netns, "ip", "link", "set", dev, "up").CombinedOutput(); err != nil {
+		if out, err := exec.Command("ip", "netns", "exec", in.NetNS, "ip", "link", "set", dev, "up").CombinedOutput(); err != nil {
 			t.Fatalf("ip link set %s up: %v: %s", dev, err, out)
 		}
 	}
-	in.vsctl("add-port", "br0", port, "--", "set", "interface", port,
+	in.Vsctl("add-port", "br0", port, "--", "set", "interface", port,
 		fmt.Sprintf("ofport_request=%d", pod.OFPort),
 		fmt.Sprintf("external_ids:%s=sandbox-%s", ovsdb.ExternalIDSandbox, pod.Name),
 		fmt.Sprintf("external_ids:%s=%s", ovsdb.ExternalIDIP, pod.IP),
 		fmt.Sprintf("external_ids:%s=%s", ovsdb.ExternalIDPodNamespace, pod.Namespace),
 		fmt.Sprintf("external_ids:%s=%s", ovsdb.ExternalIDPodName, pod.Name))
-	t.Cleanup(func() { in.vsctl("--if-exists", "del-port", "br0", port) })
-}
-
-// privateOVS is a private ovsdb-server + ovs-vswitchd (in its own netns) for this test.
-//
-// It stands in for pkg/ovs/ovstest.Start, which this package cannot import: ovstest
-// registers a global -update flag, and so does printer_test.go; both in one test binary
-// panic with "flag redefined: update". Switch to ovstest once its flag is registered
-// only when absent.
-type privateOVS struct {
-	t           *testing.T
-	dir, dbSock string
-	netns       string
-	env         []string
-}
-
-func startOVS(t *testing.T) *privateOVS {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("integration test: needs OVS; skipped with -short")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("integration test: needs root")
-	}
-	for _, bin := range []string{"ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovs-ofctl", "ip"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("integration test: %s not installed", bin)
-		}
-	}
-	dir := t.TempDir()
-	in := &privateOVS{t: t, dir: dir, dbSock: filepath.Join(dir, "db.sock"),
-		netns: fmt.Sprintf("sdnctl-flows-%d", os.Getpid())}
-	in.env = append(os.Environ(), "OVS_RUNDIR="+dir, "OVS_DBDIR="+dir, "OVS_LOGDIR="+dir, "OVS_SYSCONFDIR="+dir)
-	in.run("ovsdb-tool", "create", filepath.Join(dir, "conf.db"), "/usr/share/openvswitch/vswitch.ovsschema")
-	in.daemon("ovsdb-server", filepath.Join(dir, "conf.db"), "--remote=punix:"+in.dbSock)
-	in.waitFor("ovsdb-server", func() bool {
-		_, err := exec.Command("ovs-vsctl", "--db=unix:"+in.dbSock, "--timeout=1", "show").CombinedOutput()
-		return err == nil
-	})
-	in.vsctl("--no-wait", "init")
-	in.run("ip", "netns", "add", in.netns)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", in.netns).Run() })
-	in.daemon("ip", "netns", "exec", in.netns, "ovs-vswitchd", "unix:"+in.dbSock)
-	return in
-}
-
-// daemon starts a daemon in the foreground; cleanup interrupts it and waits.
-func (in *privateOVS) daemon(argv ...string) {
-	name := filepath.Base(argv[len(argv)-2])
-	if argv[0] != "ip" {
-		name = argv[0]
-	}
-	args := append(argv[1:], "--no-chdir", "-vconsole:off", "-vfile:info",
-		"--log-file="+filepath.Join(in.dir, name+".log"), "--pidfile="+filepath.Join(in.dir, name+".pid"),
-		"--unixctl="+filepath.Join(in.dir, name+".ctl"))
-	cmd := exec.Command(argv[0], args...)
-	cmd.Env = in.env
-	if err := cmd.Start(); err != nil {
-		in.t.Fatalf("start %s: %v", name, err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	in.t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-}
-
-func (in *privateOVS) run(name string, args ...string) string {
-	in.t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Env = in.env
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		in.t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-func (in *privateOVS) vsctl(args ...string) string {
-	in.t.Helper()
-	return in.run("ovs-vsctl", append([]string{"--db=unix:" + in.dbSock, "--timeout=10"}, args...)...)
-}
-
-func (in *privateOVS) target(bridge string) string {
-	return "unix:" + filepath.Join(in.dir, bridge+".mgmt")
-}
-
-// addBridge creates bridge as the node agent does and returns an OfctlBridge on it.
-func (in *privateOVS) addBridge(name string) *ovs.OfctlBridge {
-	in.t.Helper()
-	in.vsctl("add-br", name, "--", "set", "bridge", name, "datapath_type=netdev",
-		"fail_mode=secure", "protocols=OpenFlow13")
-	in.waitFor(name+" management socket", func() bool {
-		_, err := os.Stat(filepath.Join(in.dir, name+".mgmt"))
-		return err == nil
-	})
-	return &ovs.OfctlBridge{Name: in.target(name)}
-}
-
-func (in *privateOVS) waitFor(what string, cond func() bool) {
-	in.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			in.t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	t.Cleanup(func() { in.Vsctl("--if-exists", "del-port", "br0", port) })
 }

@@ -2,7 +2,7 @@ package sdnctl
 
 import (
 	"bytes"
-	"flag"
+	"github.com/ovs-sdn/ovs-sdn/pkg/testutil"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,13 +12,11 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
-
 // assertGolden compares got with testdata/<name>, or rewrites it under -update.
 func assertGolden(t *testing.T, name, got string) {
 	t.Helper()
 	path := filepath.Join("testdata", name)
-	if *update {
+	if testutil.Update() {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)
 		}

@@ -1,8 +1,8 @@
 package ovstest
 
 import (
-	"flag"
 	"fmt"
+	"github.com/ovs-sdn/ovs-sdn/pkg/testutil"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,8 +10,6 @@ import (
 
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.flows golden files")
 
 // AssertGolden compares flows, sorted (ovs.SortFlows) and rendered with
 // StringNamed one per line, with testdata/<name>.flows relative to the test's
@@ -21,7 +19,7 @@ func AssertGolden(t testing.TB, name string, flows []ovs.Flow) {
 	t.Helper()
 	got := RenderGolden(flows)
 	path := filepath.Join("testdata", name+".flows")
-	if *update {
+	if testutil.Update() {
 		if err := os.MkdirAll("testdata", 0o755); err != nil {
 			t.Fatal(err)
 		}
