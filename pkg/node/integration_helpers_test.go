@@ -1,0 +1,573 @@
+package node_test
+
+// Helpers of the node-agent integration tests (integration_*_test.go): a
+// real etcd + kube-apiserver (pkg/testenv) holding the network objects,
+// 2–3 node network namespaces with a private Open vSwitch each on the
+// userspace datapath (pkg/lab/netlab), one node.Agent per node running
+// in-process, and test pods wired into br0 the way the CNI server will.
+//
+// The agents run as goroutines of the test binary in the root network
+// namespace: they reach OVSDB and br0 through the node's unix sockets
+// (db.sock, br0.mgmt) and the API server on 127.0.0.1; tun0's address,
+// routes, ip_forward and iptables are set inside the node namespace
+// (Config.HostNetNS). "Killing" an agent is cancelling its context: the
+// agent keeps no state outside OVS (pods are read back from OVSDB, flows
+// from the store it rebuilds), so a fresh agent in the same process is what
+// a kill -9 and a restart of sdn-node would give.
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
+	"github.com/ovs-sdn/ovs-sdn/pkg/client/clientset/versioned"
+	"github.com/ovs-sdn/ovs-sdn/pkg/lab/netlab"
+	"github.com/ovs-sdn/ovs-sdn/pkg/node"
+	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+	"github.com/ovs-sdn/ovs-sdn/pkg/testenv"
+)
+
+const (
+	itClusterCIDR = "10.128.0.0/14"
+	itServiceCIDR = "172.30.0.0/16"
+	itMTU         = 1450
+	itEchoPort    = 8080
+)
+
+// itCluster is one integration lab: control plane, nodes, agents, pods.
+type itCluster struct {
+	t     *testing.T
+	cs    versioned.Interface
+	lab   *netlab.Lab
+	nodes []*itNode
+	// fullSyncPeriod is given to every agent started (0: default).
+	fullSyncPeriod time.Duration
+}
+
+// itNode is a lab node with its HostSubnet and its current agent.
+type itNode struct {
+	*netlab.Node
+	c      *itCluster
+	name   string // HostSubnet / node name "node-<lab node>"
+	subnet netip.Prefix
+
+	mu    sync.Mutex
+	agent *itAgent
+	pods  int
+}
+
+// itAgent is one running node.Agent.
+type itAgent struct {
+	*node.Agent
+	reg    *prometheus.Registry
+	br     *countingBridge
+	cancel context.CancelFunc
+	done   chan error
+	// ready is how long the agent took from Run to Ready.
+	ready time.Duration
+}
+
+// countingBridge records the flow changes the agent applies.
+type countingBridge struct {
+	ovs.Bridge
+	mu       sync.Mutex
+	bundles  int
+	changes  int
+	replaces int
+}
+
+func (b *countingBridge) Bundle(ctx context.Context, changes []ovs.Change) error {
+	err := b.Bridge.Bundle(ctx, changes)
+	if err == nil && len(changes) > 0 {
+		b.mu.Lock()
+		b.bundles++
+		b.changes += len(changes)
+		b.mu.Unlock()
+	}
+	return err
+}
+
+func (b *countingBridge) ReplaceFlows(ctx context.Context, flows []ovs.Flow) error {
+	err := b.Bridge.ReplaceFlows(ctx, flows)
+	if err == nil {
+		b.mu.Lock()
+		b.replaces++
+		b.mu.Unlock()
+	}
+	return err
+}
+
+func (b *countingBridge) counts() (bundles, changes, replaces int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.bundles, b.changes, b.replaces
+}
+
+// newITCluster starts the control plane, creates ClusterNetwork "default"
+// (pluginName), a lab with the given nodes (198.18.0.11, .12, …) and their
+// HostSubnets (10.128.0.0/23, 10.129.0.0/23, …), and starts an agent per
+// node, waiting until all are Ready. Everything is removed at test end, in
+// reverse order, also when the test fails.
+func newITCluster(t *testing.T, prefix, pluginName string, nodes int, fullSync time.Duration) *itCluster {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: needs root, network namespaces, Open vSwitch and the control-plane binaries")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("integration test: needs root")
+	}
+	env := testenv.StartT(t, testenv.Options{})
+	cs, err := versioned.NewForConfig(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &itCluster{t: t, cs: cs, fullSyncPeriod: fullSync}
+	ctx := context.Background()
+	vx, mtu := uint32(4789), uint32(itMTU)
+	_, err = cs.NetworkV1().ClusterNetworks().Create(ctx, &networkv1.ClusterNetwork{
+		ObjectMeta:       metav1.ObjectMeta{Name: networkv1.ClusterNetworkDefault},
+		Network:          itClusterCIDR,
+		HostSubnetLength: 9,
+		ServiceNetwork:   itServiceCIDR,
+		PluginName:       pluginName,
+		ClusterNetworks:  []networkv1.ClusterNetworkEntry{{CIDR: itClusterCIDR, HostSubnetLength: 9}},
+		VXLANPort:        &vx,
+		MTU:              &mtu,
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create ClusterNetwork: %v", err)
+	}
+
+	if err := netlab.Sweep(prefix); err != nil {
+		t.Fatalf("sweep: %v", err)
+	}
+	lab, err := netlab.New(prefix)
+	if err != nil {
+		t.Fatalf("new lab: %v", err)
+	}
+	c.lab = lab
+	t.Cleanup(func() {
+		// Agents first (they hold OVSDB connections and exec ovs-ofctl
+		// against the lab), then the lab; the control plane stops last
+		// (registered first by StartT).
+		for _, n := range c.nodes {
+			n.stopAgent()
+		}
+		if t.Failed() {
+			c.dumpState()
+		}
+		if err := lab.Close(); err != nil {
+			t.Errorf("close lab: %v", err)
+		}
+	})
+	for i := 0; i < nodes; i++ {
+		ln := string(rune('a' + i))
+		ip := netip.MustParsePrefix(fmt.Sprintf("198.18.0.%d/24", 11+i))
+		nn, err := lab.AddNode(ln, ip)
+		if err != nil {
+			t.Fatalf("add node %s: %v", ln, err)
+		}
+		n := &itNode{Node: nn, c: c, name: "node-" + ln,
+			subnet: netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/23", 128+i))}
+		c.nodes = append(c.nodes, n)
+		_, err = cs.NetworkV1().HostSubnets().Create(ctx, &networkv1.HostSubnet{
+			ObjectMeta: metav1.ObjectMeta{Name: n.name},
+			Host:       n.name, HostIP: ip.Addr().String(), Subnet: n.subnet.String(),
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatalf("create HostSubnet %s: %v", n.name, err)
+		}
+	}
+	// Warm the underlay (ARP) between all nodes: the userspace datapath
+	// drops the first tunnel packet towards a node it has no neighbour for.
+	for _, a := range c.nodes {
+		for _, b := range c.nodes {
+			if a != b {
+				if err := a.Ping(b.IP.Addr(), 2); err != nil {
+					t.Fatalf("underlay: %v", err)
+				}
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for _, n := range c.nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.startAgent() }()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	for _, n := range c.nodes {
+		t.Logf("agent %s: start → ready %v", n.name, n.currentAgent().ready.Round(time.Millisecond))
+	}
+	return c
+}
+
+// dumpState logs each node's flows and OVS logs (on failure).
+func (c *itCluster) dumpState() {
+	for _, n := range c.nodes {
+		if out, err := n.Ofctl("dump-flows", netlab.PodBridge); err == nil {
+			c.t.Logf("node %s flows:\n%s", n.Name, out)
+		}
+		c.t.Logf("node %s ovs-vswitchd.log (tail):\n%s", n.Name, n.LogTail(netlab.OVSVswitchd, 2000))
+	}
+}
+
+// netNamespace creates (or updates) NetNamespace ns with netid.
+func (c *itCluster) netNamespace(ns string, netid uint32) {
+	c.t.Helper()
+	ctx := context.Background()
+	api := c.cs.NetworkV1().NetNamespaces()
+	cur, err := api.Get(ctx, ns, metav1.GetOptions{})
+	if err == nil {
+		cur.NetID = netid
+		_, err = api.Update(ctx, cur, metav1.UpdateOptions{})
+	} else {
+		_, err = api.Create(ctx, &networkv1.NetNamespace{
+			ObjectMeta: metav1.ObjectMeta{Name: ns}, NetName: ns, NetID: netid}, metav1.CreateOptions{})
+	}
+	if err != nil {
+		c.t.Fatalf("NetNamespace %s netid %d: %v", ns, netid, err)
+	}
+}
+
+func (n *itNode) agentConfig(reg *prometheus.Registry, br ovs.Bridge) node.Config {
+	return node.Config{
+		NodeName:       n.name,
+		NodeIP:         n.IP.Addr(),
+		Network:        n.c.cs,
+		OVSDBEndpoint:  n.DBSock,
+		Bridge:         br,
+		DatapathType:   "netdev",
+		HostNetNS:      n.NetNS.Path,
+		FullSyncPeriod: n.c.fullSyncPeriod,
+		Registry:       reg,
+	}
+}
+
+// startAgent starts a new agent on n and waits until it is Ready (30 s).
+func (n *itNode) startAgent() *itAgent {
+	t := n.c.t
+	reg := prometheus.NewRegistry()
+	br := &countingBridge{Bridge: &ovs.OfctlBridge{Name: "unix:" + n.RunDir + "/br0.mgmt"}}
+	a, err := node.New(n.agentConfig(reg, br))
+	if err != nil {
+		t.Errorf("agent %s: %v", n.name, err)
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ag := &itAgent{Agent: a, reg: reg, br: br, cancel: cancel, done: make(chan error, 1)}
+	start := time.Now()
+	go func() { ag.done <- a.Run(ctx) }()
+	deadline := time.After(30 * time.Second)
+	for !a.Ready() {
+		select {
+		case err := <-ag.done:
+			cancel()
+			t.Errorf("agent %s exited before ready: %v", n.name, err)
+			return nil
+		case <-deadline:
+			cancel()
+			<-ag.done
+			t.Errorf("agent %s not ready after 30 s", n.name)
+			return nil
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	ag.ready = time.Since(start)
+	n.mu.Lock()
+	n.agent = ag
+	n.mu.Unlock()
+	return ag
+}
+
+func (n *itNode) currentAgent() *itAgent {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.agent
+}
+
+// stopAgent cancels the agent's context and waits until Run returned.
+func (n *itNode) stopAgent() {
+	n.mu.Lock()
+	a := n.agent
+	n.agent = nil
+	n.mu.Unlock()
+	if a == nil {
+		return
+	}
+	a.cancel()
+	select {
+	case err := <-a.done:
+		if err != nil {
+			n.c.t.Errorf("agent %s: Run: %v", n.name, err)
+		}
+	case <-time.After(15 * time.Second):
+		n.c.t.Errorf("agent %s did not stop within 15 s", n.name)
+	}
+}
+
+// addPod wires pod name of namespace ns into n's br0 with the next address
+// of n's subnet (.2, .3, …), the pod identity the agent reads in the port's
+// external_ids, and an on-link route for the cluster CIDR; it waits until
+// the agent has installed the pod's table-70 flow.
+func (n *itNode) addPod(ns, name string) *netlab.Pod {
+	t := n.c.t
+	t.Helper()
+	n.mu.Lock()
+	n.pods++
+	ip := n.subnet.Addr().Next()
+	for i := 0; i < n.pods; i++ {
+		ip = ip.Next()
+	}
+	n.mu.Unlock()
+	p, err := n.AddTestPod(name, netip.PrefixFrom(ip, n.subnet.Bits()), n.subnet.Addr().Next(), itMTU,
+		netlab.WithRoutes(netip.MustParsePrefix(itClusterCIDR)),
+		netlab.WithExternalIDs(map[string]string{
+			node.ExternalIDNamespace: ns, node.ExternalIDPodName: name,
+		}))
+	if err != nil {
+		t.Fatalf("add pod %s/%s: %v", ns, name, err)
+	}
+	n.waitFlow(fmt.Sprintf("table=70,ip,nw_dst=%s", ip), true, 10*time.Second)
+	return p
+}
+
+// waitFlow waits until dump-flows with filter returns a flow (want) or
+// none (!want).
+func (n *itNode) waitFlow(filter string, want bool, timeout time.Duration) time.Duration {
+	t := n.c.t
+	t.Helper()
+	start := time.Now()
+	for {
+		flows := n.dumpFlows(filter)
+		if (len(flows) > 0) == want {
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			t.Fatalf("node %s: flows %q present=%v after %v; want %v", n.Name, filter, !want, timeout, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// dumpFlows dumps br0's flows (optionally filtered) parsed.
+func (n *itNode) dumpFlows(filter string) []ovs.DumpedFlow {
+	t := n.c.t
+	t.Helper()
+	args := []string{"dump-flows", netlab.PodBridge}
+	if filter != "" {
+		args = append(args, filter)
+	}
+	out, err := n.Ofctl(args...)
+	if err != nil {
+		t.Fatalf("node %s: %v", n.Name, err)
+	}
+	flows, err := ovs.ParseDump(out)
+	if err != nil {
+		t.Fatalf("node %s: parse dump: %v\n%s", n.Name, err, out)
+	}
+	return flows
+}
+
+// packets returns n_packets of the one flow on br0 with the table, priority
+// and match of rule (ovs-ofctl syntax without actions, e.g.
+// "table=20,priority=300,udp,tp_dst=4789").
+func (n *itNode) packets(rule string) uint64 {
+	t := n.c.t
+	t.Helper()
+	want, err := ovs.ParseDump(rule + " actions=drop")
+	if err != nil || len(want) != 1 {
+		t.Fatalf("parse %q: %v", rule, err)
+	}
+	var found []ovs.DumpedFlow
+	for _, f := range n.dumpFlows(fmt.Sprintf("table=%d", want[0].Table.ID)) {
+		if f.Key() == want[0].Key() {
+			found = append(found, f)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("node %s: %d flows %q on br0, want 1", n.Name, len(found), rule)
+	}
+	return found[0].Stats.Packets
+}
+
+// fullSyncStats returns the count and total seconds of the agent's full
+// syncs (ovs_sdn_sync_duration_seconds{kind="full"}).
+func (a *itAgent) fullSyncStats(t *testing.T) (uint64, float64) {
+	t.Helper()
+	mfs, err := a.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "ovs_sdn_sync_duration_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if labelValue(m, "kind") == "full" {
+				h := m.GetHistogram()
+				return h.GetSampleCount(), h.GetSampleSum()
+			}
+		}
+	}
+	return 0, 0
+}
+
+func labelValue(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
+// reachable reports whether from reaches to: a TCP echo through the pod's
+// ServeTCP server on itEchoPort (the server must run), within timeout.
+func reachable(from, to *netlab.Pod, timeout time.Duration) error {
+	got, err := from.TCPHello(to.IP.Addr(), itEchoPort, timeout)
+	if err != nil {
+		return err
+	}
+	if got != to.Name {
+		return fmt.Errorf("tcp %s → %s: answered by %q", from.Name, to.Name, got)
+	}
+	return nil
+}
+
+// pingOK reports whether at least one of count pings is answered.
+func pingOK(from, to *netlab.Pod, count int) bool {
+	st, err := from.PingStats(to.IP.Addr(), count, 0)
+	return err == nil && st.Received > 0
+}
+
+// median of durations.
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+// flowsByKey indexes a dump by flow key (table, priority, match).
+func flowsByKey(flows []ovs.DumpedFlow) map[string]ovs.DumpedFlow {
+	m := make(map[string]ovs.DumpedFlow, len(flows))
+	for _, f := range flows {
+		m[f.Key()] = f
+	}
+	return m
+}
+
+// joinLines is for messages.
+func joinLines(ss []string) string { return strings.Join(ss, "\n") }
+
+// odpToOFPort maps br0's datapath port numbers to OpenFlow ports, from
+// `ovs-appctl dpif/show` ("    name ofport/odpport: (type)").
+func (n *itNode) odpToOFPort(t *testing.T) map[string]uint32 {
+	t.Helper()
+	out, err := n.Appctl("dpif/show")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]uint32{}
+	inBr0 := false
+	for _, line := range strings.Split(out, "\n") {
+		trimmed := strings.TrimSpace(line)
+		if strings.HasSuffix(trimmed, ":") && !strings.Contains(trimmed, " ") {
+			inBr0 = trimmed == netlab.PodBridge+":"
+			continue
+		}
+		f := strings.Fields(trimmed)
+		if !inBr0 || len(f) < 2 {
+			continue
+		}
+		of, odp, ok := strings.Cut(strings.TrimSuffix(f[1], ":"), "/")
+		if !ok {
+			continue
+		}
+		ofn, err1 := strconv.ParseUint(of, 10, 32)
+		if err1 == nil && odp != "" {
+			m[odp] = uint32(ofn)
+		}
+	}
+	if len(m) == 0 {
+		t.Fatalf("no br0 ports in dpif/show:\n%s", out)
+	}
+	return m
+}
+
+var (
+	dpActionsRE = regexp.MustCompile(`(?m)^Datapath actions: (.*)$`)
+	tableLineRE = regexp.MustCompile(`(?m)^\s*(\d+)\. `)
+	tnlDstRE    = regexp.MustCompile(`tnl_push\(.*?ipv4\(src=[0-9.]+,dst=([0-9.]+)`)
+	vniRE       = regexp.MustCompile(`vxlan\(flags=0x[0-9a-f]+,vni=(0x[0-9a-f]+)\)`)
+)
+
+// ofprotoTrace runs `ovs-appctl ofproto/trace br0 <p>` (conntrack resumes
+// with the default trk|new, as the in-process tracer assumes) and renders
+// the outcome as an ovs.Verdict string: Output(<OpenFlow port>), Tunnel(dst,
+// vni) or Drop(<last table>). It also returns the raw trace.
+func (n *itNode) ofprotoTrace(t *testing.T, p ovs.Packet, odp map[string]uint32) (string, string) {
+	t.Helper()
+	spec := []string{fmt.Sprintf("in_port=%d", p.InPort)}
+	if p.TunSrc.IsValid() {
+		spec = append(spec, "tun_src="+p.TunSrc.String(), "tun_dst="+n.IP.Addr().String(),
+			fmt.Sprintf("tun_id=%#x", p.TunID))
+	}
+	if p.Proto == ovs.ProtoARP {
+		spec = append(spec, "arp", "arp_op=1", "dl_dst=ff:ff:ff:ff:ff:ff", "dl_src="+p.SrcMAC.String(),
+			"arp_sha="+p.SrcMAC.String(), "arp_spa="+p.Src.String(), "arp_tpa="+p.Dst.String())
+	} else {
+		spec = append(spec, p.Proto.String(), "nw_src="+p.Src.String(), "nw_dst="+p.Dst.String(), "nw_ttl=64")
+		if p.Proto == ovs.ProtoTCP || p.Proto == ovs.ProtoUDP {
+			spec = append(spec, fmt.Sprintf("%[1]s_src=40000,%[1]s_dst=%[2]d", p.Proto, p.TpDst))
+		}
+	}
+	out, err := n.Appctl("ofproto/trace", netlab.PodBridge, strings.Join(spec, ","))
+	if err != nil {
+		t.Fatalf("ofproto/trace %s: %v", strings.Join(spec, ","), err)
+	}
+	acts := dpActionsRE.FindAllStringSubmatch(out, -1)
+	if len(acts) == 0 {
+		return "no datapath actions", out
+	}
+	last := strings.TrimSpace(acts[len(acts)-1][1])
+	switch {
+	case last == "drop":
+		tables := tableLineRE.FindAllStringSubmatch(out, -1)
+		if len(tables) == 0 {
+			return "Drop(?)", out
+		}
+		id, _ := strconv.ParseUint(tables[len(tables)-1][1], 10, 8)
+		tb, ok := ovs.TableByID(uint8(id))
+		if !ok {
+			tb = ovs.Table{ID: uint8(id)}
+		}
+		return "Drop(" + tb.Named() + ")", out
+	case strings.Contains(last, "tnl_push("):
+		dst, vni := tnlDstRE.FindStringSubmatch(last), vniRE.FindStringSubmatch(last)
+		if dst == nil || vni == nil {
+			return "Tunnel(?)", out
+		}
+		v, _ := strconv.ParseUint(vni[1], 0, 32)
+		return fmt.Sprintf("Tunnel(%s, %#x)", dst[1], v), out
+	}
+	if of, ok := odp[last]; ok {
+		return fmt.Sprintf("Output(%d)", of), out
+	}
+	return "datapath actions " + last, out
+}
