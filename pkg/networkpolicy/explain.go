@@ -1,0 +1,567 @@
+package networkpolicy
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	networkingv1 "k8s.io/api/networking/v1"
+
+	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+)
+
+// This file maps compiled flows back to the policies they came from, for
+// `sdnctl trace`: a conjunction ID or a flow of table 27/80 that a packet
+// matched is explained as "allowed by rule ingress[0] of NetworkPolicy
+// ns/name", "pod X is isolated by policies A, B and no rule allows this",
+// "namespace N has no ingress policy". It is pure, like the compiler, and
+// reuses the compiler's own rule compilation and conjunction allocation, so
+// an explanation always describes what Compile renders for the same Input.
+// If the flows on a bridge were compiled from another snapshot (a stale
+// agent), Explanation.Consistent says whether the flow still fits.
+
+// Direction is the direction a NetworkPolicy rule applies to.
+type Direction string
+
+// Directions.
+const (
+	Ingress Direction = "ingress"
+	Egress  Direction = "egress"
+)
+
+func (d direction) exported() Direction {
+	if d == ingress {
+		return Ingress
+	}
+	return Egress
+}
+
+func (d Direction) internal() direction {
+	if d == Ingress {
+		return ingress
+	}
+	return egress
+}
+
+// DirectionOf returns the direction a policy table enforces; ok is false
+// for other tables.
+func DirectionOf(t ovs.Table) (Direction, bool) {
+	switch t.ID {
+	case ovs.TablePolicyIngress.ID:
+		return Ingress, true
+	case ovs.TablePolicyEgress.ID:
+		return Egress, true
+	}
+	return "", false
+}
+
+// RuleRef names one rule of one NetworkPolicy: spec.ingress[Index] or
+// spec.egress[Index] (0-based, as in the object).
+type RuleRef struct {
+	Namespace, Policy string
+	Direction         Direction
+	Index             int
+}
+
+// String is "ns/name rule ingress[0]".
+func (r RuleRef) String() string {
+	return fmt.Sprintf("%s/%s rule %s[%d]", r.Namespace, r.Policy, r.Direction, r.Index)
+}
+
+// Conjunction is one conjunction the compiler allocated for a namespace:
+// its ID, table and priority, and the rules whose box it renders (several
+// when identical boxes were rendered once).
+type Conjunction struct {
+	ID        uint32
+	Table     ovs.Table
+	Priority  uint16
+	Namespace string
+	Rules     []RuleRef
+}
+
+// Packet is what a policy decision depends on. SrcVNID is reg0 (the source
+// namespace, 0 for the host), DstVNID reg1 (set in table 70, ingress only).
+// Proto is ProtoTCP, ProtoUDP, ProtoSCTP or another IP protocol (then Port
+// is ignored).
+type Packet struct {
+	Src, Dst         netip.Addr
+	SrcVNID, DstVNID uint32
+	Proto            ovs.Proto
+	Port             uint16
+}
+
+// Kind classifies an explained flow.
+type Kind uint8
+
+// Kinds of explanations.
+const (
+	// KindNotCompiled: the flow is not one the compiler renders (a static
+	// flow of pkg/node, another table, or an unknown cookie).
+	KindNotCompiled Kind = iota
+	// KindRuleAllow: a rule of a policy allows the packet (a conj_id flow
+	// or a plain allow).
+	KindRuleAllow
+	// KindNotSelected: the pod is in a namespace with policies for the
+	// direction, but none selects it (per-pod allow, p100).
+	KindNotSelected
+	// KindNamespaceAllow: the namespace has no policy for the direction
+	// (namespace default allow, p60).
+	KindNamespaceAllow
+	// KindIsolated: policies select the pod for the direction and none of
+	// their rules allows the packet (namespace default drop, p60).
+	KindIsolated
+)
+
+// Explanation is the policy meaning of one flow of table 27 or 80 for one
+// packet.
+type Explanation struct {
+	Kind      Kind
+	Direction Direction
+	Allowed   bool
+	// Namespace is the namespace whose policies decide: the destination's
+	// for ingress, the source's for egress. Pod is the protected pod
+	// ("ns/name"), or its IP when unknown.
+	Namespace, Pod string
+	// Rules allow the packet (KindRuleAllow).
+	Rules []RuleRef
+	// Conj is true when a conj_id flow allowed the packet; ConjID is its ID.
+	Conj   bool
+	ConjID uint32
+	// Policies are the namespace's policies for the direction that select
+	// the pod (KindIsolated), or all of them (KindNotSelected), "ns/name".
+	Policies []string
+	// Failed are policies selecting the pod that could not be compiled:
+	// they isolate but allow nothing.
+	Failed []string
+	// Consistent is false when the flow does not fit the Input (the
+	// flows come from another snapshot, e.g. a stale agent), for example a
+	// conjunction ID the compiler does not allocate, or a rule that does
+	// not contain the packet.
+	Consistent bool
+}
+
+// String is the explanation in words.
+func (x Explanation) String() string {
+	var s string
+	switch x.Kind {
+	case KindRuleAllow:
+		if len(x.Rules) == 0 {
+			s = fmt.Sprintf("allowed by a %s flow of namespace %s that no current NetworkPolicy rule explains", x.Direction, x.Namespace)
+			break
+		}
+		refs := make([]string, 0, len(x.Rules))
+		for _, r := range x.Rules {
+			refs = append(refs, fmt.Sprintf("NetworkPolicy %s/%s rule %s[%d]", r.Namespace, r.Policy, r.Direction, r.Index))
+		}
+		s = "allowed by " + joinOr(refs)
+		if x.Conj {
+			s += fmt.Sprintf(" (conjunction %d)", x.ConjID)
+		}
+	case KindNotSelected:
+		s = fmt.Sprintf("allowed: no %s NetworkPolicy selects pod %s (namespace %s has %s policies %s, none selecting it)",
+			x.Direction, x.Pod, x.Namespace, x.Direction, strings.Join(x.Policies, ", "))
+	case KindNamespaceAllow:
+		s = fmt.Sprintf("allowed: namespace %s has no %s NetworkPolicy (not isolated)", x.Namespace, x.Direction)
+	case KindIsolated:
+		sel := append(slices.Clone(x.Policies), x.Failed...)
+		if len(sel) == 0 {
+			s = fmt.Sprintf("dropped: pod %s is isolated for %s (namespace %s has %s policies) and no rule allows this packet",
+				x.Pod, x.Direction, x.Namespace, x.Direction)
+			break
+		}
+		s = fmt.Sprintf("dropped: pod %s is isolated for %s by NetworkPolicy %s, and no %s rule allows this packet",
+			x.Pod, x.Direction, strings.Join(sel, ", "), x.Direction)
+		if len(x.Failed) > 0 {
+			s += fmt.Sprintf(" (%s could not be compiled and allow%s nothing)", strings.Join(x.Failed, ", "), sIfOne(len(x.Failed)))
+		}
+	default:
+		return "not a compiled NetworkPolicy flow"
+	}
+	if !x.Consistent {
+		s += " [the flow does not match the current policies: the node's flows may be stale]"
+	}
+	return s
+}
+
+func sIfOne(n int) string {
+	if n == 1 {
+		return "s"
+	}
+	return ""
+}
+
+func joinOr(items []string) string {
+	if len(items) <= 1 {
+		return strings.Join(items, "")
+	}
+	return strings.Join(items[:len(items)-1], ", ") + " and " + items[len(items)-1]
+}
+
+// Explainer explains the compiled flows of one node (the Input's Local
+// pods) in terms of the Input's policies. Build it from the same snapshot
+// Compile got; it is immutable and safe for concurrent reads.
+type Explainer struct {
+	c      *cluster
+	byVNID map[uint32]string
+	byIP   map[netip.Addr]*Pod
+	dirs   map[nsDir]*dirInfo
+}
+
+type nsDir struct {
+	ns string
+	d  direction
+}
+
+// dirInfo is one namespace in one direction, rendered as the compiler does.
+type dirInfo struct {
+	policies []policyInfo // every policy of the direction, in name order
+	boxes    []*explBox   // in render order
+	conjs    map[uint32]*explBox
+}
+
+type policyInfo struct {
+	name       string
+	targetsAll bool
+	targets    map[netip.Addr]bool
+	failed     bool
+}
+
+func (p policyInfo) selects(ip netip.Addr) bool { return p.targetsAll || p.targets[ip] }
+
+// explBox is one box as rendered: a conjunction, plain flows, or nothing
+// (an empty dimension).
+type explBox struct {
+	sr       subRule
+	rules    []RuleRef
+	conj     bool // a conjunction (IDs of VNID 0 start at 0)
+	conjID   uint32
+	priority uint16
+	rendered bool
+}
+
+// NewExplainer renders in like Compile does and remembers, for every box,
+// the rules it comes from and the conjunction it got.
+func NewExplainer(in Input) *Explainer { return newExplainer(in, false) }
+
+// newExplainer takes the compiler's alwaysConj test knob.
+func newExplainer(in Input, alwaysConj bool) *Explainer {
+	e := &Explainer{c: newCluster(in), byVNID: map[uint32]string{}, byIP: map[netip.Addr]*Pod{}, dirs: map[nsDir]*dirInfo{}}
+	for i := range in.Pods {
+		p := &in.Pods[i]
+		if p.IP.IsValid() && !p.HostNetwork {
+			e.byIP[p.IP] = p
+		}
+	}
+	e.c.alwaysConj = alwaysConj
+	for _, name := range e.c.names {
+		ns := e.c.namespaces[name]
+		if e.c.dupVNID[name] != "" {
+			continue
+		}
+		e.byVNID[ns.VNID] = name
+		if len(ns.local) == 0 {
+			continue
+		}
+		for _, d := range []direction{ingress, egress} {
+			e.dirs[nsDir{name, d}] = e.renderDir(ns, d)
+		}
+	}
+	return e
+}
+
+// renderDir mirrors compileNamespace/render for one direction: the same
+// policies, rules and boxes in the same order through a real renderer, so
+// conjunction IDs and levels are the compiler's.
+func (e *Explainer) renderDir(ns *nsInfo, d direction) *dirInfo {
+	di := &dirInfo{conjs: map[uint32]*explBox{}}
+	r := &renderer{d: d, vnid: ns.VNID, cookie: ovs.CookieFor(ovs.CookiePolicy, NamespaceOwner(ns.Name)),
+		plain: map[string]ovs.Flow{}, clause: map[string]*ovs.Flow{}, shared: map[string]*sharedPart{}, seen: map[string]bool{},
+		alwaysConj: e.c.alwaysConj}
+	bySig := map[string]*explBox{}
+	for _, np := range ns.policies {
+		if !affects(np, d) {
+			continue
+		}
+		pi, perRule := e.compilePolicyRules(ns, np, d)
+		di.policies = append(di.policies, pi)
+		for i, rules := range perRule {
+			ref := RuleRef{Namespace: ns.Name, Policy: np.Name, Direction: d.exported(), Index: i}
+			for _, sr := range rules {
+				sig := signature(sr)
+				b := bySig[sig]
+				if b == nil {
+					b = e.renderBox(r, sr)
+					bySig[sig] = b
+					di.boxes = append(di.boxes, b)
+					if b.conj {
+						di.conjs[b.conjID] = b
+					}
+				}
+				if !slices.Contains(b.rules, ref) {
+					b.rules = append(b.rules, ref)
+				}
+			}
+		}
+	}
+	return di
+}
+
+// compilePolicyRules is compilePolicy keeping the rule index of each box.
+// A policy with an error contributes no rules (as in compilePolicy).
+func (e *Explainer) compilePolicyRules(ns *nsInfo, np *networkingv1.NetworkPolicy, d direction) (policyInfo, [][]subRule) {
+	pi := policyInfo{name: np.Name, targets: map[netip.Addr]bool{}}
+	sel, err := selector(&np.Spec.PodSelector)
+	if err != nil {
+		pi.targetsAll, pi.failed = true, true
+		return pi, nil
+	}
+	cp := compiledPolicy{targets: matchingPods(ns.local, sel), targetsAll: sel.Empty()}
+	pi.targetsAll = cp.targetsAll
+	for _, p := range cp.targets {
+		pi.targets[p.IP] = true
+	}
+	dp := deps{namespaces: map[string]bool{}}
+	var out [][]subRule
+	for i := range ruleCount(np, d) {
+		peers, ports := ruleAt(np, d, i)
+		rules, err := e.c.compileRule(ns, d, cp, peers, ports, &dp)
+		if err != nil {
+			pi.failed = true
+			return pi, nil
+		}
+		out = append(out, rules)
+	}
+	return pi, out
+}
+
+// renderBox renders sr through r (exactly as renderRule does) and records
+// whether it became a conjunction, with which ID and priority.
+func (e *Explainer) renderBox(r *renderer, sr subRule) *explBox {
+	b := &explBox{sr: sr}
+	_, b.rendered = r.dimensions(sr)
+	before := r.conjs
+	var lens [numLevels]int
+	for lv := range r.levels {
+		lens[lv] = len(r.levels[lv])
+	}
+	r.renderRule(sr)
+	if r.conjs > before {
+		b.conj, b.conjID = true, r.vnid<<8|uint32(before)
+		for lv := range r.levels {
+			if len(r.levels[lv]) > lens[lv] {
+				b.priority = PriorityConjTop - uint16(lv)
+			}
+		}
+		return b
+	}
+	b.priority = PriorityPlainAllow
+	return b
+}
+
+// Namespace returns the namespace holding vnid (as the compiler sees it).
+func (e *Explainer) Namespace(vnid uint32) (string, bool) {
+	ns, ok := e.byVNID[vnid]
+	return ns, ok
+}
+
+// PodName returns "ns/name" of the pod with ip, or ip itself.
+func (e *Explainer) PodName(ip netip.Addr) string {
+	if p := e.byIP[ip]; p != nil {
+		return p.Namespace + "/" + p.Name
+	}
+	return ip.String()
+}
+
+// Conjunction returns the conjunction with id in table t, as the compiler
+// allocates it for this Input.
+func (e *Explainer) Conjunction(t ovs.Table, id uint32) (Conjunction, bool) {
+	d, ok := DirectionOf(t)
+	if !ok {
+		return Conjunction{}, false
+	}
+	ns, ok := e.byVNID[id>>8]
+	if !ok {
+		return Conjunction{}, false
+	}
+	di := e.dirs[nsDir{ns, d.internal()}]
+	if di == nil || di.conjs[id] == nil {
+		return Conjunction{}, false
+	}
+	b := di.conjs[id]
+	return Conjunction{ID: id, Table: t, Priority: b.priority, Namespace: ns, Rules: slices.Clone(b.rules)}, true
+}
+
+// Selecting returns the policies ("ns/name") of the pod's namespace that
+// select the local pod with ip for direction d, in name order; failed are
+// those among them that could not be compiled.
+func (e *Explainer) Selecting(namespace string, ip netip.Addr, d Direction) (policies, failed []string) {
+	di := e.dirs[nsDir{namespace, d.internal()}]
+	if di == nil {
+		return nil, nil
+	}
+	for _, p := range di.policies {
+		if !p.selects(ip) {
+			continue
+		}
+		if p.failed {
+			failed = append(failed, namespace+"/"+p.name)
+		} else {
+			policies = append(policies, namespace+"/"+p.name)
+		}
+	}
+	return policies, failed
+}
+
+// Allowing returns the rules of direction d that allow p, whatever flow
+// the packet matched: the reference answer to compare a flow with.
+func (e *Explainer) Allowing(p Packet, d Direction) []RuleRef {
+	ns, ok := e.protectedNamespace(p, d, ovs.Flow{})
+	if !ok {
+		return nil
+	}
+	di := e.dirs[nsDir{ns, d.internal()}]
+	if di == nil {
+		return nil
+	}
+	var out []RuleRef
+	for _, b := range di.boxes {
+		if b.rendered && b.contains(p, d.internal()) {
+			out = appendRules(out, b.rules)
+		}
+	}
+	return out
+}
+
+func appendRules(out, rules []RuleRef) []RuleRef {
+	for _, r := range rules {
+		if !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// protectedNamespace is the namespace whose policies decide: from the
+// flow's namespace register if it matches one, else from the packet.
+func (e *Explainer) protectedNamespace(p Packet, d Direction, f ovs.Flow) (string, bool) {
+	reg := d.internal().nsReg()
+	for _, m := range f.Match {
+		if rm, ok := m.(ovs.RegMatch); ok && rm.Field == reg && rm.Mask == ^uint32(0) {
+			ns, ok := e.byVNID[rm.Value]
+			return ns, ok
+		}
+	}
+	vnid := p.SrcVNID
+	if d == Ingress {
+		vnid = p.DstVNID
+	}
+	ns, ok := e.byVNID[vnid]
+	return ns, ok
+}
+
+// ExplainFlow explains flow f of table 27 (egress) or 80 (ingress), the
+// flow packet p matched there (as ofproto/trace or ovs.TraceFlows report
+// it; only its table, priority, cookie, match and whether it drops are
+// read).
+func (e *Explainer) ExplainFlow(f ovs.Flow, p Packet) Explanation {
+	d, ok := DirectionOf(f.Table)
+	if !ok {
+		return Explanation{}
+	}
+	x := Explanation{Direction: d, Consistent: true}
+	ns, ok := e.protectedNamespace(p, d, f)
+	if !ok {
+		return x
+	}
+	if f.Cookie&ovs.OwnerMask != ovs.CookieFor(ovs.CookiePolicy, NamespaceOwner(ns)) {
+		return x // a static flow, or another owner's
+	}
+	target := p.Src
+	if d == Ingress {
+		target = p.Dst
+	}
+	x.Namespace, x.Pod = ns, e.PodName(target)
+	di := e.dirs[nsDir{ns, d.internal()}]
+	if di == nil {
+		di = &dirInfo{}
+		x.Consistent = false // the namespace has no local pod here
+	}
+	if id, ok := conjIDOf(f); ok {
+		x.Kind, x.Allowed, x.Conj, x.ConjID = KindRuleAllow, true, true, id
+		b := di.conjs[id]
+		if b == nil || b.priority != f.Priority {
+			x.Consistent = false
+			return x
+		}
+		x.Rules = slices.Clone(b.rules)
+		x.Consistent = b.contains(p, d.internal())
+		return x
+	}
+	switch {
+	case f.Priority == PriorityPlainAllow:
+		x.Kind, x.Allowed = KindRuleAllow, true
+		for _, b := range di.boxes {
+			if b.rendered && !b.conj && b.contains(p, d.internal()) {
+				x.Rules = appendRules(x.Rules, b.rules)
+			}
+		}
+		x.Consistent = len(x.Rules) > 0
+	case f.Priority == PriorityPodAllow:
+		x.Kind, x.Allowed = KindNotSelected, true
+		for _, pi := range di.policies {
+			x.Policies = append(x.Policies, ns+"/"+pi.name)
+			if pi.selects(target) {
+				x.Consistent = false
+			}
+		}
+		x.Consistent = x.Consistent && len(di.policies) > 0
+	case f.Priority == PriorityNamespace && f.IsDrop():
+		x.Kind = KindIsolated
+		x.Policies, x.Failed = e.Selecting(ns, target, d)
+		x.Consistent = len(di.policies) > 0 && len(e.Allowing(p, d)) == 0
+	case f.Priority == PriorityNamespace:
+		x.Kind, x.Allowed = KindNamespaceAllow, true
+		x.Consistent = len(di.policies) == 0
+	default:
+		x.Consistent = false
+	}
+	return x
+}
+
+func conjIDOf(f ovs.Flow) (uint32, bool) {
+	for _, m := range f.Match {
+		if id, ok := m.(ovs.ConjID); ok {
+			return uint32(id), true
+		}
+	}
+	return 0, false
+}
+
+// contains reports whether p is in the box for direction d. The namespace
+// (register) part is the caller's: the box belongs to one namespace.
+func (b *explBox) contains(p Packet, d direction) bool {
+	target, peer := p.Src, p.Dst
+	if d == ingress {
+		target, peer = p.Dst, p.Src
+	}
+	sr := b.sr
+	if !sr.targetsAll && !slices.Contains(sr.targets, target) {
+		return false
+	}
+	if !sr.anyPeer {
+		in := slices.ContainsFunc(sr.peers, func(pf netip.Prefix) bool { return pf.Contains(peer) })
+		if d == ingress && slices.Contains(sr.vnids, p.SrcVNID) {
+			in = true
+		}
+		if !in {
+			return false
+		}
+	}
+	if sr.anyPort {
+		return true
+	}
+	return slices.ContainsFunc(sr.ports, func(pc portClause) bool {
+		return pc.proto == p.Proto && p.Port&pc.mask == pc.port&pc.mask
+	})
+}
