@@ -87,6 +87,15 @@ type Config struct {
 	IPTablesPeriod time.Duration
 	// Registry receives the agent's metrics (nil: not registered).
 	Registry prometheus.Registerer
+
+	// CNI (cni_server.go). CNISocketPath enables the agent's CNI server on
+	// that unix socket ("" = no CNI server); the host ends of pod veths go
+	// into HostNetNS, where ovs-vswitchd runs. CNIStateDir holds the IP
+	// leases (cni.DefaultStateDir). CNIConfDir, if set, receives the CNI
+	// conflist once the agent is ready; it is removed when Run returns.
+	CNISocketPath string
+	CNIStateDir   string
+	CNIConfDir    string
 }
 
 func (c *Config) complete() error {
@@ -126,6 +135,7 @@ type Agent struct {
 	br    ovs.Bridge
 	vnids vnid.Map
 	ready atomic.Bool
+	pods  localPods // OVSDB view + CNI calls → renderPods (cni_server.go)
 
 	trigger chan struct{} // size 1: coalesces sync requests
 	mu      sync.Mutex
@@ -180,10 +190,19 @@ func (a *Agent) Store() *FlowStore { return a.store }
 
 // Run starts the agent; see the package doc.
 func (a *Agent) Run(ctx context.Context) error {
+	stopCNI, err := a.startCNI(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopCNI()
 	if err := a.start(ctx); err != nil {
 		return err
 	}
 	defer a.db.Close()
+	if err := a.announceCNI(); err != nil {
+		return err
+	}
+	defer a.withdrawCNI()
 	klog.InfoS("Node agent synced", "node", a.cfg.NodeName, "flows", a.store.Len())
 	a.loop(ctx)
 	return nil

@@ -138,7 +138,7 @@ func (a *Agent) render(ctx context.Context) error {
 			a.markPods()
 			return fmt.Errorf("list pod ports: %w", err)
 		}
-		errs = append(errs, a.r.renderPods(ports))
+		errs = append(errs, a.pods.render(a.r, ports)) // merged with CNI calls (cni_server.go)
 	}
 	return errors.Join(errs...)
 }

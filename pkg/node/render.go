@@ -193,8 +193,15 @@ func (r *renderer) renderPods(ports []SwitchPort) error {
 			r.store.Delete(owner)
 		}
 	}
+	prev := r.pods
 	r.pods = map[string]PodInfo{}
 	for owner, pod := range next {
+		if prev[owner] == pod {
+			// Unchanged (e.g. a port a CNI ADD already rendered): PodFlows
+			// depends on PodInfo and r.fc only, so the store holds them.
+			r.pods[owner] = pod
+			continue
+		}
 		if err := r.store.Set(owner, PodFlows(r.fc, pod)); err != nil {
 			errs = append(errs, err)
 			continue
