@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/ovs-sdn/ovs-sdn/pkg/client/clientset/versioned"
+	"github.com/ovs-sdn/ovs-sdn/pkg/cni"
 	"github.com/ovs-sdn/ovs-sdn/pkg/node"
 )
 
@@ -41,6 +43,9 @@ type flags struct {
 	datapathType   string
 	fullSyncPeriod time.Duration
 	metricsAddress string
+	cniSocket      string
+	cniStateDir    string
+	cniConfDir     string
 }
 
 func main() {
@@ -81,6 +86,9 @@ func newCommandFor(f *flags) *cobra.Command {
 	fs.StringVar(&f.datapathType, "datapath-type", "system", "datapath type of br0: system (kernel module) or netdev (userspace)")
 	fs.DurationVar(&f.fullSyncPeriod, "full-sync-period", node.DefaultFullSyncPeriod, "period of the full flow sync that repairs out-of-band edits")
 	fs.StringVar(&f.metricsAddress, "metrics-bind-address", "127.0.0.1:29101", "address serving /metrics, /healthz and /readyz (empty disables)")
+	fs.StringVar(&f.cniSocket, "cni-socket", cni.DefaultSocketPath, "unix socket of the agent's CNI server, which the ovs-sdn plugin calls (empty disables the CNI server)")
+	fs.StringVar(&f.cniStateDir, "cni-state-dir", cni.DefaultStateDir, "directory of the pod IP leases (<dir>/ovs-sdn/); must survive agent restarts")
+	fs.StringVar(&f.cniConfDir, "cni-conf-dir", "/etc/cni/net.d", "CNI config directory the agent writes "+cni.ConflistName+" into once ready (empty: not written)")
 	klogFlags := flag.NewFlagSet("klog", flag.ExitOnError)
 	klog.InitFlags(klogFlags)
 	fs.AddGoFlagSet(klogFlags)
@@ -102,8 +110,14 @@ func (f *flags) config() (node.Config, error) {
 	if f.fullSyncPeriod <= 0 {
 		return node.Config{}, fmt.Errorf("--full-sync-period %s: must be positive", f.fullSyncPeriod)
 	}
+	for _, d := range []struct{ flag, path string }{{"--cni-socket", f.cniSocket}, {"--cni-state-dir", f.cniStateDir}, {"--cni-conf-dir", f.cniConfDir}} {
+		if d.path != "" && !filepath.IsAbs(d.path) {
+			return node.Config{}, fmt.Errorf("%s %q: an absolute path is required", d.flag, d.path)
+		}
+	}
 	return node.Config{NodeName: f.nodeName, NodeIP: ip, OVSDBEndpoint: f.ovsdb, OfctlTarget: f.ofctlTarget,
-		DatapathType: f.datapathType, FullSyncPeriod: f.fullSyncPeriod}, nil
+		DatapathType: f.datapathType, FullSyncPeriod: f.fullSyncPeriod,
+		CNISocketPath: f.cniSocket, CNIStateDir: f.cniStateDir, CNIConfDir: f.cniConfDir}, nil
 }
 
 func (f *flags) run(ctx context.Context, cfg node.Config) error {

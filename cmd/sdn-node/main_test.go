@@ -14,6 +14,8 @@ func TestFlagValidation(t *testing.T) {
 		{[]string{"--node-name=n1", "--node-ip=fd00::1"}, "IPv4"},
 		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--datapath-type=dpdk"}, "--datapath-type"},
 		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--full-sync-period=0s"}, "--full-sync-period"},
+		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--cni-socket=run/cni.sock"}, "--cni-socket"},
+		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--cni-conf-dir=net.d"}, "--cni-conf-dir"},
 		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--datapath-type=netdev"}, ""},
 	}
 	for _, tt := range tests {
@@ -29,6 +31,9 @@ func TestFlagValidation(t *testing.T) {
 			t.Errorf("%v: error %v, want %q", tt.args, err, tt.wantErr)
 		case tt.wantErr == "" && (cfg.DatapathType != "netdev" || cfg.NodeName != "n1" || cfg.NodeIP.String() != "10.0.0.1"):
 			t.Errorf("%v: config %+v", tt.args, cfg)
+		case tt.wantErr == "" && (cfg.CNISocketPath != "/var/run/ovs-sdn/cni-server.sock" ||
+			cfg.CNIStateDir != "/var/lib/cni/networks" || cfg.CNIConfDir != "/etc/cni/net.d"):
+			t.Errorf("%v: CNI defaults %q %q %q", tt.args, cfg.CNISocketPath, cfg.CNIStateDir, cfg.CNIConfDir)
 		}
 	}
 }
