@@ -1,0 +1,636 @@
+package sdnctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
+	"github.com/ovs-sdn/ovs-sdn/pkg/networkpolicy"
+	"github.com/ovs-sdn/ovs-sdn/pkg/node"
+	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/ovsdb"
+)
+
+// defaultOVSRunDir is where a node's OVS keeps br0.mgmt, db.sock and the ovs-vswitchd
+// control socket (the sdn-node DaemonSet mounts it).
+const defaultOVSRunDir = "/var/run/openvswitch"
+
+type traceOptions struct {
+	port       uint16
+	protocol   string
+	bridge     string
+	localNode  string
+	rundirRoot string
+	rundirs    map[string]string
+	targets    map[string]string
+	ovsdbs     map[string]string
+	appctls    map[string]string
+}
+
+func newTraceCommand(c *cli) *cobra.Command {
+	o := &traceOptions{}
+	host, _ := os.Hostname()
+	if n := os.Getenv("NODE_NAME"); n != "" {
+		host = n
+	}
+	cmd := &cobra.Command{
+		Use:   "trace SRC DST [--port P --protocol tcp|udp|sctp]",
+		Short: "Trace a packet through br0 on the nodes it crosses and explain the verdict",
+		Long: `Trace a packet from SRC to DST through the OpenFlow pipeline and explain the verdict.
+
+SRC and DST are NAMESPACE/POD or an IP. sdnctl resolves pods from the API (IP, node, MAC
+0a:58:<ip>, the namespace's VNID from its NetNamespace), finds the source pod's OVS port,
+runs "ovs-appctl ofproto/trace" on the source node and, when the packet leaves through the
+VXLAN tunnel, on the destination node (in_port=vxlan0 with the source node as tun_src and the
+source VNID as tun_id). It prints the path through the named tables, which table dropped or
+delivered the packet, and which NetworkPolicy rule (namespace/name, direction, rule index)
+allowed it or which isolation (the policies selecting the pod) dropped it.
+
+A source that is not a pod (an IP) is traced as host traffic entering the destination
+node from tun0.
+
+Each node's OVS is reached through its run directory: the local node's is
+/var/run/openvswitch, so running sdnctl on a node (or in its sdn-node pod) traces the
+local half. --ovs-rundir NODE=DIR or --ovs-rundir-root DIR (DIR/<node>, as in the netlab
+lab) name others; --node-target, --node-ovsdb and --appctl-target override single sockets.
+A half whose node cannot be reached is skipped with the command to run on that node.`,
+		Example: `  # Can proj1/client open TCP 5432 on proj2/db-0?
+  sdnctl trace proj1/client proj2/db-0 --port 5432
+
+  # Both nodes of a netlab lab
+  sdnctl trace proj1/client proj2/db-0 --port 5432 --ovs-rundir-root /run/netlab/lab1
+
+  # UDP to an address outside the cluster
+  sdnctl trace proj1/client 8.8.8.8 --protocol udp --port 53`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.run(cmd.Context(), c, cmd.CommandPath(), args[0], args[1])
+		},
+	}
+	fs := cmd.Flags()
+	fs.Uint16Var(&o.port, "port", 80, "Destination port.")
+	fs.StringVar(&o.protocol, "protocol", "tcp", "Protocol: tcp, udp or sctp.")
+	fs.StringVar(&o.bridge, "bridge", "br0", "The bridge to trace on every node.")
+	fs.StringVar(&o.localNode, "local-node", host, "The node sdnctl runs on; its OVS is reached at "+defaultOVSRunDir+" unless named otherwise ($NODE_NAME, else the hostname).")
+	fs.StringVar(&o.rundirRoot, "ovs-rundir-root", "", "Directory holding one OVS run directory per node, named like the node (e.g. /run/netlab/<prefix>).")
+	fs.StringToStringVar(&o.rundirs, "ovs-rundir", nil, "NODE=DIR: the OVS run directory of a node (br0.mgmt, db.sock, ovs-vswitchd control socket). Repeatable.")
+	fs.StringToStringVar(&o.targets, "node-target", nil, "NODE=TARGET: the ovs-ofctl target of a node's bridge, e.g. unix:/run/x/br0.mgmt. Repeatable.")
+	fs.StringToStringVar(&o.ovsdbs, "node-ovsdb", nil, "NODE=ENDPOINT: a node's OVSDB, e.g. unix:/run/x/db.sock. Repeatable.")
+	fs.StringToStringVar(&o.appctls, "appctl-target", nil, "NODE=PATH: a node's ovs-vswitchd control socket (ovs-vswitchd.<pid>.ctl). Repeatable.")
+	return cmd
+}
+
+// nodeOVS is how one node's OVS is reached.
+type nodeOVS struct {
+	appctl, ofctl, ovsdb string
+}
+
+// reach returns the sockets of node, or ok=false when nothing says how to reach it.
+func (o *traceOptions) reach(nodeName string) (nodeOVS, bool) {
+	dir, ok := o.rundirs[nodeName]
+	switch {
+	case ok:
+	case o.rundirRoot != "":
+		dir, ok = filepath.Join(o.rundirRoot, nodeName), true
+	case nodeName == o.localNode:
+		dir, ok = defaultOVSRunDir, true
+	}
+	_, t := o.targets[nodeName]
+	_, d := o.ovsdbs[nodeName]
+	_, a := o.appctls[nodeName]
+	if !ok && !a {
+		return nodeOVS{}, false
+	}
+	n := nodeOVS{appctl: o.appctls[nodeName], ofctl: o.targets[nodeName], ovsdb: o.ovsdbs[nodeName]}
+	if dir != "" {
+		if !a {
+			n.appctl = vswitchdCtl(dir)
+		}
+		if !t {
+			n.ofctl = "unix:" + filepath.Join(dir, o.bridge+".mgmt")
+		}
+		if !d {
+			n.ovsdb = "unix:" + filepath.Join(dir, "db.sock")
+		}
+	}
+	return n, true
+}
+
+// vswitchdCtl is the ovs-vswitchd control socket in an OVS run dir: ovs-vswitchd.ctl when
+// the daemon was started with --unixctl there, else ovs-vswitchd.<pid>.ctl from its pidfile.
+func vswitchdCtl(dir string) string {
+	plain := filepath.Join(dir, "ovs-vswitchd.ctl")
+	if _, err := os.Stat(plain); err == nil {
+		return plain
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "ovs-vswitchd.pid")); err == nil {
+		return filepath.Join(dir, "ovs-vswitchd."+strings.TrimSpace(string(b))+".ctl")
+	}
+	return plain
+}
+
+// endpoint is SRC or DST resolved.
+type endpoint struct {
+	arg  string
+	ip   netip.Addr
+	pod  *corev1.Pod // nil for a bare IP
+	node string      // the node whose subnet holds ip, "" outside the cluster
+	vnid uint32
+}
+
+func (e endpoint) name() string {
+	if e.pod != nil {
+		return e.pod.Namespace + "/" + e.pod.Name
+	}
+	return e.ip.String()
+}
+
+// traceCluster is what the API says about the cluster.
+type traceCluster struct {
+	pods     []corev1.Pod
+	subnets  []networkv1.HostSubnet
+	vnids    map[string]uint32
+	nsLabels map[string]map[string]string
+	policies []*networkingv1.NetworkPolicy
+}
+
+func (o *traceOptions) run(ctx context.Context, c *cli, cmdPath, srcArg, dstArg string) error {
+	proto, ok := map[string]ovs.Proto{"tcp": ovs.ProtoTCP, "udp": ovs.ProtoUDP, "sctp": ovs.ProtoSCTP}[strings.ToLower(o.protocol)]
+	if !ok {
+		return usageErrorf(cmdPath, "--protocol must be tcp, udp or sctp, got %q", o.protocol)
+	}
+	if o.port == 0 {
+		return usageErrorf(cmdPath, "--port must be 1..65535")
+	}
+	cl, err := loadTraceCluster(ctx, c)
+	if err != nil {
+		return err
+	}
+	src, err := cl.resolve(srcArg)
+	if err != nil {
+		return err
+	}
+	dst, err := cl.resolve(dstArg)
+	if err != nil {
+		return err
+	}
+	if src.pod == nil && dst.pod == nil {
+		return fmt.Errorf("neither %s nor %s is a pod: one end must be a pod", srcArg, dstArg)
+	}
+	w := c.opts.Out
+	fmt.Fprintf(w, "Trace %s %s -> %s port %d\n", strings.ToLower(o.protocol), src.ip, dst.ip, o.port)
+	fmt.Fprintf(w, "  source:      %s\n  destination: %s\n", cl.describe(src), cl.describe(dst))
+
+	t := &tracer{o: o, cl: cl, src: src, dst: dst, proto: proto, w: w}
+	return t.run(ctx, c, srcArg, dstArg)
+}
+
+func (cl *traceCluster) describe(e endpoint) string {
+	s := e.name()
+	if e.pod != nil {
+		s += " " + e.ip.String()
+	}
+	switch {
+	case e.node != "":
+		s += " on node " + e.node
+	case e.pod == nil:
+		s += " (outside the pod network)"
+	}
+	if e.pod != nil {
+		s += fmt.Sprintf(" (VNID %d)", e.vnid)
+	}
+	return s
+}
+
+// resolve turns NS/POD or an IP into an endpoint.
+func (cl *traceCluster) resolve(arg string) (endpoint, error) {
+	e := endpoint{arg: arg}
+	if ip, err := netip.ParseAddr(arg); err == nil {
+		e.ip = ip.Unmap()
+		for i := range cl.pods {
+			p := &cl.pods[i]
+			if !p.Spec.HostNetwork && p.Status.PodIP == e.ip.String() && p.DeletionTimestamp == nil {
+				e.pod = p
+			}
+		}
+	} else {
+		ns, name, ok := strings.Cut(arg, "/")
+		if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+			return e, fmt.Errorf("%q is neither NAMESPACE/POD nor an IP address", arg)
+		}
+		for i := range cl.pods {
+			if p := &cl.pods[i]; p.Namespace == ns && p.Name == name {
+				e.pod = p
+			}
+		}
+		if e.pod == nil {
+			return e, fmt.Errorf("pod %s not found", arg)
+		}
+		if e.pod.Spec.HostNetwork {
+			return e, fmt.Errorf("pod %s uses the host network: it does not cross br0 with its own address", arg)
+		}
+		if e.ip, err = netip.ParseAddr(e.pod.Status.PodIP); err != nil {
+			return e, fmt.Errorf("pod %s has no IP yet", arg)
+		}
+	}
+	if e.pod != nil {
+		v, ok := cl.vnids[e.pod.Namespace]
+		if !ok {
+			return e, fmt.Errorf("namespace %s has no NetNamespace (VNID) yet", e.pod.Namespace)
+		}
+		e.vnid = v
+	}
+	for _, hs := range cl.subnets {
+		if p, err := netip.ParsePrefix(hs.Subnet); err == nil && p.Contains(e.ip) {
+			e.node = hs.Host
+		}
+	}
+	if e.pod != nil && e.pod.Spec.NodeName != "" {
+		e.node = e.pod.Spec.NodeName
+	}
+	return e, nil
+}
+
+func (cl *traceCluster) subnet(nodeName string) (networkv1.HostSubnet, bool) {
+	for _, hs := range cl.subnets {
+		if hs.Host == nodeName || hs.Name == nodeName {
+			return hs, true
+		}
+	}
+	return networkv1.HostSubnet{}, false
+}
+
+func (cl *traceCluster) nodeByIP(ip netip.Addr) (networkv1.HostSubnet, bool) {
+	for _, hs := range cl.subnets {
+		if hs.HostIP == ip.String() {
+			return hs, true
+		}
+	}
+	return networkv1.HostSubnet{}, false
+}
+
+// input is the NetworkPolicy compiler's view of the cluster for one node.
+func (cl *traceCluster) input(nodeName string) networkpolicy.Input {
+	var in networkpolicy.Input
+	for name, vnid := range cl.vnids {
+		in.Namespaces = append(in.Namespaces, networkpolicy.Namespace{Name: name, VNID: vnid, Labels: cl.nsLabels[name]})
+	}
+	for _, p := range cl.pods {
+		ip, _ := netip.ParseAddr(p.Status.PodIP)
+		np := networkpolicy.Pod{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels, IP: ip,
+			HostNetwork: p.Spec.HostNetwork, Local: p.Spec.NodeName == nodeName}
+		for _, ctr := range p.Spec.Containers {
+			for _, cp := range ctr.Ports {
+				if cp.Name != "" {
+					np.Ports = append(np.Ports, networkpolicy.ContainerPort{Name: cp.Name, Protocol: cp.Protocol, Port: uint16(cp.ContainerPort)})
+				}
+			}
+		}
+		in.Pods = append(in.Pods, np)
+	}
+	in.Policies = cl.policies
+	return in
+}
+
+// tracer runs the halves and prints them.
+type tracer struct {
+	o        *traceOptions
+	cl       *traceCluster
+	src, dst endpoint
+	proto    ovs.Proto
+	w        io.Writer
+	verdicts []string
+}
+
+func (t *tracer) run(ctx context.Context, c *cli, srcArg, dstArg string) error {
+	if t.src.pod == nil {
+		// Host or outside traffic: it enters the destination node from tun0 with VNID 0.
+		flow := t.packetFields(fmt.Sprintf("in_port=%d", node.OFPortTun0))
+		_, err := t.half(ctx, t.dst.node, flow, srcArg, dstArg)
+		return err
+	}
+	srcNode := t.src.node
+	ovsAt, ok := t.o.reach(srcNode)
+	if !ok {
+		t.skipped(srcNode, srcArg, dstArg)
+		return t.continueRemote(ctx, srcArg, dstArg)
+	}
+	ofport, how, err := t.sourcePort(ctx, ovsAt)
+	if err != nil {
+		return fmt.Errorf("node %s: %w", srcNode, err)
+	}
+	fmt.Fprintf(t.w, "  source port: ofport %d (%s)\n", ofport, how)
+	tr, err := t.half(ctx, srcNode, t.packetFields(fmt.Sprintf("in_port=%d", ofport)), srcArg, dstArg)
+	if err != nil || tr == nil || tr.Verdict.Kind != ovs.VerdictTunnel {
+		return err
+	}
+	return t.tunnelHalf(ctx, srcNode, tr.Verdict, srcArg, dstArg)
+}
+
+// continueRemote traces the destination half when the source node is out of reach but
+// the destination node is reachable (sdnctl run on the destination node).
+func (t *tracer) continueRemote(ctx context.Context, srcArg, dstArg string) error {
+	if t.dst.node == "" || t.dst.node == t.src.node {
+		return nil
+	}
+	if _, ok := t.cl.subnet(t.src.node); !ok {
+		return nil
+	}
+	v := ovs.Verdict{Kind: ovs.VerdictTunnel, Port: node.OFPortVXLAN, TunID: uint64(t.src.vnid)}
+	if dstHS, ok := t.cl.subnet(t.dst.node); ok {
+		v.TunDst, _ = netip.ParseAddr(dstHS.HostIP)
+	}
+	return t.tunnelHalf(ctx, t.src.node, v, srcArg, dstArg)
+}
+
+// tunnelHalf traces the packet arriving over VXLAN at the node owning v.TunDst.
+func (t *tracer) tunnelHalf(ctx context.Context, srcNode string, v ovs.Verdict, srcArg, dstArg string) error {
+	dstHS, ok := t.cl.nodeByIP(v.TunDst)
+	if !ok {
+		fmt.Fprintf(t.w, "\nThe packet goes to %s, which is no node's HostIP: stopping here.\n", v.TunDst)
+		return nil
+	}
+	srcHS, _ := t.cl.subnet(srcNode)
+	flow := t.packetFields(fmt.Sprintf("in_port=%d,tun_src=%s,tun_dst=%s,tun_id=%#x", node.OFPortVXLAN, srcHS.HostIP, dstHS.HostIP, v.TunID))
+	_, err := t.half(ctx, dstHS.Host, flow, srcArg, dstArg)
+	return err
+}
+
+// packetFields is the ofproto/trace flow after the in_port part.
+func (t *tracer) packetFields(prefix string) string {
+	fields := []string{prefix, t.proto.String()}
+	if t.src.pod != nil {
+		fields = append(fields, "dl_src="+node.PodMAC(t.src.ip).String())
+	}
+	if t.dst.pod != nil {
+		fields = append(fields, "dl_dst="+node.PodMAC(t.dst.ip).String())
+	}
+	fields = append(fields, "nw_src="+t.src.ip.String(), "nw_dst="+t.dst.ip.String(), "nw_ttl=64",
+		fmt.Sprintf("%[1]s_src=40000,%[1]s_dst=%[2]d", t.proto, t.o.port))
+	return strings.Join(fields, ",")
+}
+
+func (t *tracer) skipped(nodeName, srcArg, dstArg string) {
+	fmt.Fprintf(t.w, "\n%s: not traced: sdnctl cannot reach this node's OVS. Run on node %s:\n  sdnctl trace %s %s --protocol %s --port %d\n"+
+		"or name its OVS run directory with --ovs-rundir %s=DIR.\n", nodeName, nodeName, srcArg, dstArg, strings.ToLower(t.o.protocol), t.o.port, nodeName)
+}
+
+// sourcePort finds the source pod's ofport: from the external_ids of its OVS port, else
+// from the agent's PodAntiSpoof flow for its IP.
+func (t *tracer) sourcePort(ctx context.Context, n nodeOVS) (uint32, string, error) {
+	var errs []string
+	if n.ovsdb != "" {
+		lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+		ports, err := ovsdbPorts(lctx, n.ovsdb, t.o.bridge)
+		cancel()
+		if err == nil {
+			for _, p := range ports {
+				if p.ExternalIDs[ovsdb.ExternalIDPodNamespace] == t.src.pod.Namespace && p.ExternalIDs[ovsdb.ExternalIDPodName] == t.src.pod.Name && p.OFPort > 0 {
+					return uint32(p.OFPort), "OVSDB port " + p.Name, nil
+				}
+			}
+			errs = append(errs, "no port of "+t.o.bridge+" in OVSDB names the pod")
+		} else {
+			errs = append(errs, fmt.Sprintf("OVSDB %s: %v", n.ovsdb, err))
+		}
+	}
+	if n.ofctl != "" {
+		lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+		flows, err := ofctlDump(lctx, n.ofctl, ovs.InTable(ovs.TablePodAntiSpoof))
+		cancel()
+		if err == nil {
+			for _, f := range flows {
+				if port, ok := antiSpoofPort(f.Flow, t.src.ip); ok {
+					return port, "PodAntiSpoof flow of " + t.src.ip.String(), nil
+				}
+			}
+			errs = append(errs, "no PodAntiSpoof flow for "+t.src.ip.String())
+		} else {
+			errs = append(errs, fmt.Sprintf("dump-flows %s: %v", n.ofctl, err))
+		}
+	}
+	return 0, "", fmt.Errorf("cannot find the OVS port of pod %s: %s", t.src.name(), strings.Join(errs, "; "))
+}
+
+func antiSpoofPort(f ovs.Flow, ip netip.Addr) (uint32, bool) {
+	var port uint32
+	src := false
+	for _, m := range f.Match {
+		switch m := m.(type) {
+		case ovs.InPort:
+			port = uint32(m)
+		case ovs.AddrMatch:
+			src = src || m.Field == "nw_src" && m.Prefix == ovs.HostPrefix(ip)
+		}
+	}
+	return port, src && port != 0
+}
+
+// traceCapture, when set (tests), sees every raw ofproto/trace output.
+var traceCapture func(nodeName, flow, out string)
+
+// runAppctl runs ovs-appctl against a control socket.
+func runAppctl(ctx context.Context, target string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*lookupTimeout)
+	defer cancel()
+	argv := append([]string{"-t", target, "--timeout=10"}, args...)
+	out, err := exec.CommandContext(ctx, "ovs-appctl", argv...).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("ovs-appctl %s: %v: %s", strings.Join(argv, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// half traces flow on nodeName and prints the path and the verdict.
+func (t *tracer) half(ctx context.Context, nodeName, flow, srcArg, dstArg string) (*ofTrace, error) {
+	n, ok := t.o.reach(nodeName)
+	if !ok {
+		t.skipped(nodeName, srcArg, dstArg)
+		return nil, nil
+	}
+	fmt.Fprintf(t.w, "\n%s: ovs-appctl ofproto/trace %s '%s'\n", nodeName, t.o.bridge, flow)
+	out, err := runAppctl(ctx, n.appctl, "ofproto/trace", t.o.bridge, flow)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w (is ovs-vswitchd running there? pass --appctl-target %s=PATH)", nodeName, err, nodeName)
+	}
+	if traceCapture != nil {
+		traceCapture(nodeName, flow, out)
+	}
+	tr, err := parseOFTrace(out)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", nodeName, err)
+	}
+	t.print(nodeName, tr)
+	return tr, nil
+}
+
+// print writes the steps with explanations and the half's verdict.
+func (t *tracer) print(nodeName string, tr *ofTrace) {
+	ex := networkpolicy.NewExplainer(t.cl.input(nodeName))
+	pkt := networkpolicy.Packet{Src: t.src.ip, Dst: t.dst.ip, SrcVNID: t.src.vnid, DstVNID: t.dst.vnid, Proto: t.proto, Port: t.o.port}
+	var policyWords string
+	for _, s := range tr.Steps {
+		if s.NoMatch {
+			fmt.Fprintf(t.w, "  %-22s no match\n", s.Table.Named())
+			continue
+		}
+		match := s.Match
+		if match == "" {
+			match = "*"
+		}
+		fmt.Fprintf(t.w, "  %-22s p%-5d %s -> %s\n", s.Table.Named(), s.Priority, match, strings.Join(s.displayActions(), ","))
+		if words := t.explainStep(ex, s, pkt); words != "" {
+			fmt.Fprintf(t.w, "  %-22s        %s\n", "", words)
+			if _, isPolicy := networkpolicy.DirectionOf(s.Table); isPolicy {
+				policyWords = words
+			}
+		}
+	}
+	for _, n := range tr.Notes {
+		fmt.Fprintf(t.w, "  note: %s\n", n)
+	}
+	fmt.Fprintf(t.w, "  => %s\n", t.verdictWords(nodeName, tr, policyWords))
+}
+
+// explainStep returns words for the steps that decide: policy tables and drops.
+func (t *tracer) explainStep(ex *networkpolicy.Explainer, s traceStep, pkt networkpolicy.Packet) string {
+	if d, ok := networkpolicy.DirectionOf(s.Table); ok && s.FlowOK {
+		if x := ex.ExplainFlow(s.Flow, pkt); x.Kind != networkpolicy.KindNotCompiled {
+			return "NetworkPolicy " + string(d) + ": " + x.String()
+		}
+		return staticPolicyWords(s, d)
+	}
+	if s.FlowOK && s.Flow.IsDrop() {
+		return dropWords(s)
+	}
+	return ""
+}
+
+// staticPolicyWords explains the flows of tables 27/80 that pkg/node renders.
+func staticPolicyWords(s traceStep, d networkpolicy.Direction) string {
+	cat := ovs.CookieCategoryOf(s.Cookie)
+	switch {
+	case s.Priority == 0:
+		return "dropped: no " + string(d) + " flow admits this packet (final drop of the table)"
+	case cat == ovs.CookieNamespace:
+		return "allowed: source and destination share a VNID (multitenant isolation)"
+	case d == networkpolicy.Ingress && s.Priority == 300:
+		return "allowed: traffic from the node gateway always reaches pods"
+	case d == networkpolicy.Egress && s.Priority == 300:
+		return "allowed: service traffic passes here; egress is checked after DNAT"
+	case s.Priority == 200 && strings.Contains(s.Match, "+rpl"):
+		return "allowed: a reply of an allowed connection"
+	case s.Priority == 200 || s.Priority == 500:
+		return "allowed by the isolation mode (subnet, or the global VNID 0 in multitenant)"
+	case s.Priority == 50:
+		return "allowed by the allow-all placeholder: the agent has not installed compiled policies for this namespace"
+	}
+	return ""
+}
+
+// dropWords explains the final drops of the other tables.
+func dropWords(s traceStep) string {
+	why := map[uint8]string{
+		ovs.TableClassifier.ID:   "not IP or ARP, or from an unexpected port",
+		ovs.TableVXLANIngress.ID: "VXLAN from a host that is no known node",
+		ovs.TablePodAntiSpoof.ID: "the source address does not belong to the pod on this port (anti-spoofing)",
+		ovs.TableRouting.ID:      "no route for the destination",
+		ovs.TableLocalPod.ID:     "no local pod has the destination address",
+		ovs.TableRemotePod.ID:    "no node's subnet holds the destination address",
+	}[s.Table.ID]
+	if why == "" {
+		why = "no flow of the table admits this packet"
+	}
+	return "dropped: " + why
+}
+
+func (t *tracer) verdictWords(nodeName string, tr *ofTrace, policyWords string) string {
+	v := tr.Verdict
+	switch v.Kind {
+	case ovs.VerdictTunnel:
+		to := v.TunDst.String()
+		if hs, ok := t.cl.nodeByIP(v.TunDst); ok {
+			to = "node " + hs.Host + " (" + v.TunDst.String() + ")"
+		}
+		return fmt.Sprintf("sent through the VXLAN tunnel to %s with VNID %d", to, v.TunID)
+	case ovs.VerdictOutput:
+		switch {
+		case v.Port == node.OFPortTun0:
+			return "delivered to tun0 (the host: services, or traffic leaving the cluster)"
+		case t.dst.pod != nil && t.dst.node == nodeName:
+			return fmt.Sprintf("delivered to pod %s (ofport %d) on %s", t.dst.name(), v.Port, nodeName)
+		}
+		return fmt.Sprintf("output to ofport %d", v.Port)
+	}
+	s := "dropped in " + v.Table.Named() + " on " + nodeName
+	if len(tr.Steps) > 0 {
+		last := tr.Steps[len(tr.Steps)-1]
+		if _, isPolicy := networkpolicy.DirectionOf(last.Table); isPolicy && policyWords != "" {
+			s += ": " + policyWords
+		} else if last.FlowOK {
+			s += ": " + strings.TrimPrefix(dropWords(last), "dropped: ")
+		}
+	}
+	return s
+}
+
+// loadTraceCluster reads pods, namespaces, policies, HostSubnets and NetNamespaces.
+func loadTraceCluster(ctx context.Context, c *cli) (*traceCluster, error) {
+	clients, err := c.Clients()
+	if err != nil {
+		return nil, err
+	}
+	if clients.Kube == nil || clients.Network == nil {
+		return nil, errors.New("sdnctl trace needs the Kubernetes and network.openshift.io APIs")
+	}
+	cl := &traceCluster{vnids: map[string]uint32{}, nsLabels: map[string]map[string]string{}}
+	pods, err := clients.Kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	cl.pods = pods.Items
+	nss, err := clients.Kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	for _, ns := range nss.Items {
+		cl.nsLabels[ns.Name] = ns.Labels
+	}
+	nps, err := clients.Kube.NetworkingV1().NetworkPolicies("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	for i := range nps.Items {
+		cl.policies = append(cl.policies, &nps.Items[i])
+	}
+	hss, err := clients.Network.NetworkV1().HostSubnets().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	cl.subnets = hss.Items
+	netnss, err := clients.Network.NetworkV1().NetNamespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	for _, nn := range netnss.Items {
+		cl.vnids[nn.NetName] = nn.NetID
+		if nn.NetName == "" {
+			cl.vnids[nn.Name] = nn.NetID
+		}
+	}
+	slices.SortFunc(cl.subnets, func(a, b networkv1.HostSubnet) int { return strings.Compare(a.Name, b.Name) })
+	return cl, nil
+}
