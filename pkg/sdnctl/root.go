@@ -63,6 +63,7 @@ func subcommands() []func(*cli) *cobra.Command {
 		newGetCommand,
 		newPodNetworkCommand,
 		newFlowsCommand,
+		newTraceCommand,
 		newRenderManifestsCommand,
 	}
 }
