@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -129,6 +130,9 @@ func (f *flags) run(ctx context.Context, cfg node.Config) error {
 	rc.UserAgent = "sdn-node/" + cfg.NodeName
 	if cfg.Network, err = versioned.NewForConfig(rc); err != nil {
 		return fmt.Errorf("network client: %w", err)
+	}
+	if cfg.Kube, err = kubernetes.NewForConfig(rc); err != nil { // Pods, Namespaces, NetworkPolicies, Events
+		return fmt.Errorf("kubernetes client: %w", err)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

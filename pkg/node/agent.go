@@ -31,6 +31,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
 	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
@@ -87,6 +89,12 @@ type Config struct {
 	IPTablesPeriod time.Duration
 	// Registry receives the agent's metrics (nil: not registered).
 	Registry prometheus.Registerer
+	// Kube is the Kubernetes client for Pods, Namespaces, NetworkPolicies
+	// and Events (policy.go). In networkpolicy mode without it policies
+	// are NOT enforced (all pod traffic allowed); other modes ignore it.
+	Kube kubernetes.Interface
+	// Recorder receives the agent's Events (nil: recorded through Kube).
+	Recorder record.EventRecorder
 
 	// CNI (cni_server.go). CNISocketPath enables the agent's CNI server on
 	// that unix socket ("" = no CNI server); the host ends of pod veths go
@@ -136,6 +144,10 @@ type Agent struct {
 	vnids vnid.Map
 	ready atomic.Bool
 	pods  localPods // OVSDB view + CNI calls → renderPods (cni_server.go)
+
+	// policy realizes NetworkPolicy (networkpolicy mode with Kube; else
+	// nil). Set by startInformers.
+	policy *policyAgent
 
 	trigger chan struct{} // size 1: coalesces sync requests
 	mu      sync.Mutex
@@ -223,6 +235,7 @@ func (a *Agent) start(ctx context.Context) error {
 	}
 	a.r = &renderer{fc: a.fc, cn: a.cn, nodeName: a.cfg.NodeName, store: a.store, vnids: &a.vnids,
 		subnets: a.subnets, pods: map[string]PodInfo{}, tenants: map[uint32]struct{}{},
+		onPods: a.policy.podsRendered,
 		onVNIDNotFound: func(ns string) {
 			a.m.vnidNotFound.Inc()
 			klog.InfoS("No VNID yet for a local pod's namespace; pod isolated until its NetNamespace arrives", "namespace", ns)

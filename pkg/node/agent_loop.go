@@ -41,8 +41,12 @@ func (a *Agent) startInformers(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	policySynced, err := a.startPolicy(ctx, nn) // networkpolicy mode: policy.go
+	if err != nil {
+		return err
+	}
 	f.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), hsReg.HasSynced, nnReg.HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), append([]cache.InformerSynced{hsReg.HasSynced, nnReg.HasSynced}, policySynced...)...) {
 		return fmt.Errorf("informers did not sync: %w", ctx.Err())
 	}
 	return nil
@@ -140,6 +144,7 @@ func (a *Agent) render(ctx context.Context) error {
 		}
 		errs = append(errs, a.pods.render(a.r, ports)) // merged with CNI calls (cni_server.go)
 	}
+	errs = append(errs, a.policy.render()) // NetworkPolicy changes (policy.go)
 	return errors.Join(errs...)
 }
 
@@ -151,6 +156,7 @@ func (a *Agent) syncOnce(ctx context.Context) error {
 	}
 	err := a.store.Sync(ctx, a.br)
 	a.observeStore()
+	a.policy.synced(err)
 	return err
 }
 
@@ -158,6 +164,7 @@ func (a *Agent) fullSync(ctx context.Context) error {
 	defer a.m.timeSync("full", time.Now())
 	err := a.store.FullSync(ctx, a.br)
 	a.observeStore()
+	a.policy.synced(err)
 	return err
 }
 

@@ -34,8 +34,8 @@ import (
 //	                   load reg0 = pod VNID; IP → 27, ARP → 30.
 //	25  ServiceReturn  PodFlows: reload reg0 by pod source IP → 27.
 //	27  PolicyEgress   modeFlows (below): subnet/multitenant p500 allow.
-//	                   networkpolicy p300 services, p200 replies, and the
-//	                   ALLOW-ALL PLACEHOLDER p50 (see networkPolicyFlows).
+//	                   networkpolicy p300 services, p200 replies; compiled
+//	                   policy p60..p195 (policy.go, pkg/networkpolicy).
 //	30  ConntrackCommit networkpolicy: ct(commit,table=31) for every
 //	                   (cluster CIDR, cluster CIDR) pair, -rpl.
 //	31  Routing        BaseFlows: gateway, local (40/70), replies ct(nat)
@@ -48,7 +48,8 @@ import (
 //	80  PolicyIngress  BaseFlows p300: the gateway always passes (kubelet
 //	                   probes). modeFlows: subnet p200 all; multitenant
 //	                   p200 reg0=0 / reg1=0, TenantFlows p100 reg0=reg1=V;
-//	                   networkpolicy p200 replies + the placeholder p50.
+//	                   networkpolicy p200 replies; compiled policy
+//	                   p60..p195 (policy.go, pkg/networkpolicy).
 //	90  RemotePod      RemoteNodeFlows: IP for a node subnet → VXLAN.
 //	99  EgressPrelim   BaseFlows: DNS to the node IP → tun0.
 //	100 EgressFirewall nothing yet (EgressNetworkPolicy is a later issue).
@@ -86,12 +87,14 @@ import (
 //   - TenantFlows renders nothing for VNID 0, which the p200 reg0=0/reg1=0
 //     rules already cover.
 //
-// The ALLOW-ALL PLACEHOLDER (networkpolicy mode): table 27 p50 "ip → 30"
-// and table 80 p50 "ip → output:reg2". OpenShift installs per-namespace p50
-// allows (reg0=V / reg1=V) from its policy plugin; our NetworkPolicy
-// compiler (pkg/networkpolicy, a later issue) has not landed, and until it
-// does networkpolicy mode must not drop pod traffic. The compiler replaces
-// these two flows (remove them here, bump PipelineVersion).
+// NetworkPolicy (networkpolicy mode): OpenShift installs per-namespace p50
+// allows (reg0=V / reg1=V) from its policy plugin. Here the compiler
+// (pkg/networkpolicy, realized by policy.go) owns tables 27 and 80 below
+// the static p300/p200 flows: per namespace with local pods, p60 default
+// (allow, or drop when isolated) up to p195 allows. BaseFlows has no
+// allow-all (it had a p50 placeholder up to pipeline version 0x10);
+// PolicyAllowAllFlows exists only for agents run without a Kubernetes
+// client.
 
 // BaseFlows returns every static flow of c: the flows of tables 0..120
 // that depend only on the node's configuration, the mode's isolation flows,

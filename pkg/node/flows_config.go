@@ -19,7 +19,7 @@ import (
 // layout we follow). It starts at 0x10, above every rule version OpenShift
 // SDN ever wrote (7..14), so a bridge left behind by OpenShift SDN never
 // looks current and is always rebuilt.
-const PipelineVersion = 0x10
+const PipelineVersion = 0x11
 
 // Well-known OpenFlow ports of br0 (SPEC §4.1). Pod ports start at 3.
 const (

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 
 	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
+	"github.com/ovs-sdn/ovs-sdn/pkg/networkpolicy"
 	"github.com/ovs-sdn/ovs-sdn/pkg/node"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 )
@@ -95,7 +96,28 @@ func (s fxScenario) flows() []ovs.Flow {
 		ips = append(ips, n.HostIP)
 	}
 	flows = append(flows, node.MulticastRemoteFlow(s.cfg, ips))
+	flows = append(flows, s.policyFlows()...)
 	return append(flows, node.VersionFlow(s.cfg))
+}
+
+// policyFlows are the compiled NetworkPolicy flows of a networkpolicy-mode
+// scenario without policies: each namespace with local pods is allowed in
+// both directions (what the agent installs for it).
+func (s fxScenario) policyFlows() []ovs.Flow {
+	if s.cfg.Mode != clusternetwork.ModeNetworkPolicy {
+		return nil
+	}
+	var in networkpolicy.Input
+	seen := map[string]bool{}
+	for _, p := range s.pods {
+		if !seen[p.Namespace] {
+			seen[p.Namespace] = true
+			in.Namespaces = append(in.Namespaces, networkpolicy.Namespace{Name: p.Namespace, VNID: p.VNID})
+		}
+		in.Pods = append(in.Pods, networkpolicy.Pod{Namespace: p.Namespace, Name: p.Name, IP: p.IP, Local: true})
+	}
+	owners, _ := networkpolicy.Compile(in)
+	return networkpolicy.Flatten(owners)
 }
 
 // fxScenarios are the goldens of testdata/flows_<name>.flows.

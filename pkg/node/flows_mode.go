@@ -51,19 +51,27 @@ func networkPolicyFlows(c FlowConfig) []ovs.Flow {
 				Action(ovs.CTThen(ovs.TableRouting, true, false)))
 		}
 	}
-	return append(flows, policyAllowAllPlaceholder()...)
+	// No allow-all here: the NetworkPolicy compiler (policy.go) owns every
+	// other flow of tables 27 and 80 (pipeline version 0x11).
+	return flows
 }
 
-// policyAllowAllPlaceholder is the ALLOW-ALL PLACEHOLDER named in the
-// pipeline essay (flows_base.go): until the NetworkPolicy compiler installs
-// per-namespace rules, networkpolicy mode allows all pod traffic at the
-// lowest real priority. The compiler replaces these two flows.
-func policyAllowAllPlaceholder() []ovs.Flow {
-	return []ovs.Flow{
+// PolicyAllowAllFlows is what OpenShift's p50 per-namespace allows
+// collapse to when NetworkPolicy is not enforced: table 27 and 80 p50 "ip
+// → pass", owned by OwnerPolicyAllowAll. The agent installs it only in
+// networkpolicy mode without a Kubernetes client (Config.Kube nil: labs
+// and tests that have no Pods/Namespaces/NetworkPolicies), and logs that
+// policies are not enforced. The compiled flows (p60 and up) would still
+// win over it for every namespace with local pods.
+func PolicyAllowAllFlows() []ovs.Flow {
+	return withCookie(ovs.CookieFor(ovs.CookiePolicy, OwnerPolicyAllowAll), []ovs.Flow{
 		ovs.NewFlow(ovs.TablePolicyEgress, 50).MatchIPv4().Action(ovs.Goto(ovs.TableConntrackCommit)),
 		ovs.NewFlow(ovs.TablePolicyIngress, 50).MatchIPv4().Action(ovs.OutPortField.Output()),
-	}
+	})
 }
+
+// OwnerPolicyAllowAll owns PolicyAllowAllFlows.
+const OwnerPolicyAllowAll = "policy-allow-all"
 
 // TenantFlows returns the multitenant isolation rule of one VNID in use on
 // this node (owner "vnid/<id>"): table 80, priority 100, reg0=V, reg1=V →

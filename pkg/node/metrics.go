@@ -16,6 +16,9 @@ type metrics struct {
 	syncDuration  *prometheus.HistogramVec
 	vnidNotFound  prometheus.Counter
 	pendingOwners prometheus.Gauge
+	// NetworkPolicy (networkpolicy mode; policy.go).
+	policyRealization prometheus.Histogram
+	policyFlows       prometheus.Gauge
 }
 
 // newMetrics creates the agent's metrics and registers them on reg (nil:
@@ -34,11 +37,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "ovs_sdn_vnid_not_found_errors_total", Help: "Local pods whose namespace had no known VNID when their flows were rendered."}),
 		pendingOwners: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ovs_sdn_pending_flow_owners", Help: "Flow owners changed but not yet applied to br0 (non-zero after a failed sync)."}),
+		policyRealization: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "ovs_sdn_networkpolicy_realization_seconds",
+			Help:    "Time from a Pod, Namespace, NetworkPolicy or NetNamespace event to the bundle that realizes it on br0.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
+		policyFlows: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ovs_sdn_networkpolicy_flows", Help: "Number of compiled NetworkPolicy flows (tables 27 and 80) the agent keeps on br0."}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.flows, m.ovsOps, m.syncDuration, m.vnidNotFound, m.pendingOwners} {
+	for _, c := range []prometheus.Collector{m.flows, m.ovsOps, m.syncDuration, m.vnidNotFound, m.pendingOwners,
+		m.policyRealization, m.policyFlows} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -60,6 +60,10 @@ type renderer struct {
 	pods           map[string]PodInfo  // owner → last rendered local pod
 	tenants        map[uint32]struct{} // VNIDs with TenantFlows installed
 	onVNIDNotFound func(namespace string)
+	// onPods, if set, is called after every renderPods with the rendered
+	// local pods (NetworkPolicy, policy.go: the pods' namespaces are
+	// recompiled into the store before the caller syncs).
+	onPods func(pods map[string]PodInfo) error
 }
 
 // renderPipeline sets the base flows and the version flow.
@@ -209,6 +213,9 @@ func (r *renderer) renderPods(ports []SwitchPort) error {
 		r.pods[owner] = pod
 	}
 	errs = append(errs, r.renderTenants(inUse))
+	if r.onPods != nil {
+		errs = append(errs, r.onPods(r.pods))
+	}
 	return errors.Join(errs...)
 }
 

@@ -1,0 +1,727 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	kubefake "k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/record"
+
+	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
+	"github.com/ovs-sdn/ovs-sdn/pkg/client/clientset/versioned/fake"
+	"github.com/ovs-sdn/ovs-sdn/pkg/cni"
+	"github.com/ovs-sdn/ovs-sdn/pkg/iptables"
+	"github.com/ovs-sdn/ovs-sdn/pkg/networkpolicy"
+	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+)
+
+// gatedBridge is a FakeBridge that records the flows after every
+// bundle (to check that no intermediate state lets traffic through) and
+// can hold bundles at a gate (to check batching).
+type gatedBridge struct {
+	*ovs.FakeBridge
+	mu      sync.Mutex
+	bundles [][]ovs.Change
+	states  [][]ovs.Flow // bridge content after each bundle or replace
+	gate    chan struct{}
+	waiting int // bundles waiting at the gate
+}
+
+func (b *gatedBridge) Bundle(ctx context.Context, changes []ovs.Change) error {
+	b.mu.Lock()
+	gate := b.gate
+	if gate != nil {
+		b.waiting++
+	}
+	b.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	err := b.FakeBridge.Bundle(ctx, changes)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if gate != nil {
+		b.waiting--
+	}
+	if err == nil {
+		b.bundles = append(b.bundles, changes)
+		b.states = append(b.states, b.FakeBridge.Flows())
+	}
+	return err
+}
+
+func (b *gatedBridge) ReplaceFlows(ctx context.Context, flows []ovs.Flow) error {
+	err := b.FakeBridge.ReplaceFlows(ctx, flows)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err == nil {
+		b.states = append(b.states, b.FakeBridge.Flows())
+	}
+	return err
+}
+
+// since returns the bundles and states recorded after the first n bundles
+// and m states.
+func (b *gatedBridge) mark() (int, int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.bundles), len(b.states)
+}
+
+func (b *gatedBridge) since(n, m int) ([][]ovs.Change, [][]ovs.Flow) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.bundles[n:]), slices.Clone(b.states[m:])
+}
+
+// The policy test cluster: node1 (10.0.0.1, 10.128.0.0/23) runs a (ns1,
+// app=web), b (ns1, app=db) and c (ns2, app=client); node2 (10.0.0.2)
+// runs r (ns2, app=client).
+var (
+	polA = PodInfo{Namespace: "ns1", Name: "a", IP: netip.MustParseAddr("10.128.0.2"), OFPort: 3, VNID: 11}
+	polB = PodInfo{Namespace: "ns1", Name: "b", IP: netip.MustParseAddr("10.128.0.3"), OFPort: 4, VNID: 11}
+	polC = PodInfo{Namespace: "ns2", Name: "c", IP: netip.MustParseAddr("10.128.0.4"), OFPort: 5, VNID: 12}
+	polR = netip.MustParseAddr("10.128.2.5")
+)
+
+// polModel is the test's own description of the cluster: it feeds both
+// the fake API server and the oracle (networkpolicy.Compile).
+type polModel struct {
+	nsLabels  map[string]map[string]string
+	vnids     map[string]uint32
+	podLabels map[string]map[string]string // "ns/name"
+	policies  map[string]*networkingv1.NetworkPolicy
+}
+
+func newPolModel() *polModel {
+	return &polModel{
+		nsLabels: map[string]map[string]string{"ns1": {"team": "a"}, "ns2": {"team": "x"}},
+		vnids:    map[string]uint32{"ns1": 11, "ns2": 12},
+		podLabels: map[string]map[string]string{
+			"ns1/a": {"app": "web"}, "ns1/b": {"app": "db"}, "ns2/c": {"app": "client"}, "ns2/r": {"app": "client"}},
+		policies: map[string]*networkingv1.NetworkPolicy{},
+	}
+}
+
+// input is the compiler input the agent should derive (written out by
+// hand, independently of policy.go).
+func (m *polModel) input(local ...PodInfo) networkpolicy.Input {
+	var in networkpolicy.Input
+	for _, ns := range slices.Sorted(maps.Keys(m.vnids)) {
+		in.Namespaces = append(in.Namespaces, networkpolicy.Namespace{Name: ns, Labels: m.nsLabels[ns], VNID: m.vnids[ns]})
+	}
+	for _, p := range local {
+		in.Pods = append(in.Pods, networkpolicy.Pod{Namespace: p.Namespace, Name: p.Name, Labels: m.podLabels[p.Namespace+"/"+p.Name], IP: p.IP, Local: true})
+	}
+	in.Pods = append(in.Pods, networkpolicy.Pod{Namespace: "ns2", Name: "r", Labels: m.podLabels["ns2/r"], IP: polR})
+	for _, k := range slices.Sorted(maps.Keys(m.policies)) {
+		in.Policies = append(in.Policies, m.policies[k])
+	}
+	return in
+}
+
+func (m *polModel) kubeObjects() []runtime.Object {
+	var objs []runtime.Object
+	for ns, l := range m.nsLabels {
+		objs = append(objs, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: l}})
+	}
+	for _, p := range []PodInfo{polA, polB, polC} {
+		objs = append(objs, m.pod(p.Namespace, p.Name, "node1", ""))
+	}
+	objs = append(objs, m.pod("ns2", "r", "node2", polR.String()))
+	for _, np := range m.policies {
+		objs = append(objs, np)
+	}
+	return objs
+}
+
+// pod is a Pod object; local pods have no status IP yet (the agent must
+// use the one of their br0 port).
+func (m *polModel) pod(ns, name, node, ip string) *corev1.Pod {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: m.podLabels[ns+"/"+name]},
+		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "c"}}}}
+	if ip != "" {
+		p.Status.PodIP, p.Status.PodIPs = ip, []corev1.PodIP{{IP: ip}}
+	}
+	return p
+}
+
+// policyEnv is an agent in networkpolicy mode on fakes.
+type policyEnv struct {
+	*agentEnv
+	rb   *gatedBridge
+	kube *kubefake.Clientset
+	rec  *record.FakeRecorder
+	m    *polModel
+}
+
+func newPolicyEnv(t *testing.T, m *polModel, ports ...SwitchPort) *policyEnv {
+	t.Helper()
+	if ports == nil {
+		ports = []SwitchPort{podPort("ns1", "a", "10.128.0.2", 3), podPort("ns1", "b", "10.128.0.3", 4), podPort("ns2", "c", "10.128.0.4", 5)}
+	}
+	cn := testClusterNetwork()
+	cn.PluginName = networkv1.NetworkPolicyPluginName
+	netObjs := []runtime.Object{cn, hostSubnet("node1", "10.0.0.1", "10.128.0.0/23"), hostSubnet("node2", "10.0.0.2", "10.128.2.0/23")}
+	for ns, id := range m.vnids {
+		netObjs = append(netObjs, netNamespace(ns, id))
+	}
+	pe := &policyEnv{rb: &gatedBridge{FakeBridge: ovs.NewFakeBridge()}, kube: kubefake.NewSimpleClientset(m.kubeObjects()...),
+		rec: record.NewFakeRecorder(100), m: m}
+	e := &agentEnv{t: t, client: fake.NewSimpleClientset(netObjs...), sw: newFakeSwitch(ports...), host: &fakeHost{},
+		br: pe.rb.FakeBridge, reg: prometheus.NewRegistry(), done: make(chan error, 1)}
+	a, err := New(Config{NodeName: "node1", NodeIP: netip.MustParseAddr("10.0.0.1"), Network: e.client, Kube: pe.kube,
+		Recorder: pe.rec, Dial: e.dial, Bridge: pe.rb, Host: e.host, IPTables: iptables.NewFake(), Registry: e.reg,
+		FullSyncPeriod: time.Hour, HealthCheckPeriod: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.agent = a
+	pe.agentEnv = e
+	e.start()
+	return pe
+}
+
+// npPolicyFlowsOf returns the flows of the policy owners (compiled flows),
+// sorted canonical lines.
+func npPolicyFlowsOf(owners map[string][]ovs.Flow) []string {
+	var out []string
+	for o, flows := range owners {
+		if strings.HasPrefix(o, networkpolicy.OwnerNamespacePrefix) || strings.HasPrefix(o, networkpolicy.OwnerMatchPrefix) {
+			for _, f := range flows {
+				out = append(out, f.Canonical())
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (pe *policyEnv) storePolicyFlows() []string {
+	owners := map[string][]ovs.Flow{}
+	for _, o := range pe.agent.store.Owners() {
+		owners[o] = pe.agent.store.Flows(o)
+	}
+	return npPolicyFlowsOf(owners)
+}
+
+// npBridgePolicyFlows returns the compiled flows on the bridge (those with a
+// policy cookie).
+func npBridgePolicyFlows(flows []ovs.Flow) []string {
+	var out []string
+	for _, f := range flows {
+		if f.Cookie>>56 == uint64(ovs.CookiePolicy) {
+			out = append(out, f.Canonical())
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// expectPolicy waits until the store and the bridge hold exactly the
+// compiled flows of the model with local pods local.
+func (pe *policyEnv) expectPolicy(what string, local ...PodInfo) []string {
+	pe.t.Helper()
+	owners, _ := networkpolicy.Compile(pe.m.input(local...))
+	want := npPolicyFlowsOf(owners)
+	pe.eventually(what, func() string {
+		if got := pe.storePolicyFlows(); !slices.Equal(got, want) {
+			return fmt.Sprintf("store policy flows:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		if got := npBridgePolicyFlows(pe.rb.Flows()); !slices.Equal(got, want) {
+			return fmt.Sprintf("bridge policy flows:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		return ""
+	})
+	return want
+}
+
+func (pe *policyEnv) createPolicy(np *networkingv1.NetworkPolicy) {
+	pe.t.Helper()
+	pe.m.policies[np.Namespace+"/"+np.Name] = np
+	if _, err := pe.kube.NetworkingV1().NetworkPolicies(np.Namespace).Create(context.Background(), np, metav1.CreateOptions{}); err != nil {
+		pe.t.Fatal(err)
+	}
+}
+
+func (pe *policyEnv) updatePolicy(np *networkingv1.NetworkPolicy) {
+	pe.t.Helper()
+	pe.m.policies[np.Namespace+"/"+np.Name] = np
+	if _, err := pe.kube.NetworkingV1().NetworkPolicies(np.Namespace).Update(context.Background(), np, metav1.UpdateOptions{}); err != nil {
+		pe.t.Fatal(err)
+	}
+}
+
+func (pe *policyEnv) deletePolicy(ns, name string) {
+	pe.t.Helper()
+	delete(pe.m.policies, ns+"/"+name)
+	if err := pe.kube.NetworkingV1().NetworkPolicies(ns).Delete(context.Background(), name, metav1.DeleteOptions{}); err != nil {
+		pe.t.Fatal(err)
+	}
+}
+
+func (pe *policyEnv) relabelPod(ns, name, node, ip string, l map[string]string) {
+	pe.t.Helper()
+	pe.m.podLabels[ns+"/"+name] = l
+	if _, err := pe.kube.CoreV1().Pods(ns).Update(context.Background(), pe.m.pod(ns, name, node, ip), metav1.UpdateOptions{}); err != nil {
+		pe.t.Fatal(err)
+	}
+}
+
+func (pe *policyEnv) relabelNamespace(ns string, l map[string]string) {
+	pe.t.Helper()
+	pe.m.nsLabels[ns] = l
+	obj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: l}}
+	if _, err := pe.kube.CoreV1().Namespaces().Update(context.Background(), obj, metav1.UpdateOptions{}); err != nil {
+		pe.t.Fatal(err)
+	}
+}
+
+// Policies.
+
+func npPolicy(ns, name string, spec networkingv1.NetworkPolicySpec) *networkingv1.NetworkPolicy {
+	return &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: spec}
+}
+
+func npSel(kv ...string) *metav1.LabelSelector {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return &metav1.LabelSelector{MatchLabels: m}
+}
+
+var (
+	npIngressOnly = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}
+	npBothTypes   = []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}
+)
+
+func npDenyAll(ns, name string, target *metav1.LabelSelector, types []networkingv1.PolicyType) *networkingv1.NetworkPolicy {
+	if target == nil {
+		target = &metav1.LabelSelector{}
+	}
+	return npPolicy(ns, name, networkingv1.NetworkPolicySpec{PodSelector: *target, PolicyTypes: types})
+}
+
+func npAllowFrom(ns, name string, target *metav1.LabelSelector, peers ...networkingv1.NetworkPolicyPeer) *networkingv1.NetworkPolicy {
+	return npPolicy(ns, name, networkingv1.NetworkPolicySpec{PodSelector: *target, PolicyTypes: npIngressOnly,
+		Ingress: []networkingv1.NetworkPolicyIngressRule{{From: peers}}})
+}
+
+// Packets (STYLE L10).
+
+func npPodToPod(from PodInfo, to netip.Addr) ovs.Packet {
+	return ovs.Packet{InPort: from.OFPort, Proto: ovs.ProtoTCP, Src: from.IP, Dst: to, TpDst: 80}
+}
+
+func npRemoteToPod(src netip.Addr, vnid uint32, to netip.Addr) ovs.Packet {
+	return ovs.Packet{InPort: OFPortVXLAN, Proto: ovs.ProtoTCP, Src: src, Dst: to, TpDst: 80,
+		TunSrc: netip.MustParseAddr("10.0.0.2"), TunID: uint64(vnid)}
+}
+
+// passes reports whether p leaves br0 (to a port or a tunnel).
+func npPasses(t *testing.T, flows []ovs.Flow, p ovs.Packet) bool {
+	t.Helper()
+	tr, err := ovs.TraceFlows(flows, p)
+	if err != nil {
+		t.Fatalf("trace %v: %v\n%s", p, err, tr)
+	}
+	return tr.Verdict.Kind != ovs.VerdictDrop
+}
+
+type npReachCase struct {
+	name string
+	p    ovs.Packet
+	want bool
+}
+
+func npCheckReach(t *testing.T, what string, flows []ovs.Flow, cases []npReachCase) {
+	t.Helper()
+	for _, c := range cases {
+		if got := npPasses(t, flows, c.p); got != c.want {
+			t.Errorf("%s: %s passes = %v, want %v", what, c.name, got, c.want)
+		}
+	}
+}
+
+// TestPolicyAppliedAndDeleted: a deny-all ingress policy isolates ns1's
+// pods and only them; deleting it restores default-allow exactly as it
+// was. The metrics follow.
+func TestPolicyAppliedAndDeleted(t *testing.T) {
+	pe := newPolicyEnv(t, newPolModel())
+	pe.expectPolicy("no policy", polA, polB, polC)
+	open := pe.rb.Dump()
+	all := func(want1 bool) []npReachCase {
+		return []npReachCase{
+			{"c → a", npPodToPod(polC, polA.IP), want1},
+			{"a → b", npPodToPod(polA, polB.IP), want1},
+			{"r → b", npRemoteToPod(polR, 12, polB.IP), want1},
+			{"a → c", npPodToPod(polA, polC.IP), true},
+			{"b → r", npPodToPod(polB, polR), true},
+		}
+	}
+	npCheckReach(t, "no policy", pe.rb.Flows(), all(true))
+
+	pe.createPolicy(npDenyAll("ns1", "deny", nil, npIngressOnly))
+	pe.expectPolicy("deny-all in ns1", polA, polB, polC)
+	npCheckReach(t, "deny-all in ns1", pe.rb.Flows(), all(false))
+	if got, want := testutil.ToFloat64(pe.agent.m.policyFlows), float64(len(pe.storePolicyFlows())); got != want || got == 0 {
+		t.Errorf("ovs_sdn_networkpolicy_flows = %v, want %v", got, want)
+	}
+	if n := testutil.CollectAndCount(pe.agent.m.policyRealization); n != 1 {
+		t.Errorf("realization histogram has %d series", n)
+	}
+	if got := npHistogramCount(t, pe.agent.m.policyRealization); got == 0 {
+		t.Error("ovs_sdn_networkpolicy_realization_seconds observed nothing after a policy was applied")
+	}
+
+	pe.deletePolicy("ns1", "deny")
+	pe.expectPolicy("policy deleted", polA, polB, polC)
+	if got := pe.rb.Dump(); got != open {
+		t.Errorf("after deleting the policy the bridge differs from before it:\n%s", npLineDiff(open, got))
+	}
+	npCheckReach(t, "policy deleted", pe.rb.Flows(), all(true))
+}
+
+// TestPolicyPodLabelChange: relabelling a local pod moves it into a
+// policy's peer selector, relabelling a remote pod moves it out; each
+// change is one bundle holding exactly the difference of the compiled
+// flows (nothing else is touched).
+func TestPolicyPodLabelChange(t *testing.T) {
+	m := newPolModel()
+	m.policies["ns1/db"] = npAllowFrom("ns1", "db", npSel("app", "db"),
+		networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{}, PodSelector: npSel("app", "client")})
+	pe := newPolicyEnv(t, m)
+	before := pe.expectPolicy("start", polA, polB, polC)
+	npCheckReach(t, "start", pe.rb.Flows(), []npReachCase{
+		{"c → b", npPodToPod(polC, polB.IP), true},
+		{"r → b", npRemoteToPod(polR, 12, polB.IP), true},
+		{"a → b", npPodToPod(polA, polB.IP), false},
+		{"c → a (a not selected)", npPodToPod(polC, polA.IP), true},
+	})
+
+	nb, ns := pe.rb.mark()
+	pe.relabelPod("ns1", "a", "node1", "", map[string]string{"app": "client"})
+	after := pe.expectPolicy("a relabelled app=client", polA, polB, polC)
+	npCheckOnlyDiff(t, pe.rb, nb, ns, before, after)
+	npCheckReach(t, "a is a client", pe.rb.Flows(), []npReachCase{{"a → b", npPodToPod(polA, polB.IP), true}})
+
+	nb, ns = pe.rb.mark()
+	pe.relabelPod("ns2", "r", "node2", polR.String(), map[string]string{"app": "other"})
+	final := pe.expectPolicy("r relabelled app=other", polA, polB, polC)
+	npCheckOnlyDiff(t, pe.rb, nb, ns, after, final)
+	npCheckReach(t, "r is no client", pe.rb.Flows(), []npReachCase{
+		{"r → b", npRemoteToPod(polR, 12, polB.IP), false},
+		{"c → b", npPodToPod(polC, polB.IP), true},
+	})
+}
+
+// TestPolicyNamespaceLabelChange: a namespace gaining the label a
+// namespaceSelector wants is admitted (by VNID, local and remote pods
+// alike) in one bundle holding exactly the difference.
+func TestPolicyNamespaceLabelChange(t *testing.T) {
+	m := newPolModel()
+	m.policies["ns1/team-b"] = npAllowFrom("ns1", "team-b", &metav1.LabelSelector{},
+		networkingv1.NetworkPolicyPeer{NamespaceSelector: npSel("team", "b")})
+	pe := newPolicyEnv(t, m)
+	before := pe.expectPolicy("start", polA, polB, polC)
+	cases := func(want bool) []npReachCase {
+		return []npReachCase{{"c → a", npPodToPod(polC, polA.IP), want}, {"r → a", npRemoteToPod(polR, 12, polA.IP), want}}
+	}
+	npCheckReach(t, "ns2 is team x", pe.rb.Flows(), cases(false))
+	nb, ns := pe.rb.mark()
+	pe.relabelNamespace("ns2", map[string]string{"team": "b"})
+	after := pe.expectPolicy("ns2 is team b", polA, polB, polC)
+	npCheckOnlyDiff(t, pe.rb, nb, ns, before, after)
+	npCheckReach(t, "ns2 is team b", pe.rb.Flows(), cases(true))
+}
+
+// npCheckOnlyDiff checks that the bundles since (nb, ns) are one bundle
+// whose adds and deletes are exactly the difference between the compiled
+// flows before and after.
+func npCheckOnlyDiff(t *testing.T, rb *gatedBridge, nb, ns int, before, after []string) {
+	t.Helper()
+	bundles, _ := rb.since(nb, ns)
+	if len(bundles) != 1 {
+		t.Fatalf("%d bundles for one change, want 1", len(bundles))
+	}
+	var adds, dels []string
+	for _, c := range bundles[0] {
+		switch c.Op {
+		case ovs.OpAdd:
+			adds = append(adds, c.Flow.Canonical())
+		case ovs.OpDeleteStrict:
+			dels = append(dels, c.Flow.Canonical())
+		default:
+			t.Errorf("unexpected change %s", c)
+		}
+	}
+	wantAdds, wantDels := npSetDiff(after, before), npDeletedKeys(before, after)
+	slices.Sort(adds)
+	slices.Sort(dels)
+	if !slices.Equal(adds, wantAdds) || !slices.Equal(dels, wantDels) {
+		t.Errorf("bundle adds:\n%s\ndeletes:\n%s\nwant adds:\n%s\ndeletes:\n%s",
+			strings.Join(adds, "\n"), strings.Join(dels, "\n"), strings.Join(wantAdds, "\n"), strings.Join(wantDels, "\n"))
+	}
+	if len(wantAdds)+len(wantDels) == 0 {
+		t.Error("the change changed no compiled flow; the test proves nothing")
+	}
+}
+
+// npSetDiff returns the lines of a not in b, sorted.
+func npSetDiff(a, b []string) []string {
+	in := map[string]bool{}
+	for _, s := range b {
+		in[s] = true
+	}
+	var out []string
+	for _, s := range a {
+		if !in[s] {
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// npDeletedKeys returns the flows of before whose key (table, priority,
+// match) no flow of after has: OVS add replaces a flow with the same key,
+// so only these are deleted.
+func npDeletedKeys(before, after []string) []string {
+	key := func(canon string) string { return strings.SplitN(canon, ",cookie=", 2)[0] }
+	keep := map[string]bool{}
+	for _, s := range after {
+		keep[key(s)] = true
+	}
+	var out []string
+	for _, s := range before {
+		if !keep[key(s)] {
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func npHistogramCount(t *testing.T, h prometheus.Histogram) uint64 {
+	t.Helper()
+	ch := make(chan prometheus.Metric, 1)
+	h.Collect(ch)
+	var out dto.Metric
+	if err := (<-ch).Write(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out.GetHistogram().GetSampleCount()
+}
+
+func npLineDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	var b strings.Builder
+	for _, l := range npSetDiff(w, g) {
+		b.WriteString("- " + l + "\n")
+	}
+	for _, l := range npSetDiff(g, w) {
+		b.WriteString("+ " + l + "\n")
+	}
+	return b.String()
+}
+
+// TestPolicyBadPolicyEvent: a policy with an unparsable CIDR gets one
+// Warning Event naming the field, isolates the pods it selects and leaves
+// the other policies working; fixing it stops the warnings.
+func TestPolicyBadPolicyEvent(t *testing.T) {
+	m := newPolModel()
+	m.nsLabels["ns2"] = map[string]string{"team": "b"}
+	m.policies["ns1/good"] = npAllowFrom("ns1", "good", npSel("app", "web"), networkingv1.NetworkPolicyPeer{NamespaceSelector: npSel("team", "b")})
+	bad := npAllowFrom("ns1", "bad", npSel("app", "db"), networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: "10.128.0.0/33"}})
+	m.policies["ns1/bad"] = bad
+	pe := newPolicyEnv(t, m)
+	pe.expectPolicy("start", polA, polB, polC)
+	npCheckReach(t, "bad policy present", pe.rb.Flows(), []npReachCase{
+		{"c → a (good policy)", npPodToPod(polC, polA.IP), true},
+		{"r → a (good policy)", npRemoteToPod(polR, 12, polA.IP), true},
+		{"c → b (bad policy: isolated)", npPodToPod(polC, polB.IP), false},
+	})
+	ev := npNextEvent(t, pe.rec)
+	for _, want := range []string{"Warning", ReasonNetworkPolicyInvalid, "ipBlock cidr", "10.128.0.0/33"} {
+		if !strings.Contains(ev, want) {
+			t.Errorf("event %q does not contain %q", ev, want)
+		}
+	}
+	// Another change recompiles ns1: the same error is not reported again.
+	pe.createPolicy(npDenyAll("ns1", "deny-egress-db", npSel("app", "db"), []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}))
+	pe.expectPolicy("another policy", polA, polB, polC)
+	fixed := bad.DeepCopy()
+	fixed.Spec.Ingress[0].From[0].IPBlock.CIDR = "10.128.0.0/16"
+	pe.updatePolicy(fixed)
+	pe.expectPolicy("fixed", polA, polB, polC)
+	npCheckReach(t, "fixed", pe.rb.Flows(), []npReachCase{{"c → b", npPodToPod(polC, polB.IP), true}})
+	select {
+	case ev := <-pe.rec.Events:
+		t.Errorf("unexpected second event %q", ev)
+	default:
+	}
+	broken := fixed.DeepCopy()
+	broken.Spec.Ingress[0].From[0].IPBlock.Except = []string{"nonsense"}
+	pe.updatePolicy(broken)
+	pe.expectPolicy("broken again", polA, polB, polC)
+	if ev := npNextEvent(t, pe.rec); !strings.Contains(ev, "ipBlock except") {
+		t.Errorf("event %q does not name ipBlock except", ev)
+	}
+}
+
+func npNextEvent(t *testing.T, rec *record.FakeRecorder) string {
+	t.Helper()
+	select {
+	case ev := <-rec.Events:
+		return ev
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event recorded")
+		return ""
+	}
+}
+
+// TestPolicyNewPodIsolatedFirst: a new local pod that a deny policy
+// selects is never reachable, in no state the bridge passes through —
+// also when it reuses the IP of a pod that was allowed, and whether it
+// arrives through OVSDB (the sync loop) or a CNI ADD (PodAdded syncs on
+// its own).
+func TestPolicyNewPodIsolatedFirst(t *testing.T) {
+	const reusedIP = "10.128.0.9"
+	old := PodInfo{Namespace: "ns1", Name: "old", IP: netip.MustParseAddr(reusedIP), OFPort: 9, VNID: 11}
+	for _, via := range []string{"ovsdb", "cni"} {
+		t.Run(via, func(t *testing.T) {
+			m := newPolModel()
+			m.podLabels["ns1/old"] = map[string]string{"app": "web"}
+			m.podLabels["ns1/new"] = map[string]string{"app": "db"}
+			m.policies["ns1/deny-db"] = npDenyAll("ns1", "deny-db", npSel("app", "db"), npBothTypes)
+			ports := []SwitchPort{podPort("ns1", "a", "10.128.0.2", 3), podPort("ns1", "b", "10.128.0.3", 4),
+				podPort("ns2", "c", "10.128.0.4", 5), podPort("ns1", "old", reusedIP, 9)}
+			pe := newPolicyEnv(t, m, ports...)
+			npCreatePod(t, pe.kube, m.pod("ns1", "old", "node1", ""))
+			pe.expectPolicy("old pod, allowed", polA, polB, polC, old)
+			npCheckReach(t, "old", pe.rb.Flows(), []npReachCase{{"c → old", npPodToPod(polC, old.IP), true}})
+
+			// The kubelet: the Pod object first, then the sandbox.
+			npCreatePod(t, pe.kube, m.pod("ns1", "new", "node1", ""))
+			pe.eventually("informer has the new pod", func() string {
+				if _, err := pe.agent.policy.pods.Pods("ns1").Get("new"); err != nil {
+					return err.Error()
+				}
+				return ""
+			})
+			newPod := PodInfo{Namespace: "ns1", Name: "new", IP: old.IP, OFPort: 10, VNID: 11}
+			nb, ns := pe.rb.mark()
+			if via == "ovsdb" {
+				// One OVSDB change: old's port goes, new's comes with the same IP.
+				pe.sw.setPorts(append(ports[:3:3], podPort("ns1", "new", reusedIP, 10))...)
+			} else {
+				pe.sw.setPorts(ports[:3]...)
+				pe.expectPolicy("old pod gone", polA, polB, polC)
+				nb, ns = pe.rb.mark()
+				err := pe.agent.PodAdded(context.Background(), npCNIPort(newPod))
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			pe.expectPolicy("new pod isolated", polA, polB, polC, newPod)
+			_, states := pe.rb.since(nb, ns)
+			sawPod := false
+			for i, flows := range states {
+				if !slices.ContainsFunc(flows, func(f ovs.Flow) bool {
+					return f.Table == ovs.TableLocalPod && f.Cookie == PodFlows(fc1, newPod)[0].Cookie
+				}) {
+					continue
+				}
+				sawPod = true
+				npCheckReach(t, fmt.Sprintf("state %d after the new pod", i), flows, []npReachCase{
+					{"c → new", npPodToPod(polC, newPod.IP), false},
+					{"r → new", npRemoteToPod(polR, 12, newPod.IP), false},
+					{"new → c", npPodToPod(newPod, polC.IP), false},
+					{"c → a", npPodToPod(polC, polA.IP), true},
+				})
+			}
+			if !sawPod {
+				t.Fatal("no recorded state holds the new pod's flows")
+			}
+		})
+	}
+}
+
+func npCNIPort(p PodInfo) cni.PodPort {
+	return cni.PodPort{Namespace: p.Namespace, Name: p.Name, SandboxID: "sb-" + p.Name, IP: p.IP,
+		PortName: "veth-" + p.Name, OFPort: p.OFPort, VNID: p.VNID}
+}
+
+func npCreatePod(t *testing.T, kube *kubefake.Clientset, pod *corev1.Pod) {
+	t.Helper()
+	if _, err := kube.CoreV1().Pods(pod.Namespace).Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPolicyBatching: every change pending when the sync goroutine runs
+// goes into one bundle.
+func TestPolicyBatching(t *testing.T) {
+	pe := newPolicyEnv(t, newPolModel())
+	pe.expectPolicy("start", polA, polB, polC)
+	gate := make(chan struct{})
+	pe.rb.mu.Lock()
+	pe.rb.gate = gate
+	pe.rb.mu.Unlock()
+	nb, ns := pe.rb.mark()
+	// The first change: its bundle waits at the gate.
+	pe.createPolicy(npDenyAll("ns1", "p0", npSel("app", "web"), npIngressOnly))
+	pe.eventually("a bundle waits at the gate", func() string {
+		pe.rb.mu.Lock()
+		defer pe.rb.mu.Unlock()
+		if pe.rb.waiting == 0 {
+			return "none"
+		}
+		return ""
+	})
+	// Meanwhile: policies in both namespaces, a pod and a namespace label.
+	const n = 6
+	for i := 1; i <= n; i++ {
+		ns := []string{"ns1", "ns2"}[i%2]
+		pe.createPolicy(npAllowFrom(ns, fmt.Sprintf("p%d", i), npSel("app", "db"),
+			networkingv1.NetworkPolicyPeer{PodSelector: npSel("app", fmt.Sprintf("x%d", i))}))
+	}
+	pe.relabelPod("ns2", "c", "node1", "", map[string]string{"app": "x3"})
+	pe.relabelNamespace("ns2", map[string]string{"team": "y"})
+	pe.eventually("all events handled", func() string {
+		pe.agent.policy.mu.Lock()
+		defer pe.agent.policy.mu.Unlock()
+		if len(pe.agent.policy.dirty) < 2 {
+			return fmt.Sprintf("dirty %v", pe.agent.policy.dirty)
+		}
+		return ""
+	})
+	time.Sleep(200 * time.Millisecond) // let every handler run
+	pe.rb.mu.Lock()
+	pe.rb.gate = nil
+	pe.rb.mu.Unlock()
+	close(gate)
+	pe.expectPolicy("all applied", polA, polB, polC)
+	if bundles, _ := pe.rb.since(nb, ns); len(bundles) != 2 {
+		t.Errorf("%d bundles, want 2 (the first change, then everything that came while it was applied)", len(bundles))
+	}
+}
