@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strings"
@@ -723,5 +724,93 @@ func TestPolicyBatching(t *testing.T) {
 	pe.expectPolicy("all applied", polA, polB, polC)
 	if bundles, _ := pe.rb.since(nb, ns); len(bundles) != 2 {
 		t.Errorf("%d bundles, want 2 (the first change, then everything that came while it was applied)", len(bundles))
+	}
+}
+
+// npState is one named desired state of the policy inputs (STYLE L11).
+type npState struct {
+	name      string
+	policies  []*networkingv1.NetworkPolicy
+	podLabels map[string]map[string]string // "ns/name"; others keep the default
+	nsLabels  map[string]map[string]string
+}
+
+func npStates() []npState {
+	client := networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{}, PodSelector: npSel("app", "client")}
+	teamB := networkingv1.NetworkPolicyPeer{NamespaceSelector: npSel("team", "b")}
+	return []npState{
+		{name: "empty"},
+		{name: "deny ns1", policies: []*networkingv1.NetworkPolicy{npDenyAll("ns1", "deny", nil, npBothTypes)}},
+		{name: "db from clients", policies: []*networkingv1.NetworkPolicy{npAllowFrom("ns1", "db", npSel("app", "db"), client)},
+			podLabels: map[string]map[string]string{"ns1/a": {"app": "client"}}},
+		{name: "team b, two policies", nsLabels: map[string]map[string]string{"ns2": {"team": "b"}},
+			policies: []*networkingv1.NetworkPolicy{npAllowFrom("ns1", "web", npSel("app", "web"), teamB),
+				npAllowFrom("ns1", "db", npSel("app", "db"), client), npDenyAll("ns2", "deny", npSel("app", "client"), npIngressOnly)}},
+		{name: "r not a client", podLabels: map[string]map[string]string{"ns2/r": {"app": "x"}},
+			policies: []*networkingv1.NetworkPolicy{npAllowFrom("ns1", "db", npSel("app", "db"), client)}},
+	}
+}
+
+// apply makes the fake API server and the model hold st.
+func (pe *policyEnv) apply(st npState) {
+	pe.t.Helper()
+	want := map[string]*networkingv1.NetworkPolicy{}
+	for _, np := range st.policies {
+		want[np.Namespace+"/"+np.Name] = np
+	}
+	for key, np := range pe.m.policies {
+		if _, ok := want[key]; !ok {
+			pe.deletePolicy(np.Namespace, np.Name)
+		}
+	}
+	for key, np := range want {
+		if _, ok := pe.m.policies[key]; ok {
+			pe.updatePolicy(np.DeepCopy())
+		} else {
+			pe.createPolicy(np.DeepCopy())
+		}
+	}
+	def := newPolModel()
+	for key, l := range def.podLabels {
+		if sl, ok := st.podLabels[key]; ok {
+			l = sl
+		}
+		if !maps.Equal(l, pe.m.podLabels[key]) {
+			ns, name, _ := strings.Cut(key, "/")
+			node, ip := "node1", ""
+			if name == "r" {
+				node, ip = "node2", polR.String()
+			}
+			pe.relabelPod(ns, name, node, ip, l)
+		}
+	}
+	for ns, l := range def.nsLabels {
+		if sl, ok := st.nsLabels[ns]; ok {
+			l = sl
+		}
+		if !maps.Equal(l, pe.m.nsLabels[ns]) {
+			pe.relabelNamespace(ns, l)
+		}
+	}
+}
+
+// TestPolicyStates applies the named states in order, then in
+// pseudorandom orders: after each, the store and the bridge hold exactly
+// that state's compiled flows (nothing leaks from the previous state).
+func TestPolicyStates(t *testing.T) {
+	pe := newPolicyEnv(t, newPolModel())
+	states := npStates()
+	order := []int{0, 1, 2, 3, 4, 0}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for range 3 {
+		order = append(order, rnd.Perm(len(states))...)
+	}
+	for i, idx := range order {
+		st := states[idx]
+		pe.apply(st)
+		pe.expectPolicy(fmt.Sprintf("step %d: %s", i, st.name), polA, polB, polC)
+		if err := ovs.ValidatePipeline(pe.rb.Flows()); err != nil {
+			t.Fatalf("step %d (%s): bridge pipeline invalid: %v", i, st.name, err)
+		}
 	}
 }
