@@ -47,6 +47,7 @@ type flags struct {
 	cniSocket      string
 	cniStateDir    string
 	cniConfDir     string
+	hostNetNS      string
 }
 
 func main() {
@@ -89,6 +90,7 @@ func newCommandFor(f *flags) *cobra.Command {
 	fs.StringVar(&f.metricsAddress, "metrics-bind-address", "127.0.0.1:29101", "address serving /metrics, /healthz and /readyz (empty disables)")
 	fs.StringVar(&f.cniSocket, "cni-socket", cni.DefaultSocketPath, "unix socket of the agent's CNI server, which the ovs-sdn plugin calls (empty disables the CNI server)")
 	fs.StringVar(&f.cniStateDir, "cni-state-dir", cni.DefaultStateDir, "directory of the pod IP leases (<dir>/ovs-sdn/); must survive agent restarts")
+	fs.StringVar(&f.hostNetNS, "host-netns", "", "path of the network namespace holding ovs-vswitchd, tun0 and the node's routes, when sdn-node runs outside it (sdn-lab, tests); empty: sdn-node's own")
 	fs.StringVar(&f.cniConfDir, "cni-conf-dir", "/etc/cni/net.d", "CNI config directory the agent writes "+cni.ConflistName+" into once ready (empty: not written)")
 	klogFlags := flag.NewFlagSet("klog", flag.ExitOnError)
 	klog.InitFlags(klogFlags)
@@ -111,14 +113,14 @@ func (f *flags) config() (node.Config, error) {
 	if f.fullSyncPeriod <= 0 {
 		return node.Config{}, fmt.Errorf("--full-sync-period %s: must be positive", f.fullSyncPeriod)
 	}
-	for _, d := range []struct{ flag, path string }{{"--cni-socket", f.cniSocket}, {"--cni-state-dir", f.cniStateDir}, {"--cni-conf-dir", f.cniConfDir}} {
+	for _, d := range []struct{ flag, path string }{{"--cni-socket", f.cniSocket}, {"--cni-state-dir", f.cniStateDir}, {"--cni-conf-dir", f.cniConfDir}, {"--host-netns", f.hostNetNS}} {
 		if d.path != "" && !filepath.IsAbs(d.path) {
 			return node.Config{}, fmt.Errorf("%s %q: an absolute path is required", d.flag, d.path)
 		}
 	}
 	return node.Config{NodeName: f.nodeName, NodeIP: ip, OVSDBEndpoint: f.ovsdb, OfctlTarget: f.ofctlTarget,
 		DatapathType: f.datapathType, FullSyncPeriod: f.fullSyncPeriod,
-		CNISocketPath: f.cniSocket, CNIStateDir: f.cniStateDir, CNIConfDir: f.cniConfDir}, nil
+		CNISocketPath: f.cniSocket, CNIStateDir: f.cniStateDir, CNIConfDir: f.cniConfDir, HostNetNS: f.hostNetNS}, nil
 }
 
 func (f *flags) run(ctx context.Context, cfg node.Config) error {
