@@ -30,7 +30,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
 	"github.com/ovs-sdn/ovs-sdn/pkg/client/clientset/versioned"
@@ -49,9 +52,12 @@ const (
 
 // itCluster is one integration lab: control plane, nodes, agents, pods.
 type itCluster struct {
-	t     *testing.T
-	cs    versioned.Interface
-	lab   *netlab.Lab
+	t    *testing.T
+	cs   versioned.Interface
+	kube kubernetes.Interface // Namespaces, Pods, NetworkPolicies; given to the agents
+	// plugin is the ClusterNetwork's pluginName (the agents' mode).
+	plugin string
+	lab    *netlab.Lab
 	nodes []*itNode
 	// fullSyncPeriod is given to every agent started (0: default).
 	fullSyncPeriod time.Duration
@@ -134,7 +140,11 @@ func newITCluster(t *testing.T, prefix, pluginName string, nodes int, fullSync t
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &itCluster{t: t, cs: cs, fullSyncPeriod: fullSync}
+	kube, err := kubernetes.NewForConfig(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &itCluster{t: t, cs: cs, kube: kube, plugin: pluginName, fullSyncPeriod: fullSync}
 	ctx := context.Background()
 	vx, mtu := uint32(4789), uint32(itMTU)
 	_, err = cs.NetworkV1().ClusterNetworks().Create(ctx, &networkv1.ClusterNetwork{
@@ -227,10 +237,16 @@ func (c *itCluster) dumpState() {
 	}
 }
 
-// netNamespace creates (or updates) NetNamespace ns with netid.
+// netNamespace creates (or updates) NetNamespace ns with netid, and creates
+// Namespace ns (no labels) if it does not exist: the test pods' Pod objects
+// live there.
 func (c *itCluster) netNamespace(ns string, netid uint32) {
 	c.t.Helper()
 	ctx := context.Background()
+	_, err := c.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		c.t.Fatalf("Namespace %s: %v", ns, err)
+	}
 	api := c.cs.NetworkV1().NetNamespaces()
 	cur, err := api.Get(ctx, ns, metav1.GetOptions{})
 	if err == nil {
@@ -256,6 +272,9 @@ func (n *itNode) agentConfig(reg *prometheus.Registry, br ovs.Bridge) node.Confi
 		HostNetNS:      n.NetNS.Path,
 		FullSyncPeriod: n.c.fullSyncPeriod,
 		Registry:       reg,
+		// NetworkPolicy informers and Events (networkpolicy mode); the
+		// recorder is the agent's own, through this client.
+		Kube: n.c.kube,
 	}
 }
 
@@ -321,20 +340,55 @@ func (n *itNode) stopAgent() {
 	}
 }
 
-// addPod wires pod name of namespace ns into n's br0 with the next address
-// of n's subnet (.2, .3, …), the pod identity the agent reads in the port's
-// external_ids, and an on-link route for the cluster CIDR; it waits until
-// the agent has installed the pod's table-70 flow.
+// addPod adds pod name of namespace ns (no labels) on n: addPodWith, then
+// a wait until the agent has installed the pod's table-70 flow and, in
+// networkpolicy mode, until the namespace's policy flows exist on n (the
+// namespace default of PolicyEgress and PolicyIngress: without policies,
+// that is what admits the pod's traffic).
 func (n *itNode) addPod(ns, name string) *netlab.Pod {
+	n.c.t.Helper()
+	p := n.addPodWith(ns, name, nil)
+	n.waitFlow(fmt.Sprintf("table=70,ip,nw_dst=%s", p.IP.Addr()), true, 10*time.Second)
+	if n.c.plugin == networkv1.NetworkPolicyPluginName {
+		vnid := n.c.vnid(ns)
+		n.waitFlow(fmt.Sprintf("table=%d,reg0=%d", ovs.TablePolicyEgress.ID, vnid), true, 10*time.Second)
+		n.waitFlow(fmt.Sprintf("table=%d,reg1=%d", ovs.TablePolicyIngress.ID, vnid), true, 10*time.Second)
+	}
+	return p
+}
+
+// addPodWith creates Pod ns/name in the API (spec.nodeName n, labels,
+// Running with status.podIP) and wires it into n's br0 with the next
+// address of n's subnet (.2, .3, …), the pod identity the agent reads in
+// the port's external_ids, and an on-link route for the cluster CIDR. It
+// does not wait for any flow. The Pod object comes first, as with a
+// kubelet: the agent's policy informer needs it for the labels (the
+// agent takes a local pod's IP from its port, a remote pod's from
+// status.podIPs).
+func (n *itNode) addPodWith(ns, name string, labels map[string]string) *netlab.Pod {
 	t := n.c.t
 	t.Helper()
+	ip := n.nextPodIP()
+	n.c.createPod(ns, name, n.name, ip, labels)
+	return n.plugPod(ns, name, ip)
+}
+
+// nextPodIP reserves the next pod address of n's subnet.
+func (n *itNode) nextPodIP() netip.Addr {
 	n.mu.Lock()
+	defer n.mu.Unlock()
 	n.pods++
 	ip := n.subnet.Addr().Next()
 	for i := 0; i < n.pods; i++ {
 		ip = ip.Next()
 	}
-	n.mu.Unlock()
+	return ip
+}
+
+// plugPod creates the test pod's netns and its br0 port (netlab).
+func (n *itNode) plugPod(ns, name string, ip netip.Addr) *netlab.Pod {
+	t := n.c.t
+	t.Helper()
 	p, err := n.AddTestPod(name, netip.PrefixFrom(ip, n.subnet.Bits()), n.subnet.Addr().Next(), itMTU,
 		netlab.WithRoutes(netip.MustParsePrefix(itClusterCIDR)),
 		netlab.WithExternalIDs(map[string]string{
@@ -343,8 +397,37 @@ func (n *itNode) addPod(ns, name string) *netlab.Pod {
 	if err != nil {
 		t.Fatalf("add pod %s/%s: %v", ns, name, err)
 	}
-	n.waitFlow(fmt.Sprintf("table=70,ip,nw_dst=%s", ip), true, 10*time.Second)
 	return p
+}
+
+// createPod creates Pod ns/name on nodeName with labels and sets its
+// status to Running with ip.
+func (c *itCluster) createPod(ns, name, nodeName string, ip netip.Addr, labels map[string]string) {
+	c.t.Helper()
+	ctx := context.Background()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
+		Spec: corev1.PodSpec{NodeName: nodeName,
+			Containers: []corev1.Container{{Name: "c", Image: "test.invalid/pause"}}},
+	}
+	pod, err := c.kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		c.t.Fatalf("create Pod %s/%s: %v", ns, name, err)
+	}
+	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip.String(), PodIPs: []corev1.PodIP{{IP: ip.String()}}}
+	if _, err := c.kube.CoreV1().Pods(ns).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		c.t.Fatalf("Pod %s/%s status: %v", ns, name, err)
+	}
+}
+
+// vnid is the NetID of NetNamespace ns.
+func (c *itCluster) vnid(ns string) uint32 {
+	c.t.Helper()
+	nn, err := c.cs.NetworkV1().NetNamespaces().Get(context.Background(), ns, metav1.GetOptions{})
+	if err != nil {
+		c.t.Fatalf("NetNamespace %s: %v", ns, err)
+	}
+	return nn.NetID
 }
 
 // waitFlow waits until dump-flows with filter returns a flow (want) or
