@@ -58,7 +58,7 @@ type itCluster struct {
 	// plugin is the ClusterNetwork's pluginName (the agents' mode).
 	plugin string
 	lab    *netlab.Lab
-	nodes []*itNode
+	nodes  []*itNode
 	// fullSyncPeriod is given to every agent started (0: default).
 	fullSyncPeriod time.Duration
 }
