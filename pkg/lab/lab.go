@@ -1,13 +1,43 @@
-// Package lab runs sdn-lab: a cluster built from real components on one machine.
+// Package lab runs sdn-lab: a Kubernetes cluster network built from real
+// components on one machine, shared by cmd/sdn-lab and test/e2e.
 //
-// Today the lab is the control plane only: real etcd + kube-apiserver +
-// kube-controller-manager (pkg/testenv) with the network CRDs, the
-// ClusterNetwork, the real sdn-controller (in process) and N registered Nodes,
-// so that HostSubnet and NetNamespace allocation, `sdnctl get` and
-// `sdnctl pod-network` can be tried against it with kubectl conventions. The
-// node netns with their own Open vSwitch, the node agent, the CNI plugin and
-// the kubelet stand-in (the pkg/lab/netlab building blocks exist) join the lab
-// in a later step; Up says so when it starts.
+// # What runs where
+//
+// One process (sdn-lab, or the e2e test binary) holds the whole lab:
+//
+//   - etcd, kube-apiserver and kube-controller-manager (pkg/testenv) as child
+//     processes on the root namespace's loopback, with the network CRDs and
+//     ClusterNetwork "default";
+//   - sdn-controller (pkg/controller) as a goroutine;
+//   - per node a network namespace "<prefix>-<node>" on the underlay
+//     198.18.0.0/24 (pkg/lab/netlab) running its own ovsdb-server and
+//     ovs-vswitchd (userspace datapath), and as goroutines of this process the
+//     node agent (pkg/node: OVS through the node's unix sockets, tun0, routes
+//     and iptables inside the node netns), its CNI server (a socket under the
+//     state dir) and the kubelet stand-in (pkg/lab/kubelet), which runs pods
+//     through the real sdn-cni binary (installed as <state>/cni/bin/ovs-sdn)
+//     in pod namespaces "<prefix>-<node>-kp-<id>".
+//
+// The in-process components reach the API server on 127.0.0.1 from the root
+// namespace; nothing in a node or pod namespace talks to the control plane,
+// so nothing needs to listen outside loopback and the lab's namespaces.
+//
+// # State dir
+//
+//	<StateDir>/sdn-lab.pid       the owning process (Down signals it)
+//	<StateDir>/prefix            the netns prefix (Down sweeps it)
+//	<StateDir>/control-plane/    testenv: etcd data, certificates, logs, kubeconfig
+//	<StateDir>/<prefix>/<node>/  the node's OVS (conf.db, db.sock, br0.mgmt, logs)
+//	<StateDir>/nodes/<node>/     CNI conf dir, libcni cache, IP leases, CNI socket
+//	<StateDir>/cni/bin/ovs-sdn   the CNI plugin
+//
+// # Teardown
+//
+// Close stops the kubelets first (their pods go through CNI DEL while the
+// agents still run), then the CNI servers and agents, the controller, the
+// node namespaces with their OVS (netlab), the control plane, and removes the
+// state dir. Every child process also has Pdeathsig, so a killed lab leaves
+// only namespaces and files, which Down (netlab.Sweep) removes.
 package lab
 
 import (
@@ -15,245 +45,222 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
-	"syscall"
+	"strings"
+	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/util/retry"
 
 	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
 	"github.com/ovs-sdn/ovs-sdn/pkg/client/clientset/versioned"
-	"github.com/ovs-sdn/ovs-sdn/pkg/controller"
+	"github.com/ovs-sdn/ovs-sdn/pkg/lab/kubelet"
+	"github.com/ovs-sdn/ovs-sdn/pkg/lab/netlab"
 	"github.com/ovs-sdn/ovs-sdn/pkg/testenv"
 )
 
-// DefaultStateDir holds the running lab's data, logs, kubeconfig and pidfile.
-const DefaultStateDir = "/run/sdn-lab"
+// Defaults of Config.
+const (
+	DefaultStateDir = "/run/sdn-lab"
+	DefaultPrefix   = "sdnlab"
+	// MaxNodes bounds Config.Nodes: node IPs are 198.18.0.11 … .210.
+	MaxNodes = 200
+)
 
 // Config describes the lab to bring up.
 type Config struct {
-	Nodes      int
-	PluginName string // one of the networkv1 plugin names
-	StateDir   string
-	Demo       bool
-	Out        io.Writer // progress and instructions
+	// Nodes is the number of nodes, node1 … nodeN (1 … MaxNodes).
+	Nodes int
+	// PluginName selects the isolation mode (networkv1 plugin names;
+	// "" = networkpolicy).
+	PluginName string
+	// StateDir holds everything the lab writes (DefaultStateDir). It must be
+	// short: OVS and CNI unix socket paths live under it.
+	StateDir string
+	// Prefix names the lab's network namespaces (DefaultPrefix; see
+	// netlab.ValidPrefix).
+	Prefix string
+	// CNIPlugin is the sdn-cni binary (default: FindCNIPlugin).
+	CNIPlugin string
+	// Out receives progress lines (nil: discarded).
+	Out io.Writer
 }
 
-// Lab is a running lab.
-type Lab struct {
-	Env     *testenv.Env
-	Kube    kubernetes.Interface
-	Network versioned.Interface
-	cfg     Config
-	stop    context.CancelFunc
-	ctlDone chan error
-}
-
-// Up starts the lab and returns once every Node has its HostSubnet (and, with
-// Demo, the demo namespaces their NetNamespaces). Close stops it.
-func Up(ctx context.Context, cfg Config) (*Lab, error) {
-	if cfg.StateDir == "" {
-		cfg.StateDir = DefaultStateDir
+func (c *Config) complete() error {
+	setDefault(&c.StateDir, DefaultStateDir)
+	setDefault(&c.Prefix, DefaultPrefix)
+	setDefault(&c.PluginName, networkv1.NetworkPolicyPluginName)
+	if c.Out == nil {
+		c.Out = io.Discard
 	}
-	if err := claimStateDir(cfg.StateDir); err != nil {
+	if c.Nodes < 1 || c.Nodes > MaxNodes {
+		return fmt.Errorf("lab: %d nodes: want 1 … %d", c.Nodes, MaxNodes)
+	}
+	if err := netlab.ValidPrefix(c.Prefix); err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	if c.CNIPlugin == "" {
+		p, err := FindCNIPlugin()
+		if err != nil {
+			return err
+		}
+		c.CNIPlugin = p
+	}
+	return nil
+}
+
+func setDefault(p *string, v string) {
+	if *p == "" {
+		*p = v
+	}
+}
+
+// Lab is a running lab. Its methods are safe for concurrent use.
+type Lab struct {
+	Env      *testenv.Env
+	Kube     kubernetes.Interface
+	Network  versioned.Interface
+	Net      *netlab.Lab
+	Kubelets kubelet.Group
+
+	cfg  Config
+	ctl  *controllerRun
+	mu   sync.Mutex
+	node map[string]*Node
+	ord  []string // node names in creation order
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Up starts the lab and returns once every node's agent is ready and has
+// written its CNI configuration. On error (also when ctx ends half-way)
+// everything started so far is torn down. The caller must Close the Lab.
+func Up(ctx context.Context, cfg Config) (*Lab, error) {
+	if err := cfg.complete(); err != nil {
 		return nil, err
 	}
-	env, err := testenv.Start(ctx, testenv.Options{ControllerManager: true, Dir: filepath.Join(cfg.StateDir, "control-plane")})
-	if err != nil {
-		os.Remove(pidFile(cfg.StateDir))
-		return nil, fmt.Errorf("starting the control plane: %w", err)
+	if err := claimStateDir(cfg.StateDir, cfg.Prefix); err != nil {
+		return nil, err
 	}
-	l := &Lab{Env: env, cfg: cfg, ctlDone: make(chan error, 1)}
+	l := &Lab{cfg: cfg, node: map[string]*Node{}}
 	if err := l.start(ctx); err != nil {
-		l.Close()
+		if cerr := l.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("cleaning up: %w", cerr))
+		}
 		return nil, err
 	}
 	return l, nil
 }
 
 func (l *Lab) start(ctx context.Context) error {
-	var err error
-	if l.Kube, err = kubernetes.NewForConfig(l.Env.Config); err != nil {
+	l.progress("starting etcd, kube-apiserver and kube-controller-manager")
+	if err := l.startControlPlane(ctx); err != nil {
 		return err
 	}
-	if l.Network, err = versioned.NewForConfig(l.Env.Config); err != nil {
+	l.progress("control plane ready (%s); starting sdn-controller", l.Env.Timings)
+	if err := l.startController(ctx); err != nil {
 		return err
 	}
-	if err := l.ensureNamespaces(ctx, controller.DefaultLeaseNamespace); err != nil {
+	if err := installCNIPlugin(l.cfg.CNIPlugin, l.cniBinDir()); err != nil {
 		return err
 	}
-	if err := l.createClusterNetwork(ctx); err != nil {
-		return err
-	}
-	ctlCtx, cancel := context.WithCancel(context.Background())
-	l.stop = cancel
-	go func() {
-		l.ctlDone <- controller.Run(ctlCtx, controller.Options{
-			Kube: l.Kube, Network: l.Network, Identity: "sdn-lab",
-			LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
-		})
-	}()
-	if err := l.registerNodes(ctx); err != nil {
-		return err
-	}
-	if l.cfg.Demo {
-		return l.createNamespaces(ctx, "proj1", "proj2")
-	}
-	return nil
-}
-
-func (l *Lab) createClusterNetwork(ctx context.Context) error {
-	port, mtu := networkv1.DefaultVXLANPort, networkv1.DefaultMTU
-	cn := &networkv1.ClusterNetwork{
-		ObjectMeta:       metav1.ObjectMeta{Name: networkv1.ClusterNetworkDefault},
-		Network:          "10.128.0.0/14",
-		HostSubnetLength: 9,
-		ServiceNetwork:   testenv.ServiceClusterIPRange,
-		PluginName:       l.cfg.PluginName,
-		ClusterNetworks:  []networkv1.ClusterNetworkEntry{{CIDR: "10.128.0.0/14", HostSubnetLength: 9}},
-		VXLANPort:        &port,
-		MTU:              &mtu,
-	}
-	_, err := l.Network.NetworkV1().ClusterNetworks().Create(ctx, cn, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating clusternetwork %q: %w", cn.Name, err)
-	}
-	return nil
-}
-
-// registerNodes creates the Node objects (node IPs from the lab underlay
-// 198.18.0.0/24) and waits until each has a HostSubnet.
-func (l *Lab) registerNodes(ctx context.Context) error {
-	for i := 1; i <= l.cfg.Nodes; i++ {
-		ip := netip.AddrFrom4([4]byte{198, 18, 0, byte(10 + i)})
-		node := &corev1.Node{
-			ObjectMeta: metav1.ObjectMeta{Name: "node" + strconv.Itoa(i)},
-			Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{
-				{Type: corev1.NodeInternalIP, Address: ip.String()}}},
-		}
-		created, err := l.Kube.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
-		if apierrors.IsAlreadyExists(err) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("creating node %q: %w", node.Name, err)
-		}
-		// Addresses live in status, which create ignores; kube-controller-manager
-		// may update the node meanwhile, hence the retry.
-		err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			cur, err := l.Kube.CoreV1().Nodes().Get(ctx, created.Name, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			cur.Status.Addresses = node.Status.Addresses
-			_, err = l.Kube.CoreV1().Nodes().UpdateStatus(ctx, cur, metav1.UpdateOptions{})
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("setting node %q address: %w", node.Name, err)
-		}
-	}
-	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		list, err := l.Network.NetworkV1().HostSubnets().List(ctx, metav1.ListOptions{})
-		return err == nil && len(list.Items) >= l.cfg.Nodes, nil
-	})
-}
-
-func (l *Lab) createNamespaces(ctx context.Context, names ...string) error {
-	if err := l.ensureNamespaces(ctx, names...); err != nil {
-		return err
-	}
-	if l.cfg.PluginName == networkv1.SingleTenantPluginName {
-		return nil
-	}
-	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		for _, n := range names {
-			if _, err := l.Network.NetworkV1().NetNamespaces().Get(ctx, n, metav1.GetOptions{}); err != nil {
-				return false, nil
-			}
-		}
-		return true, nil
-	})
-}
-
-func (l *Lab) ensureNamespaces(ctx context.Context, names ...string) error {
-	for _, n := range names {
-		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n, Labels: map[string]string{"name": n}}}
-		if _, err := l.Kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("creating namespace %q: %w", n, err)
-		}
-	}
-	return nil
-}
-
-// Close stops the controller and the control plane and removes the state
-// directory. It is idempotent.
-func (l *Lab) Close() error {
-	if l.stop != nil {
-		l.stop()
-		select {
-		case <-l.ctlDone:
-		case <-time.After(10 * time.Second):
-		}
-		l.stop = nil
-	}
-	err := l.Env.Stop()
-	return errors.Join(err, os.RemoveAll(l.cfg.StateDir))
-}
-
-func pidFile(dir string) string { return filepath.Join(dir, "sdn-lab.pid") }
-
-// claimStateDir records this process as the lab's owner, refusing when
-// another live sdn-lab owns it.
-func claimStateDir(dir string) error {
-	if pid, ok := runningPID(dir); ok {
-		return fmt.Errorf("an sdn-lab (pid %d) is already running with state in %s; run 'sdn-lab down' first", pid, dir)
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	return os.WriteFile(pidFile(dir), []byte(strconv.Itoa(os.Getpid())), 0o600)
-}
-
-func runningPID(dir string) (int, bool) {
-	b, err := os.ReadFile(pidFile(dir))
+	net, err := netlab.New(l.cfg.Prefix, netlab.WithStateRoot(l.cfg.StateDir))
 	if err != nil {
-		return 0, false
+		return fmt.Errorf("lab underlay: %w", err)
 	}
-	pid, err := strconv.Atoi(string(b))
-	if err != nil || pid <= 0 {
-		return 0, false
+	l.Net = net
+	names := make([]string, l.cfg.Nodes)
+	for i := range names {
+		names[i] = fmt.Sprintf("node%d", i+1)
 	}
-	return pid, syscall.Kill(pid, 0) == nil
+	return l.AddNodes(ctx, names...)
 }
 
-// Down stops the lab running with state in dir (SIGTERM, then SIGKILL after
-// the timeout; its control-plane processes die with it) and removes the
-// directory. A lab that is not running is not an error.
-func Down(dir string, timeout time.Duration) error {
-	if dir == "" {
-		dir = DefaultStateDir
+// Config returns the completed configuration.
+func (l *Lab) Config() Config { return l.cfg }
+
+// Kubeconfig is the path of the admin kubeconfig of the lab's API server.
+func (l *Lab) Kubeconfig() string { return l.Env.Kubeconfig }
+
+func (l *Lab) progress(format string, args ...any) {
+	fmt.Fprintf(l.cfg.Out, "sdn-lab: "+format+"\n", args...)
+}
+
+func (l *Lab) cniBinDir() string { return filepath.Join(l.cfg.StateDir, "cni", "bin") }
+
+// Close tears the lab down (see the package doc) and removes the state
+// dir. It is idempotent and tries every step even when one fails.
+func (l *Lab) Close() error {
+	l.closeOnce.Do(func() { l.closeErr = l.close() })
+	return l.closeErr
+}
+
+func (l *Lab) close() error {
+	var errs []error
+	l.mu.Lock()
+	nodes := make([]*Node, 0, len(l.ord))
+	for _, n := range l.ord {
+		nodes = append(nodes, l.node[n])
 	}
-	if pid, ok := runningPID(dir); ok {
-		_ = syscall.Kill(pid, syscall.SIGTERM)
-		deadline := time.Now().Add(timeout)
-		for time.Now().Before(deadline) && syscall.Kill(pid, 0) == nil {
-			time.Sleep(100 * time.Millisecond)
-		}
-		if syscall.Kill(pid, 0) == nil {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+	l.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.stop() }()
+	}
+	wg.Wait()
+	if l.ctl != nil {
+		errs = append(errs, l.ctl.stop(10*time.Second))
+	}
+	if l.Net != nil {
+		errs = append(errs, l.Net.Close())
+	}
+	if l.Env != nil {
+		errs = append(errs, l.Env.Stop())
+	}
+	// A pod netns the kubelet could not delete, or a namespace of a node
+	// whose setup failed half-way: sweep by prefix.
+	errs = append(errs, netlab.Sweep(l.cfg.Prefix, netlab.WithStateRoot(l.cfg.StateDir)))
+	errs = append(errs, os.RemoveAll(l.cfg.StateDir))
+	return errors.Join(errs...)
+}
+
+// FindCNIPlugin returns the sdn-cni binary: $OVS_SDN_BIN/sdn-cni, else
+// sdn-cni next to the running executable, else <module>/_output/bin/sdn-cni.
+func FindCNIPlugin() (string, error) {
+	var cands []string
+	if d := os.Getenv("OVS_SDN_BIN"); d != "" {
+		cands = append(cands, filepath.Join(d, "sdn-cni"))
+	}
+	if exe, err := os.Executable(); err == nil {
+		cands = append(cands, filepath.Join(filepath.Dir(exe), "sdn-cni"))
+	}
+	if root, err := testenv.ModuleRoot(); err == nil {
+		cands = append(cands, filepath.Join(root, "_output", "bin", "sdn-cni"))
+	}
+	for _, c := range cands {
+		if st, err := os.Stat(c); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return c, nil
 		}
 	}
-	return os.RemoveAll(dir)
+	return "", fmt.Errorf("lab: the sdn-cni binary is not built (looked at %s); run 'make build'",
+		strings.Join(cands, ", "))
+}
+
+// installCNIPlugin copies the plugin to <binDir>/ovs-sdn, the name libcni
+// looks for (the conflist's plugin type).
+func installCNIPlugin(src, binDir string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return fmt.Errorf("lab: reading the CNI plugin: %w", err)
+	}
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
+		return fmt.Errorf("lab: CNI bin dir: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(binDir, "ovs-sdn"), b, 0o755); err != nil {
+		return fmt.Errorf("lab: installing the CNI plugin: %w", err)
+	}
+	return nil
 }

@@ -1,71 +1,83 @@
 package lab
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
+	"github.com/ovs-sdn/ovs-sdn/pkg/lab/netlab"
 )
 
-// TestUpDown brings the control-plane lab up and down and checks that it
-// allocated what it should and left nothing behind.
-func TestUpDown(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts etcd and kube-apiserver")
+// TestDownSweepsADeadLab plays a lab killed with SIGKILL: a stale pidfile, a
+// node netns, a control-plane process and the state dir are left. Down must
+// remove all of them. (The full up/down cycle is test/e2e's TestLeaks.)
+func TestDownSweepsADeadLab(t *testing.T) {
+	if testing.Short() || os.Geteuid() != 0 {
+		t.Skip("needs root: creates a network namespace")
 	}
-	dir := filepath.Join(t.TempDir(), "lab")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	l, err := Up(ctx, Config{Nodes: 2, PluginName: networkv1.MultiTenantPluginName, StateDir: dir, Demo: true})
-	if err != nil {
+	dir := filepath.Join("/run", "sdn-lab-test-down")
+	const prefix = "labtdown"
+	t.Cleanup(func() { _ = Down(dir, time.Second) })
+	if err := os.MkdirAll(filepath.Join(dir, "control-plane"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	closed := false
-	t.Cleanup(func() {
-		if !closed {
-			_ = l.Close()
-		}
-	})
-	hs, err := l.Network.NetworkV1().HostSubnets().List(ctx, metav1.ListOptions{})
-	if err != nil {
+	os.WriteFile(prefixFile(dir), []byte(prefix), 0o600)
+	os.WriteFile(pidFile(dir), []byte("999999999"), 0o600) // no such process
+	if out, err := exec.Command("ip", "netns", "add", prefix+"-node1").CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", prefix+"-node1").Run() })
+	// A process that names the control-plane dir, as etcd does.
+	logf := filepath.Join(dir, "control-plane", "etcd.log")
+	if err := os.WriteFile(logf, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if len(hs.Items) != 2 || hs.Items[0].Subnet == hs.Items[1].Subnet {
-		t.Fatalf("want 2 HostSubnets with distinct subnets, got %+v", hs.Items)
-	}
-	p1, err := l.Network.NetworkV1().NetNamespaces().Get(ctx, "proj1", metav1.GetOptions{})
-	if err != nil {
+	sleeper := exec.Command("tail", "-f", logf)
+	if err := sleeper.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p2, err := l.Network.NetworkV1().NetNamespaces().Get(ctx, "proj2", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
+	done := make(chan struct{})
+	go func() { _ = sleeper.Wait(); close(done) }()
+	t.Cleanup(func() { _ = sleeper.Process.Kill() })
+
+	if err := Down(dir, time.Second); err != nil {
+		t.Fatalf("Down: %v", err)
 	}
-	if p1.NetID == p2.NetID || p1.NetID < 10 {
-		t.Errorf("proj1 netid %d, proj2 netid %d: want distinct allocated VNIDs", p1.NetID, p2.NetID)
-	}
-	if _, ok := runningPID(dir); !ok {
-		t.Errorf("no live pidfile in %s while the lab is up", dir)
-	}
-	apiserverLog := filepath.Join(dir, "control-plane")
-	closed = true
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
+	if left := netlab.NetNSWithPrefix(prefix + "-"); len(left) > 0 {
+		t.Errorf("netns left after Down: %v", left)
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
-		t.Errorf("state dir %s still exists after Close (err=%v)", dir, err)
+		t.Errorf("state dir %s left after Down (err=%v)", dir, err)
 	}
-	out, _ := exec.Command("pgrep", "-f", apiserverLog).Output()
-	if len(out) > 0 {
-		t.Errorf("processes of the lab still running after Close: %s", out)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Errorf("process %d naming the control-plane dir survived Down", sleeper.Process.Pid)
 	}
-	if err := Down(dir, time.Second); err != nil {
-		t.Errorf("Down of a stopped lab: %v", err)
+}
+
+// TestClaimRefusesALiveLab: a second `up` on a state dir whose owner lives
+// must fail and leave the owner's files alone.
+func TestClaimRefusesALiveLab(t *testing.T) {
+	dir := t.TempDir()
+	owner := exec.Command("sleep", "60")
+	if err := owner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = owner.Process.Signal(syscall.SIGKILL); _ = owner.Wait() })
+	if err := os.WriteFile(pidFile(dir), []byte(strconv.Itoa(owner.Process.Pid)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := claimStateDir(dir, "labtclaim")
+	if err == nil || !strings.Contains(err.Error(), "already running") {
+		t.Fatalf("claim of a live lab's dir: err = %v, want 'already running'", err)
+	}
+	if b, _ := os.ReadFile(pidFile(dir)); string(b) != strconv.Itoa(owner.Process.Pid) {
+		t.Errorf("pidfile changed to %q", b)
 	}
 }

@@ -1,0 +1,227 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/ovs-sdn/ovs-sdn/pkg/cni"
+	"github.com/ovs-sdn/ovs-sdn/pkg/lab/kubelet"
+	"github.com/ovs-sdn/ovs-sdn/pkg/lab/netlab"
+	"github.com/ovs-sdn/ovs-sdn/pkg/node"
+)
+
+// nodeReadyTimeout bounds the start of one node (agent sync, CNI config).
+const nodeReadyTimeout = 3 * time.Minute
+
+// Node is one lab node and the components running for it.
+type Node struct {
+	Name    string
+	IP      netip.Addr
+	Net     *netlab.Node
+	Agent   *node.Agent
+	Kubelet *kubelet.Kubelet
+	// Dir holds the node's CNI conf dir (net.d), libcni cache, IP leases and
+	// the CNI server socket.
+	Dir string
+
+	kubeletRun, agentRun *goroutine
+}
+
+// goroutine is a component running until its context is cancelled.
+type goroutine struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func spawn(fn func(ctx context.Context) error) *goroutine {
+	ctx, cancel := context.WithCancel(context.Background())
+	g := &goroutine{cancel: cancel, done: make(chan error, 1)}
+	go func() { g.done <- fn(ctx) }()
+	return g
+}
+
+// stop cancels and waits up to timeout; nil-safe.
+func (g *goroutine) stop(timeout time.Duration) {
+	if g == nil {
+		return
+	}
+	g.cancel()
+	select {
+	case <-g.done:
+	case <-time.After(timeout):
+	}
+}
+
+// exited returns the component's error if it has returned.
+func (g *goroutine) exited() (bool, error) {
+	select {
+	case err := <-g.done:
+		g.done <- err // keep it for stop and later callers
+		return true, err
+	default:
+		return false, nil
+	}
+}
+
+func (n *Node) confDir() string    { return filepath.Join(n.Dir, "net.d") }
+func (n *Node) socketPath() string { return filepath.Join(n.Dir, "cni", "cni-server.sock") }
+
+// OfctlTarget is the ovs-ofctl target of the node's br0 (its mgmt socket).
+func (n *Node) OfctlTarget() string { return "unix:" + filepath.Join(n.Net.RunDir, "br0.mgmt") }
+
+// Ofctl runs `ovs-ofctl -O OpenFlow13 args...` against the node's OVS.
+func (n *Node) Ofctl(args ...string) (string, error) { return n.Net.Ofctl(args...) }
+
+// Node returns the node called name, or nil.
+func (l *Lab) Node(name string) *Node {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.node[name]
+}
+
+// Nodes returns the nodes in creation order.
+func (l *Lab) Nodes() []*Node {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]*Node, 0, len(l.ord))
+	for _, n := range l.ord {
+		out = append(out, l.node[n])
+	}
+	return out
+}
+
+// AddNodes creates the nodes (netns, OVS, agent, CNI server, kubelet) and
+// returns once every agent is ready and has its CNI configuration written.
+// A node that fails half-way is left for Close.
+func (l *Lab) AddNodes(ctx context.Context, names ...string) error {
+	var nodes []*Node
+	for _, name := range names {
+		n, err := l.addNetNode(name)
+		if err != nil {
+			return err
+		}
+		nodes = append(nodes, n)
+	}
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = l.startNode(ctx, n) }()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return l.warmUnderlay()
+}
+
+func (l *Lab) addNetNode(name string) (*Node, error) {
+	l.mu.Lock()
+	idx := len(l.ord)
+	if l.node[name] != nil {
+		l.mu.Unlock()
+		return nil, fmt.Errorf("node %s exists", name)
+	}
+	n := &Node{Name: name, IP: netip.AddrFrom4([4]byte{198, 18, 0, byte(11 + idx)}),
+		Dir: filepath.Join(l.cfg.StateDir, "nodes", name)}
+	l.node[name] = n
+	l.ord = append(l.ord, name)
+	l.mu.Unlock()
+	if idx >= MaxNodes {
+		return nil, fmt.Errorf("node %s: no underlay address left", name)
+	}
+	l.progress("%s: namespace %s-%s, underlay %s, ovsdb-server + ovs-vswitchd", name, l.cfg.Prefix, name, n.IP)
+	nn, err := l.Net.AddNode(name, netip.PrefixFrom(n.IP, 24))
+	if err != nil {
+		return nil, err
+	}
+	n.Net = nn
+	if err := os.MkdirAll(n.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("node %s: %w", name, err)
+	}
+	return n, nil
+}
+
+// startNode starts the kubelet (it registers the Node, so the controller
+// allocates the HostSubnet the agent waits for), the agent and, once the
+// agent is ready, the CNI server and the conflist.
+func (l *Lab) startNode(ctx context.Context, n *Node) error {
+	k, err := kubelet.New(kubelet.Config{
+		NodeName: n.Name, NodeIP: n.IP, Kube: l.Kube, NodeNetNS: n.Net.NetNS.Path,
+		CNIConfDir: n.confDir(), CNIBinDir: l.cniBinDir(), CNICacheDir: filepath.Join(n.Dir, "cache"),
+		PodNetNSPrefix: fmt.Sprintf("%s-%s-kp-", l.cfg.Prefix, n.Name), NodeStatusPeriod: 5 * time.Second,
+	})
+	if err != nil {
+		return err
+	}
+	n.Kubelet = k
+	l.Kubelets.Add(k)
+	n.kubeletRun = spawn(k.Run)
+	a, err := node.New(node.Config{
+		NodeName: n.Name, NodeIP: n.IP, Network: l.Network, Kube: l.Kube,
+		OVSDBEndpoint: n.Net.DBSock, OfctlTarget: n.OfctlTarget(),
+		DatapathType: "netdev", HostNetNS: n.Net.NetNS.Path,
+		HealthCheckPeriod: time.Second,
+		CNISocketPath:     n.socketPath(), CNIStateDir: filepath.Join(n.Dir, "ipam"), CNIConfDir: n.confDir(),
+	})
+	if err != nil {
+		return fmt.Errorf("node %s: %w", n.Name, err)
+	}
+	n.Agent = a
+	n.agentRun = spawn(a.Run)
+	return l.waitAgent(ctx, n)
+}
+
+// waitAgent waits until the agent is ready and has written the CNI
+// conflist (its readiness signal to the kubelet).
+func (l *Lab) waitAgent(ctx context.Context, n *Node) error {
+	conflist := filepath.Join(n.confDir(), cni.ConflistName)
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, nodeReadyTimeout, true, func(context.Context) (bool, error) {
+		if done, err := n.agentRun.exited(); done {
+			return false, fmt.Errorf("node agent exited: %v", err)
+		}
+		if done, err := n.kubeletRun.exited(); done {
+			return false, fmt.Errorf("kubelet exited: %v", err)
+		}
+		_, err := os.Stat(conflist)
+		return n.Agent.Ready() && err == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("node %s: waiting for the node agent: %w", n.Name, err)
+	}
+	l.progress("%s: node agent ready (%d flows), CNI server on %s", n.Name, n.Agent.Store().Len(), n.socketPath())
+	return nil
+}
+
+// warmUnderlay pings between all nodes: the userspace datapath drops the
+// first tunnel packet towards a node whose MAC it has not learned yet.
+func (l *Lab) warmUnderlay() error {
+	nodes := l.Nodes()
+	for _, a := range nodes {
+		for _, b := range nodes {
+			if a != b {
+				if err := a.Net.Ping(b.IP, 2); err != nil {
+					return fmt.Errorf("underlay: %w", err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// stop stops the node's components: the kubelet first (its pods go through
+// CNI DEL while the agent's CNI server still runs), then the agent (which
+// removes the conflist and stops its CNI server). OVS and the netns stay
+// for netlab.
+func (n *Node) stop() {
+	n.kubeletRun.stop(time.Minute)
+	n.agentRun.stop(30 * time.Second)
+}
