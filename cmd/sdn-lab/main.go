@@ -1,18 +1,27 @@
-// Command sdn-lab runs a cluster built from real components on this machine.
+// Command sdn-lab runs a cluster network built from real components on this
+// machine (see pkg/lab):
 //
 //	sdn-lab up [--nodes N] [--mode networkpolicy|multitenant|subnet] [--demo]
 //	sdn-lab down
+//	sdn-lab exec NODE -- CMD [ARG…]
+//
+// up stays in the foreground — every lab component runs in its process —
+// until Ctrl-C, SIGTERM or `sdn-lab down`, then tears everything down.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
-	"strings"
+	"path/filepath"
 	"syscall"
 	"time"
+
+	"k8s.io/klog/v2"
 
 	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
 	"github.com/ovs-sdn/ovs-sdn/pkg/lab"
@@ -25,9 +34,16 @@ var modes = map[string]string{
 	"subnet":        networkv1.SingleTenantPluginName,
 }
 
+const usageText = `usage:
+  sdn-lab up [--nodes N] [--mode networkpolicy|multitenant|subnet] [--demo] [--state-dir DIR] [--prefix P]
+  sdn-lab down [--state-dir DIR]
+  sdn-lab exec [--state-dir DIR] NODE -- CMD [ARG...]
+`
+
 func main() {
 	if len(os.Args) < 2 {
-		usage()
+		fmt.Fprint(os.Stderr, usageText)
+		os.Exit(2)
 	}
 	var err error
 	switch os.Args[1] {
@@ -37,9 +53,16 @@ func main() {
 		fs := flag.NewFlagSet("down", flag.ExitOnError)
 		dir := fs.String("state-dir", lab.DefaultStateDir, "state directory of the running lab")
 		_ = fs.Parse(os.Args[2:])
-		err = lab.Down(*dir, 30*time.Second)
+		err = lab.Down(*dir, time.Minute)
+	case "exec":
+		var code int
+		code, err = execCmd(os.Args[2:])
+		if err == nil {
+			os.Exit(code)
+		}
 	default:
-		usage()
+		fmt.Fprint(os.Stderr, usageText)
+		os.Exit(2)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sdn-lab:", err)
@@ -47,57 +70,119 @@ func main() {
 	}
 }
 
-func usage() {
-	fmt.Fprintln(os.Stderr, "usage: sdn-lab up [--nodes N] [--mode networkpolicy|multitenant|subnet] [--demo] | sdn-lab down")
-	os.Exit(2)
+type upFlags struct {
+	nodes      int
+	mode, dir  string
+	prefix     string
+	demo       bool
+	pluginName string
+}
+
+func (f *upFlags) parse(args []string) error {
+	fs := flag.NewFlagSet("up", flag.ExitOnError)
+	fs.IntVar(&f.nodes, "nodes", 3, "number of nodes")
+	fs.StringVar(&f.mode, "mode", "networkpolicy", "isolation mode: networkpolicy, multitenant or subnet")
+	fs.BoolVar(&f.demo, "demo", false, "run the demo of seeds/003: proj1/proj2, pods, policies, reachability matrix")
+	fs.StringVar(&f.dir, "state-dir", lab.DefaultStateDir, "state directory (data, logs, kubeconfig, OVS sockets)")
+	fs.StringVar(&f.prefix, "prefix", lab.DefaultPrefix, "name prefix of the lab's network namespaces")
+	_ = fs.Parse(args)
+	var ok bool
+	if f.pluginName, ok = modes[f.mode]; !ok {
+		return fmt.Errorf("--mode %q: must be networkpolicy, multitenant or subnet", f.mode)
+	}
+	if f.nodes < 1 || f.nodes > lab.MaxNodes {
+		return fmt.Errorf("--nodes %d: must be between 1 and %d", f.nodes, lab.MaxNodes)
+	}
+	return nil
 }
 
 func up(args []string) error {
-	fs := flag.NewFlagSet("up", flag.ExitOnError)
-	nodes := fs.Int("nodes", 3, "number of nodes")
-	mode := fs.String("mode", "networkpolicy", "isolation mode: networkpolicy, multitenant or subnet")
-	demo := fs.Bool("demo", false, "create the demo namespaces proj1 and proj2")
-	dir := fs.String("state-dir", lab.DefaultStateDir, "state directory (data, logs, kubeconfig)")
-	_ = fs.Parse(args)
-	plugin, ok := modes[*mode]
-	if !ok {
-		return fmt.Errorf("--mode %q: must be networkpolicy, multitenant or subnet", *mode)
+	var f upFlags
+	if err := f.parse(args); err != nil {
+		return err
 	}
-	if *nodes < 1 || *nodes > 200 {
-		return fmt.Errorf("--nodes %d: must be between 1 and 200", *nodes)
+	if os.Geteuid() != 0 {
+		return errors.New("up needs root (network namespaces, Open vSwitch, iptables)")
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	fmt.Printf("sdn-lab: starting etcd, kube-apiserver, kube-controller-manager and sdn-controller (%s mode, %d nodes)…\n", *mode, *nodes)
-	l, err := lab.Up(ctx, lab.Config{Nodes: *nodes, PluginName: plugin, StateDir: *dir, Demo: *demo, Out: os.Stdout})
+	logFile, err := logToFile(f.dir)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	fmt.Printf("sdn-lab: %s mode, %d nodes, state in %s (component logs: %s)\n", f.mode, f.nodes, f.dir, logFile.Name())
+	l, err := lab.Up(ctx, lab.Config{Nodes: f.nodes, PluginName: f.pluginName, StateDir: f.dir, Prefix: f.prefix, Out: os.Stdout})
 	if err != nil {
 		return err
 	}
 	defer func() {
-		fmt.Println("sdn-lab: tearing down")
+		fmt.Println("\nsdn-lab: tearing down")
 		if err := l.Close(); err != nil {
 			fmt.Fprintln(os.Stderr, "sdn-lab: teardown:", err)
+		} else {
+			fmt.Println("sdn-lab: down; nothing left behind")
 		}
 	}()
-	kc := l.Env.Kubeconfig
-	for _, kind := range []string{"clusternetwork", "hostsubnets", "netnamespaces"} {
-		fmt.Printf("\n$ sdnctl get %s\n", kind)
-		sdnctl.Main(ctx, []string{"get", kind, "--kubeconfig", kc}, sdnctl.Options{Out: os.Stdout, ErrOut: os.Stderr})
+	show(ctx, l, "hostsubnets")
+	if f.demo {
+		if _, err := l.RunDemo(ctx, os.Stdout); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("demo: %w", err)
+		}
 	}
-	fmt.Printf(`
-The lab is up. In another shell:
-  export KUBECONFIG=%s
-  _output/bin/sdnctl get hostsubnets
-  _output/bin/sdnctl get netnamespaces
-  kubectl create namespace demo      # (kubectl if installed) a NetNamespace appears
-This lab runs the control plane only: the node network namespaces with Open vSwitch,
-the node agent, CNI and the NetworkPolicy demo are not part of it yet (see README).
-Stop with Ctrl-C or 'sdn-lab down'.
-`, kc)
-	if *mode == "multitenant" {
-		fmt.Println("Try: _output/bin/sdnctl pod-network join-projects --to=proj1 proj2 && _output/bin/sdnctl get netnamespaces")
-	}
+	printHelp(os.Stdout, l, f)
 	<-ctx.Done()
-	fmt.Println(strings.Repeat("-", 40))
 	return nil
+}
+
+// logToFile sends klog (agents, controller, kubelets) to a file beside the
+// state dir, so the terminal shows the lab's story, not its logs. The file
+// outlives the lab for post-mortems.
+func logToFile(dir string) (*os.File, error) {
+	path := filepath.Clean(dir) + ".log"
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("log file: %w", err)
+	}
+	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	_ = fs.Set("logtostderr", "false")
+	_ = fs.Set("alsologtostderr", "false")
+	_ = fs.Set("stderrthreshold", "FATAL")
+	klog.SetOutput(f)
+	return f, nil
+}
+
+func show(ctx context.Context, l *lab.Lab, kind string) {
+	fmt.Printf("\n$ sdnctl get %s\n", kind)
+	sdnctl.Main(ctx, []string{"get", kind, "--kubeconfig", l.Kubeconfig()}, sdnctl.Options{Out: os.Stdout, ErrOut: os.Stderr})
+}
+
+func printHelp(w io.Writer, l *lab.Lab, f upFlags) {
+	self, _ := os.Executable()
+	bin := filepath.Dir(self)
+	sd := ""
+	if f.dir != lab.DefaultStateDir {
+		sd = " --state-dir " + f.dir
+	}
+	fmt.Fprintf(w, `
+The lab is up. In another shell:
+  export KUBECONFIG=%[1]s
+  kubectl get nodes,pods -A -o wide
+  kubectl get networkpolicies -A
+  %[2]s/sdnctl get netnamespaces
+  %[2]s/sdn-lab exec%[3]s node1 -- ovs-ofctl -O OpenFlow13 dump-flows br0 table=80
+  %[2]s/sdn-lab exec%[3]s node1 -- sdnctl flows --table 80     # flows by owner, with table names
+  %[2]s/sdn-lab exec%[3]s node2 -- ip addr                     # anything, inside node2's netns
+`, l.Kubeconfig(), bin, sd)
+	if f.demo && f.mode == "networkpolicy" {
+		fmt.Fprintln(w, "  kubectl -n proj2 delete networkpolicy allow-from-proj1-client1   # and watch proj1 lose server2")
+	}
+	if f.mode == "multitenant" {
+		fmt.Fprintf(w, "  %s/sdnctl pod-network join-projects --to=proj1 proj2\n", bin)
+	}
+	fmt.Fprintf(w, "Stop with Ctrl-C here or '%s/sdn-lab down%s'.\n", bin, sd)
 }
