@@ -1,0 +1,211 @@
+// Package e2e runs end-to-end suites on sdn-lab (pkg/lab): a real control
+// plane, three node namespaces with their own Open vSwitch, the node agents,
+// the real sdn-cni binary and the kubelet stand-ins. Needs root; not -short.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/ovs-sdn/ovs-sdn/pkg/lab"
+	"github.com/ovs-sdn/ovs-sdn/pkg/lab/kubelet"
+	"github.com/ovs-sdn/ovs-sdn/pkg/lab/netlab"
+	"github.com/ovs-sdn/ovs-sdn/pkg/testenv"
+)
+
+// binDir holds sdn-cni and sdn-lab built from this tree by TestMain.
+var binDir string
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	flag.Parse()
+	if !testing.Short() && os.Geteuid() == 0 {
+		dir, err := os.MkdirTemp("", "e2e-bin-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		if err := buildBinaries(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			return 1
+		}
+		binDir = dir
+	}
+	return m.Run()
+}
+
+func buildBinaries(dir string) error {
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/sdn-cni", "./cmd/sdn-lab", "./cmd/sdnctl")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("building the binaries: %v\n%s", err, out)
+	}
+	return nil
+}
+
+func requireLab(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("e2e: starts a multi-node lab")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("e2e: needs root (network namespaces, Open vSwitch)")
+	}
+}
+
+// startLab brings up a 3-node lab with state in /run/<prefix> and closes it
+// at test end — also when the test fails half-way — checking that Close
+// left nothing behind.
+func startLab(t *testing.T, prefix, plugin string) *lab.Lab {
+	t.Helper()
+	requireLab(t)
+	dir := filepath.Join("/run", prefix)
+	before := snapshotRoot()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	start := time.Now()
+	l, err := lab.Up(ctx, lab.Config{Nodes: 3, PluginName: plugin, StateDir: dir, Prefix: prefix,
+		CNIPlugin: filepath.Join(binDir, "sdn-cni"), Out: testWriter{t}})
+	if err != nil {
+		t.Fatalf("lab up: %v", err)
+	}
+	t.Logf("lab %s up in %v", prefix, time.Since(start).Round(time.Millisecond))
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("lab close: %v", err)
+		}
+		if left := leftovers(prefix, dir, before); len(left) > 0 {
+			t.Errorf("left behind by Close:\n  %s", strings.Join(left, "\n  "))
+		}
+	})
+	return l
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+// rootState is what a lab could leak into the root namespace.
+type rootState struct {
+	links    []string
+	sdnRules []string
+}
+
+func snapshotRoot() rootState {
+	out, _ := exec.Command("ip", "-o", "link", "show").Output()
+	var links []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 1 {
+			links = append(links, strings.TrimSuffix(strings.SplitN(f[1], "@", 2)[0], ":"))
+		}
+	}
+	return rootState{links: links, sdnRules: sdnRules()}
+}
+
+func sdnRules() []string {
+	var rules []string
+	for _, bin := range []string{"iptables-save", "ip6tables-save"} {
+		out, _ := exec.Command(bin).Output()
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, "SDN-") {
+				rules = append(rules, bin+": "+line)
+			}
+		}
+	}
+	return rules
+}
+
+// leftovers lists what a lab left behind: network namespaces with its
+// prefix, root-namespace links and SDN- iptables rules that were not there
+// before, processes naming its state dir, the state dir itself.
+func leftovers(prefix, dir string, before rootState) []string {
+	var left []string
+	for _, ns := range netlab.NetNSWithPrefix(prefix + "-") {
+		left = append(left, "netns "+ns)
+	}
+	after := snapshotRoot()
+	for _, l := range after.links {
+		if !slices.Contains(before.links, l) {
+			left = append(left, "root link "+l)
+		}
+	}
+	for _, r := range after.sdnRules {
+		if !slices.Contains(before.sdnRules, r) {
+			left = append(left, "root "+r)
+		}
+	}
+	for _, pid := range netlab.PidsNaming(dir + "/") {
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		left = append(left, fmt.Sprintf("process %d: %s", pid, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '})))
+	}
+	if _, err := os.Stat(dir); err == nil {
+		left = append(left, "state dir "+dir)
+	}
+	return left
+}
+
+func key(ns, name string) types.NamespacedName {
+	return types.NamespacedName{Namespace: ns, Name: name}
+}
+
+// probeEventually probes until the outcome is want (policy and flow changes
+// take a moment to be realized) or the deadline passes, and returns the
+// last outcome.
+func probeEventually(t *testing.T, l *lab.Lab, from types.NamespacedName, to netip.Addr, port uint16, proto corev1.Protocol, want kubelet.Outcome, within time.Duration) kubelet.Outcome {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		got, err := l.Probe(context.Background(), from, to, port, proto, 1500*time.Millisecond)
+		if err != nil {
+			t.Fatalf("probe %s → %s:%d/%s: %v", from, to, port, proto, err)
+		}
+		if got == want || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func dumpFlows(t *testing.T, n *lab.Node, args ...string) string {
+	t.Helper()
+	out, err := n.Ofctl(append([]string{"dump-flows", "br0"}, args...)...)
+	if err != nil {
+		t.Fatalf("dump-flows on %s: %v", n.Name, err)
+	}
+	return out
+}
+
+// flowLines drops the reply header of dump-flows.
+func flowLines(dump string) []string {
+	var out []string
+	for _, l := range strings.Split(dump, "\n") {
+		if strings.Contains(l, "cookie=") {
+			out = append(out, strings.TrimSpace(l))
+		}
+	}
+	return out
+}
