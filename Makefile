@@ -48,12 +48,14 @@ bench: tools build
 	$(GO) test -run '^$$' -bench '^BenchmarkOVSFullSync$$' -benchtime 3x -timeout 15m ./pkg/node/
 	$(GO) test -run '^$$' -bench '^BenchmarkOVSPodChurn$$' -benchtime 200x -timeout 15m ./pkg/node/
 
-## run: the sdn-lab demo cluster (3 nodes); Ctrl-C tears it down.
+## run: the sdn-lab demo cluster (3 nodes, seeds/003 policies and reachability matrices);
+## stays up until Ctrl-C or `make down`, then leaves nothing behind.
 run: tools build
 	$(OVS_SDN_BIN)/sdn-lab up --nodes 3 --demo
 
+## down: stop a running lab (or sweep what a killed one left).
 down:
-	-$(OVS_SDN_BIN)/sdn-lab down
+	@if [ -x $(OVS_SDN_BIN)/sdn-lab ]; then $(OVS_SDN_BIN)/sdn-lab down; else $(GO) run ./cmd/sdn-lab down; fi
 
 clean:
 	rm -rf _output
