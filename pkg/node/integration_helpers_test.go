@@ -347,7 +347,13 @@ func (n *itNode) stopAgent() {
 // that is what admits the pod's traffic).
 func (n *itNode) addPod(ns, name string) *netlab.Pod {
 	n.c.t.Helper()
-	p := n.addPodWith(ns, name, nil)
+	return n.addLabeledPod(ns, name, nil)
+}
+
+// addLabeledPod is addPod with Pod labels.
+func (n *itNode) addLabeledPod(ns, name string, labels map[string]string) *netlab.Pod {
+	n.c.t.Helper()
+	p := n.addPodWith(ns, name, labels)
 	n.waitFlow(fmt.Sprintf("table=70,ip,nw_dst=%s", p.IP.Addr()), true, 10*time.Second)
 	if n.c.plugin == networkv1.NetworkPolicyPluginName {
 		vnid := n.c.vnid(ns)
@@ -653,4 +659,21 @@ func (n *itNode) ofprotoTrace(t *testing.T, p ovs.Packet, odp map[string]uint32)
 		return fmt.Sprintf("Output(%d)", of), out
 	}
 	return "datapath actions " + last, out
+}
+
+// histogram returns the count and sum of the agent's histogram name (its
+// first series).
+func (a *itAgent) histogram(t *testing.T, name string) (uint64, float64) {
+	t.Helper()
+	mfs, err := a.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
+			h := mf.GetMetric()[0].GetHistogram()
+			return h.GetSampleCount(), h.GetSampleSum()
+		}
+	}
+	return 0, 0
 }
