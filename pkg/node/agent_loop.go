@@ -209,6 +209,9 @@ func (a *Agent) loop(ctx context.Context) {
 // are then rebuilt.
 func (a *Agent) checkVersionFlow(ctx context.Context) error {
 	flows, err := a.br.DumpFlows(ctx, ovs.InTable(ovs.TableVersion))
+	if ctx.Err() != nil {
+		return ctx.Err() // stopping: a dump cut short is not a missing flow
+	}
 	want := VersionFlow(a.fc)
 	if err == nil {
 		for _, f := range flows {

@@ -383,3 +383,48 @@ func TestAgentConfigErrors(t *testing.T) {
 		t.Errorf("Run with an invalid ClusterNetwork = %v", err)
 	}
 }
+
+// ctxBridge fails every dump with the context's error, as ovs-ofctl killed
+// by a cancelled exec.CommandContext does.
+type ctxBridge struct{ ovs.Bridge }
+
+func (b ctxBridge) DumpFlows(ctx context.Context, _ ovs.Filter) ([]ovs.DumpedFlow, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return nil, errors.New("dump failed")
+}
+
+// TestCheckVersionFlowWhenStopping: a health check whose dump was cut
+// short by the agent stopping returns the context's error; it neither says
+// the version flow is missing nor rebuilds the bridge.
+func TestCheckVersionFlowWhenStopping(t *testing.T) {
+	sw := newFakeSwitch()
+	e := newAgentEnv(t, ovs.NewFakeBridge(), sw, testClusterNetwork(), hostSubnet("node1", "10.0.0.1", "10.128.0.0/23"))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.agent.Run(ctx) }()
+	e.eventually("agent ready", func() string {
+		if !e.agent.Ready() {
+			return "not ready"
+		}
+		return ""
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	sw.mu.Lock()
+	ensured := sw.ensured
+	sw.mu.Unlock()
+
+	e.agent.br = ctxBridge{e.agent.br}
+	if err := e.agent.checkVersionFlow(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("checkVersionFlow after cancel = %v, want context.Canceled", err)
+	}
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	if sw.ensured != ensured {
+		t.Errorf("checkVersionFlow after cancel rebuilt the bridge (EnsureBridge calls %d → %d)", ensured, sw.ensured)
+	}
+}
