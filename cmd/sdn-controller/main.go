@@ -8,11 +8,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
+	"github.com/ovs-sdn/ovs-sdn/pkg/probes"
 	"os"
 	"os/signal"
 	"syscall"
@@ -20,7 +18,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -105,7 +102,7 @@ func (f *flags) run(ctx context.Context) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	status := &controller.Status{}
 	if f.metricsAddress != "" {
-		if err := serveMetrics(ctx, f.metricsAddress, reg, status); err != nil {
+		if _, err := probes.Serve(ctx, f.metricsAddress, reg, status.Healthy, status.Ready); err != nil {
 			return err
 		}
 	}
@@ -135,40 +132,4 @@ func (f *flags) restConfig() (*rest.Config, error) {
 		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
 	}
 	return cfg, nil
-}
-
-// serveMetrics serves /metrics, /healthz and /readyz on addr until ctx ends.
-func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, status *controller.Status) error {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("/healthz", probe(status.Healthy))
-	mux.HandleFunc("/readyz", probe(status.Ready))
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("--metrics-bind-address: %w", err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			klog.ErrorS(err, "Metrics server stopped", "address", addr)
-		}
-	}()
-	go func() {
-		<-ctx.Done()
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(shutdownCtx)
-	}()
-	klog.InfoS("Serving metrics and probes", "address", ln.Addr().String())
-	return nil
-}
-
-func probe(check func() error) http.HandlerFunc {
-	return func(w http.ResponseWriter, _ *http.Request) {
-		if err := check(); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok\n"))
-	}
 }

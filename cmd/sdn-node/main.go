@@ -11,8 +11,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
+	"github.com/ovs-sdn/ovs-sdn/pkg/probes"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -22,7 +21,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -144,7 +142,12 @@ func (f *flags) run(ctx context.Context, cfg node.Config) error {
 		return err
 	}
 	if f.metricsAddress != "" {
-		if err := serveMetrics(ctx, f.metricsAddress, reg, agent.Ready); err != nil {
+		if _, err := probes.Serve(ctx, f.metricsAddress, reg, nil, func() error {
+			if !agent.Ready() {
+				return errors.New("br0 not synced")
+			}
+			return nil
+		}); err != nil {
 			return err
 		}
 	}
@@ -169,37 +172,4 @@ func (f *flags) restConfig() (*rest.Config, error) {
 		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
 	}
 	return cfg, nil
-}
-
-// serveMetrics serves /metrics, /healthz (the process is up) and /readyz
-// (br0 synced) on addr until ctx ends.
-func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, ready func() bool) error {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready() {
-			http.Error(w, "br0 not synced", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("--metrics-bind-address: %w", err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			klog.ErrorS(err, "Metrics server stopped", "address", addr)
-		}
-	}()
-	go func() {
-		<-ctx.Done()
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(shutdownCtx)
-	}()
-	klog.InfoS("Serving metrics and probes", "address", ln.Addr().String())
-	return nil
 }
