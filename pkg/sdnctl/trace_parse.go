@@ -68,12 +68,28 @@ func parseOFTrace(text string) (*ofTrace, error) {
 			cur = nil
 		}
 	}
+	// The traced bridge is the first bridge("…") section. Other bridges' sections are
+	// where the packet went next: on the userspace datapath a native VXLAN tunnel is
+	// pushed out through the underlay bridge (br-phy) and ofproto/trace follows it there.
+	// Their rules are not br0's pipeline: skip them.
+	var traced string
+	other := false
 	for _, raw := range strings.Split(text, "\n") {
 		line := strings.TrimSpace(raw)
 		switch {
 		case strings.HasPrefix(line, "bridge(\""):
 			finish()
-			pass++
+			name := strings.TrimSuffix(strings.TrimPrefix(line, "bridge(\""), "\")")
+			if traced == "" {
+				traced = name
+			}
+			if other = name != traced; !other {
+				pass++
+			}
+			continue
+		case strings.HasPrefix(line, "Flow:") || strings.HasPrefix(line, "Final flow:"):
+			finish()
+			other = false
 			continue
 		case strings.HasPrefix(line, "Datapath actions:"):
 			finish()
@@ -83,7 +99,7 @@ func parseOFTrace(text string) (*ofTrace, error) {
 			finish()
 			continue
 		}
-		if pass < 0 {
+		if pass < 0 || other {
 			continue
 		}
 		if m := traceStepRE.FindStringSubmatch(raw); m != nil {

@@ -313,6 +313,9 @@ func TestTraceParseCaptured(t *testing.T) {
 		{"egress-isolated-node1", "Drop(PolicyEgress(27))", egress, 60, "reg0=0xa", true},
 		{"remote-isolated-node2", "Drop(PolicyIngress(80))", ingress, 60, "reg1=0xb", true},
 		{"not-selected-node1", "Output(5)", ingress, 60, "reg1=0xc", false},
+		// sdn-lab (userspace datapath): the native tunnel goes out through br-phy and
+		// ofproto/trace follows it into br-phy's NORMAL rule, which is not br0's pipeline.
+		{"native-tunnel-br-phy-node1", "Tunnel(198.18.0.12, 0x65adc1)", egress, 60, "reg0=0x65adc1", false},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			text, err := os.ReadFile(filepath.Join("testdata", "trace", tc.file+".txt"))
@@ -325,6 +328,9 @@ func TestTraceParseCaptured(t *testing.T) {
 			}
 			if got := tr.Verdict.String(); got != tc.verdict {
 				t.Errorf("verdict %s, want %s", got, tc.verdict)
+			}
+			if last := tr.Steps[len(tr.Steps)-1]; last.Table != tr.Verdict.Table {
+				t.Errorf("last step in %s, but the verdict is in %s: steps %+v", last.Table.Named(), tr.Verdict.Table.Named(), tr.Steps)
 			}
 			if tr.Steps[0].Table != ovs.TableClassifier || tr.Steps[0].Priority != 1000 || tr.Steps[0].Pass != 0 {
 				t.Errorf("first step %+v, want the classifier's ct()", tr.Steps[0])
