@@ -46,6 +46,21 @@ func (n NetNS) txOff(dev string) error {
 	return nil
 }
 
+// arpIgnore makes the kernel answer ARP only for addresses on the interface the request came
+// in on (net.ipv4.conf.all.arp_ignore=1, which applies to every device, later ones too). A
+// node's OVS ports (eth0, pod veths) are ordinary kernel devices that also see every frame
+// the userspace datapath reads from them; with the default 0, the kernel answers a request
+// for the node IP that arrives on eth0 with eth0's MAC, the peer's vswitchd may cache that
+// MAC as the tunnel neighbour, and VXLAN sent to it bypasses tnl_pop and lands in the kernel
+// (UDP port 4789 unreachable). See the package doc.
+func (n NetNS) arpIgnore() error {
+	_, err := n.Exec(context.Background(), "sysctl", "-q", "-w", "net.ipv4.conf.all.arp_ignore=1")
+	if err != nil {
+		return fmt.Errorf("arp_ignore in %s: %w", n.Name, err)
+	}
+	return nil
+}
+
 // createNetNS creates the namespace and brings its loopback up. An existing namespace of the
 // same name is an error (it belongs to someone else or to a run that was not swept).
 func createNetNS(name string) (NetNS, error) {

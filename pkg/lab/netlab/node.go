@@ -63,6 +63,9 @@ func (n *Node) setup() error {
 	if err != nil {
 		return err
 	}
+	if err := ns.arpIgnore(); err != nil {
+		return err
+	}
 	if err := n.lab.attachUplink(ns, n.Name); err != nil {
 		return err
 	}
