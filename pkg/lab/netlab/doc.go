@@ -45,10 +45,23 @@
 // symmetry and for host-originated traffic. Pod MTU must be the overlay MTU (underlay MTU −
 // 50 for VXLAN, 1450 on a 1500 underlay).
 //
-// The first packet towards a remote node whose MAC the vswitchd has not learned yet is
-// dropped while OVS resolves it (`ovs-appctl tnl/neigh/show`); it learns by snooping ARP on
-// br-phy, so Node.Ping to the remote node IP warms the cache, and probes should send more
-// than one packet. The cache is lost when ovs-vswitchd restarts.
+// Tunnel neighbours: the userspace datapath drops a packet it would encapsulate towards a node
+// whose MAC is not in its neighbour cache (`ovs-appctl tnl/neigh/show`) while it ARPs for it;
+// the cache starts empty, is emptied by every vswitchd restart, and ages out entries (static
+// ones too) after 15 idle minutes. Measured here without help: the first pod packet towards a
+// node is lost (a pod's first ARP request, retried by the pod kernel 1 s later, so a 1 s ping
+// times out; after the sender's vswitchd restart, with the pod's ARP cached, the datagram
+// itself). So netlab writes the entries itself (`tnl/neigh/set br-phy <peer IP> <peer br-phy
+// MAC>`) between every pair of nodes: on AddNode, after Restart of ovs-vswitchd, and every
+// minute. No warm-up ping is needed.
+//
+// A node's OVS ports (eth0, pod veths) are AF_PACKET ports: the kernel still receives every
+// frame on them as on any device. With the default arp_ignore=0 the kernel of node b answers
+// an ARP request for b's IP arriving on eth0 with eth0's MAC, besides the answer of br-phy;
+// a's vswitchd snoops both, and while it holds eth0's MAC its VXLAN misses b's tnl/ports
+// entry (which matches br-phy's MAC) and b's kernel receives it on eth0 and answers ICMP
+// port unreachable. Each node netns therefore sets net.ipv4.conf.all.arp_ignore=1: only the
+// device holding the address answers.
 //
 // # Processes
 //

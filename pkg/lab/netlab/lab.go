@@ -47,6 +47,9 @@ type Lab struct {
 	opts    options
 	spawner *spawner
 
+	stopRefresh chan struct{} // closed by Close: ends refreshNeighbors
+	refreshDone chan struct{}
+
 	mu      sync.Mutex
 	closed  bool
 	nodes   map[string]*Node
@@ -77,6 +80,8 @@ func New(prefix string, opts ...Option) (*Lab, error) {
 		}
 	}
 	l.spawner = newSpawner()
+	l.stopRefresh, l.refreshDone = make(chan struct{}), make(chan struct{})
+	go func() { defer close(l.refreshDone); l.refreshNeighbors(l.stopRefresh) }()
 	if err := l.setupUnderlay(); err != nil {
 		_ = l.Close()
 		return nil, fmt.Errorf("new lab %q: %w", prefix, err)
@@ -178,6 +183,10 @@ func (l *Lab) Close() error {
 	closers, procs, nodes, netns := l.closers, l.procs, l.nodes, l.netns
 	l.mu.Unlock()
 
+	if l.stopRefresh != nil {
+		close(l.stopRefresh)
+		<-l.refreshDone
+	}
 	var errs []error
 	for _, c := range closers {
 		errs = append(errs, c.Close())

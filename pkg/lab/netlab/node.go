@@ -18,6 +18,7 @@ type Node struct {
 	RunDir string       // OVS_RUNDIR (= DBDIR = LOGDIR): conf.db, sockets, pidfiles, logs
 
 	lab   *Lab
+	mac   string // br-phy MAC once the node is up, for the peers' tunnel neighbours; lab.mu
 	mu    sync.Mutex
 	procs map[string]*Process // by component: "ovsdb-server", "ovs-vswitchd"
 	pods  map[string]*Pod
@@ -25,7 +26,8 @@ type Node struct {
 
 // AddNode creates node name: netns <prefix>-<name>, an uplink veth (eth0) to the underlay
 // bridge, a private ovsdb-server + ovs-vswitchd running inside the netns, and the netdev
-// bridge br-phy holding eth0 with ip on br-phy's internal interface. It does not create br0
+// bridge br-phy holding eth0 with ip on br-phy's internal interface; it writes the tunnel
+// neighbour entries between the new node and the others (see the package doc). It does not create br0
 // (that is the node agent's job, or the test's). Not idempotent: a second call with the same
 // name fails. On failure the partial node is removed by Lab.Close.
 func (l *Lab) AddNode(name string, ip netip.Prefix) (*Node, error) {
@@ -39,6 +41,9 @@ func (l *Lab) AddNode(name string, ip netip.Prefix) (*Node, error) {
 		return nil, err
 	}
 	if err := n.setup(); err != nil {
+		return nil, fmt.Errorf("add node %s: %w", name, err)
+	}
+	if err := l.primeNeighbors(n); err != nil {
 		return nil, fmt.Errorf("add node %s: %w", name, err)
 	}
 	return n, nil

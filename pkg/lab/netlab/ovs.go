@@ -90,7 +90,8 @@ func (n *Node) waitReady(c string, p *Process) error {
 // Restart kills component c ("ovsdb-server" or "ovs-vswitchd") with SIGKILL and starts it
 // again on the same database, as a crash followed by a supervisor restart would. After a
 // vswitchd restart it re-ensures br-phy and the node IP (the internal port's tap device dies
-// with the vswitchd); br0 comes back from the database, its OpenFlow flows do not.
+// with the vswitchd) and rewrites the tunnel neighbours; br0 comes back from the database,
+// its OpenFlow flows do not.
 func (n *Node) Restart(c string) error {
 	if _, err := n.componentArgs(c); err != nil {
 		return err
@@ -105,7 +106,11 @@ func (n *Node) Restart(c string) error {
 		return fmt.Errorf("restart %s on node %s: %w", c, n.Name, err)
 	}
 	if c == OVSVswitchd {
-		return n.ensurePhysBridge()
+		if err := n.ensurePhysBridge(); err != nil {
+			return err
+		}
+		// The tunnel-neighbour cache died with the vswitchd.
+		return n.lab.primeNeighbors(n)
 	}
 	return nil
 }
