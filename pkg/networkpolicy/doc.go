@@ -37,10 +37,10 @@
 //
 // Unselected pods get per-pod allows rather than selected pods per-pod
 // drops, so a pod that appears before its namespace is recompiled is
-// isolated, not open ("isolate first, then allow"). p60 is above the
-// allow-all placeholder (p50) of pkg/node, so the placeholder can stay or
-// go: it only still matters for namespaces without local pods, whose
-// VNIDs never appear in these tables' registers.
+// isolated, not open ("isolate first, then allow"). p60 is above p50,
+// where pkg/node puts its allow-all only when it runs without a Kubernetes
+// client (BaseFlows no longer has that placeholder), so it can never
+// override a compiled decision.
 //
 // # Peers
 //
