@@ -4,6 +4,7 @@
 //	sdn-lab up [--nodes N] [--mode networkpolicy|multitenant|subnet] [--demo]
 //	sdn-lab down
 //	sdn-lab exec NODE -- CMD [ARG…]
+//	sdn-lab trace SRC DST [--port P] [--protocol tcp|udp|sctp]
 //
 // up stays in the foreground — every lab component runs in its process —
 // until Ctrl-C, SIGTERM or `sdn-lab down`, then tears everything down.
@@ -38,6 +39,7 @@ const usageText = `usage:
   sdn-lab up [--nodes N] [--mode networkpolicy|multitenant|subnet] [--demo] [--state-dir DIR] [--prefix P]
   sdn-lab down [--state-dir DIR]
   sdn-lab exec [--state-dir DIR] NODE -- CMD [ARG...]
+  sdn-lab trace [--state-dir DIR] SRC DST [--port P] [--protocol tcp|udp|sctp]
 `
 
 func main() {
@@ -57,6 +59,12 @@ func main() {
 	case "exec":
 		var code int
 		code, err = execCmd(os.Args[2:])
+		if err == nil {
+			os.Exit(code)
+		}
+	case "trace":
+		var code int
+		code, err = traceCmd(os.Args[2:])
 		if err == nil {
 			os.Exit(code)
 		}
@@ -180,6 +188,10 @@ The lab is up. In another shell:
 `, l.Kubeconfig(), bin, sd)
 	if f.demo && f.mode == "networkpolicy" {
 		fmt.Fprintln(w, "  kubectl -n proj2 delete networkpolicy allow-from-proj1-client1   # and watch proj1 lose server2")
+		fmt.Fprintf(w, "try: %s/sdn-lab trace%s proj1/client3 proj1/server1 --port 8080   # dropped: which table, which policies isolate server1\n", bin, sd)
+		fmt.Fprintf(w, "     %s/sdn-lab trace%s proj1/client1 proj1/server1 --port 8080   # delivered: the allowing policy and rule\n", bin, sd)
+	} else if f.demo {
+		fmt.Fprintf(w, "try: %s/sdn-lab trace%s proj1/client3 proj2/server2 --port 8080   # ofproto/trace on both nodes, explained\n", bin, sd)
 	}
 	if f.mode == "multitenant" {
 		fmt.Fprintf(w, "  %s/sdnctl pod-network join-projects --to=proj1 proj2\n", bin)

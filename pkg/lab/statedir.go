@@ -88,22 +88,38 @@ type NodeAccess struct {
 	Env    []string // OVS_RUNDIR & co., pointing the OVS tools at the node's OVS
 	DBSock string   // "unix:<rundir>/db.sock"
 	Ofctl  string   // "unix:<rundir>/br0.mgmt"
+	// OVSRunDirRoot holds every node's OVS run directory, named like the
+	// node (and its Node and HostSubnet): sdnctl trace --ovs-rundir-root.
+	OVSRunDirRoot string
 	// Kubeconfig of the lab's API server (reachable from the root netns only).
 	Kubeconfig string
+}
+
+// OVSRunDirRoot returns the directory of the running lab with state in dir
+// that holds one OVS run directory per node, named like the node
+// (<dir>/<prefix>/<node>: br0.mgmt, db.sock, ovs-vswitchd's pidfile and
+// control socket), and its network namespace prefix.
+func OVSRunDirRoot(dir string) (root, prefix string, err error) {
+	setDefault(&dir, DefaultStateDir)
+	if _, ok := runningPID(dir); !ok {
+		return "", "", fmt.Errorf("no sdn-lab is running with state in %s", dir)
+	}
+	b, err := os.ReadFile(prefixFile(dir))
+	if err != nil {
+		return "", "", err
+	}
+	prefix = strings.TrimSpace(string(b))
+	return filepath.Join(dir, prefix), prefix, nil
 }
 
 // Access describes node of the lab with state in dir, for `sdn-lab exec`.
 func Access(dir, node string) (NodeAccess, error) {
 	setDefault(&dir, DefaultStateDir)
-	if _, ok := runningPID(dir); !ok {
-		return NodeAccess{}, fmt.Errorf("no sdn-lab is running with state in %s", dir)
-	}
-	b, err := os.ReadFile(prefixFile(dir))
+	root, prefix, err := OVSRunDirRoot(dir)
 	if err != nil {
 		return NodeAccess{}, err
 	}
-	prefix := strings.TrimSpace(string(b))
-	run := filepath.Join(dir, prefix, node)
+	run := filepath.Join(root, node)
 	if _, err := os.Stat(filepath.Join(run, "db.sock")); err != nil {
 		return NodeAccess{}, fmt.Errorf("lab has no node %q (no %s/db.sock)", node, run)
 	}
@@ -111,9 +127,10 @@ func Access(dir, node string) (NodeAccess, error) {
 		NetNS: prefix + "-" + node,
 		Env: []string{"OVS_RUNDIR=" + run, "OVS_DBDIR=" + run,
 			"OVS_LOGDIR=" + run, "OVS_SYSCONFDIR=" + run},
-		DBSock:     "unix:" + filepath.Join(run, "db.sock"),
-		Ofctl:      "unix:" + filepath.Join(run, "br0.mgmt"),
-		Kubeconfig: KubeconfigPath(dir),
+		DBSock:        "unix:" + filepath.Join(run, "db.sock"),
+		Ofctl:         "unix:" + filepath.Join(run, "br0.mgmt"),
+		OVSRunDirRoot: root,
+		Kubeconfig:    KubeconfigPath(dir),
 	}, nil
 }
 
