@@ -39,6 +39,7 @@ func TestNetworkPolicyLab(t *testing.T) {
 	t.Run("PodsAcrossNodes", func(t *testing.T) { testPodsAcrossNodes(t, l) })
 	t.Run("NamespaceLifecycle", func(t *testing.T) { testNamespaceLifecycle(t, l) })
 	t.Run("DemoPolicies", func(t *testing.T) { testDemo(t, l) })
+	t.Run("Trace", func(t *testing.T) { testTrace(t, l) })
 	t.Run("NodeRemoveAndReadd", func(t *testing.T) { testNodeRemoveAndReadd(t, l) })
 }
 
