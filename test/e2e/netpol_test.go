@@ -90,10 +90,15 @@ func (c *npCluster) runScenario(t *testing.T, sc npScenario) int {
 	firstBad := len(bad)
 	// Realization on one node can trail the sentinels' nodes by a moment:
 	// re-probe differing cells twice before calling them wrong.
-	for try := 0; len(bad) > 0 && try < 2; try++ {
-		time.Sleep(500 * time.Millisecond)
+	history := map[npCell][]string{}
+	for _, cell := range bad {
+		history[cell] = []string{got[cell].Outcome.String()}
+	}
+	for try := 0; len(bad) > 0 && try < 3; try++ {
+		time.Sleep(time.Duration(try+1) * 500 * time.Millisecond)
 		for k, v := range c.probe(ctx, bad) {
 			got[k] = v
+			history[k] = append(history[k], v.Outcome.String())
 		}
 		bad = mismatches(exp, got)
 	}
@@ -115,6 +120,9 @@ func (c *npCluster) runScenario(t *testing.T, sc npScenario) int {
 	if len(bad) > 0 {
 		var b strings.Builder
 		c.renderMatrices(&b, exp, got)
+		for _, cell := range bad {
+			fmt.Fprintf(&b, "    %s: expected %v, probed %s\n", cell, exp[cell], strings.Join(history[cell], ", "))
+		}
 		c.traceCells(&b, bad, 3)
 		t.Errorf("%d of %d cells differ from the reference model (first: %s expected %v, probed %v):\n%s",
 			len(bad), len(cells), bad[0], exp[bad[0]], got[bad[0]].Outcome, b.String())
@@ -201,5 +209,19 @@ func (c *npCluster) traceCells(b *strings.Builder, cells []npCell, n int) {
 			cell.From.String(), cell.To.String(), "--port", fmt.Sprint(cell.Port),
 			"--protocol", strings.ToLower(string(cell.Proto)), "--ovs-rundir-root", root).CombinedOutput()
 		fmt.Fprintf(b, "\n    sdnctl trace %s (err %v):\n%s", cell, err, out)
+		from, to := c.ips[cell.From].String(), c.ips[cell.To].String()
+		for _, n := range nodes {
+			ctl, _ := filepath.Glob(filepath.Join(n.Net.RunDir, "ovs-vswitchd.*.ctl"))
+			if len(ctl) == 0 {
+				continue
+			}
+			out, _ := exec.Command("ovs-appctl", "-t", ctl[0], "dpctl/dump-conntrack").Output()
+			fmt.Fprintf(b, "    conntrack on %s between %s and %s:\n", n.Name, from, to)
+			for _, line := range strings.Split(string(out), "\n") {
+				if strings.Contains(line, "src="+from+",") && strings.Contains(line, "dst="+to+",") {
+					fmt.Fprintf(b, "      %s\n", line)
+				}
+			}
+		}
 	}
 }
