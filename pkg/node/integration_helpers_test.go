@@ -52,7 +52,10 @@ const (
 
 // itCluster is one integration lab: control plane, nodes, agents, pods.
 type itCluster struct {
-	t    *testing.T
+	t *testing.T
+	// env is the control plane: env.Kubeconfig for out-of-process agents,
+	// env.Dir to find (and stop) its processes.
+	env  *testenv.Env
 	cs   versioned.Interface
 	kube kubernetes.Interface // Namespaces, Pods, NetworkPolicies; given to the agents
 	// plugin is the ClusterNetwork's pluginName (the agents' mode).
@@ -144,7 +147,7 @@ func newITCluster(t *testing.T, prefix, pluginName string, nodes int, fullSync t
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &itCluster{t: t, cs: cs, kube: kube, plugin: pluginName, fullSyncPeriod: fullSync}
+	c := &itCluster{t: t, env: env, cs: cs, kube: kube, plugin: pluginName, fullSyncPeriod: fullSync}
 	ctx := context.Background()
 	vx, mtu := uint32(4789), uint32(itMTU)
 	_, err = cs.NetworkV1().ClusterNetworks().Create(ctx, &networkv1.ClusterNetwork{
