@@ -367,4 +367,3 @@ func (m *flowMonitor) events() []string {
 	}
 	return ev
 }
-
