@@ -243,7 +243,52 @@ func (c *npCluster) probe(ctx context.Context, cells []npCell) map[npCell]npResu
 	return c.probeWith(ctx, cells, c.timeout)
 }
 
+// probeWith probes cells in parallel. SCTP cells go last, in two batches
+// that never hold both directions of one pod pair, with the nodes' SCTP
+// conntrack entries flushed before each batch. The reason is a limit of the
+// lab's datapath, not of the policy: OVS 3.1's userspace connection tracker
+// keys SCTP by addresses only (sport=0,dport=0), so after a probe A → B any
+// SCTP packet B → A is a "reply" (ct_state=+rpl) and passes the reply bypass
+// of tables 27/80 whatever the policy says. With port-aware conntrack (the
+// kernel datapath of a real node) a new association from another port is a
+// new connection, which is what each probe is meant to be; the flush
+// reproduces that. The limit itself is a known bug, documented in
+// docs/networkpolicy.md.
 func (c *npCluster) probeWith(ctx context.Context, cells []npCell, timeout time.Duration) map[npCell]npResult {
+	var other, fwd, rev []npCell
+	for _, cell := range cells {
+		switch {
+		case cell.Proto != corev1.ProtocolSCTP:
+			other = append(other, cell)
+		case cell.From.String() < cell.To.String():
+			fwd = append(fwd, cell)
+		default:
+			rev = append(rev, cell)
+		}
+	}
+	out := c.probeBatch(ctx, other, timeout)
+	for _, batch := range [][]npCell{fwd, rev} {
+		if len(batch) == 0 {
+			continue
+		}
+		c.flushSCTPConntrack()
+		for k, v := range c.probeBatch(ctx, batch, timeout) {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// flushSCTPConntrack removes every SCTP connection entry on every lab node.
+func (c *npCluster) flushSCTPConntrack() {
+	for _, n := range c.l.Nodes() {
+		// A failure leaves stale entries, which shows up as mismatching
+		// cells with the conntrack dump in the report.
+		_, _ = n.Net.Appctl("dpctl/flush-conntrack", "zone=0", "ct_nw_proto=132")
+	}
+}
+
+func (c *npCluster) probeBatch(ctx context.Context, cells []npCell, timeout time.Duration) map[npCell]npResult {
 	out := make(map[npCell]npResult, len(cells))
 	var mu sync.Mutex
 	work := make(chan npCell)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	corev1 "k8s.io/api/core/v1"
 	"net/netip"
 	"os/exec"
 	"path/filepath"
@@ -165,6 +166,11 @@ type npWatch struct {
 func (c *npCluster) watch(ctx context.Context, cells []npCell, exp npExpectation) *npWatch {
 	w := &npWatch{done: make(chan struct{})}
 	for _, cell := range cells {
+		if cell.Proto == corev1.ProtocolSCTP {
+			// Not watched: repeated SCTP probes in both directions run into
+			// the userspace conntrack limit described at probeWith.
+			continue
+		}
 		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()
