@@ -125,6 +125,9 @@ func (c *Config) complete() error {
 	if c.Bridge == nil {
 		c.Bridge = &ovs.OfctlBridge{Name: c.OfctlTarget}
 	}
+	if c.DatapathType == "netdev" {
+		c.Bridge = newPurgingBridge(c.Bridge, ovsRunDir(c.OVSDBEndpoint))
+	}
 	return nil
 }
 
