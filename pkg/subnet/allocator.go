@@ -61,7 +61,7 @@ func (a *Allocator) MarkAllocated(p netip.Prefix) error {
 	if err != nil {
 		return fmt.Errorf("mark subnet: %w", err)
 	}
-	if r.used.get(i) {
+	if r.used.Get(i) {
 		return fmt.Errorf("mark subnet %s: %w", p, ErrAlreadyAllocated)
 	}
 	r.mark(i)
@@ -88,7 +88,7 @@ func (a *Allocator) IsAllocated(p netip.Prefix) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	r, i, err := a.find(p)
-	return err == nil && r.used.get(i)
+	return err == nil && r.used.Get(i)
 }
 
 // Allocated returns the number of allocated subnets over all ranges.

@@ -3,6 +3,8 @@ package subnet
 import (
 	"encoding/binary"
 	"net/netip"
+
+	"github.com/ovs-sdn/ovs-sdn/pkg/bitmap"
 )
 
 // subnetRange is the set of node subnets of one cluster network. Subnets are
@@ -10,12 +12,12 @@ import (
 // for how an index maps to an address. Not concurrency-safe.
 type subnetRange struct {
 	network   ClusterNetwork
-	base      uint32 // network address of network.CIDR
-	indexBits int    // width of the subnet index, at most maxIndexBits
-	rotate    int    // left rotation applied to the index; 0 for none
-	used      bitmap // indexes currently allocated
-	allocated int    // number of bits set in used
-	next      uint32 // index where the next-fit scan starts
+	base      uint32        // network address of network.CIDR
+	indexBits int           // width of the subnet index, at most maxIndexBits
+	rotate    int           // left rotation applied to the index; 0 for none
+	used      bitmap.Bitmap // indexes currently allocated
+	allocated int           // number of bits set in used
+	next      uint32        // index where the next-fit scan starts
 }
 
 // newRange builds the range of a network that passed Validate.
@@ -27,7 +29,7 @@ func newRange(n ClusterNetwork) *subnetRange {
 		indexBits: indexBits,
 		rotate:    rotation(n.HostBits, indexBits),
 	}
-	r.used = newBitmap(r.size())
+	r.used = bitmap.New(r.size())
 	return r
 }
 
@@ -75,9 +77,9 @@ func (r *subnetRange) allocate() (netip.Prefix, bool) {
 	if r.allocated == int(r.size()) {
 		return netip.Prefix{}, false
 	}
-	i, ok := r.used.nextClear(r.next, r.size())
+	i, ok := r.used.NextClear(r.next, r.size())
 	if !ok {
-		i, _ = r.used.nextClear(0, r.next) // not full, so a free index exists
+		i, _ = r.used.NextClear(0, r.next) // not full, so a free index exists
 	}
 	r.mark(i)
 	r.next = (i + 1) % r.size()
@@ -86,14 +88,14 @@ func (r *subnetRange) allocate() (netip.Prefix, bool) {
 
 // mark sets index i, which must be free.
 func (r *subnetRange) mark(i uint32) {
-	r.used.set(i)
+	r.used.Set(i)
 	r.allocated++
 }
 
 // release clears index i; it is a no-op if i is free.
 func (r *subnetRange) release(i uint32) {
-	if r.used.get(i) {
-		r.used.clear(i)
+	if r.used.Get(i) {
+		r.used.Clear(i)
 		r.allocated--
 	}
 }

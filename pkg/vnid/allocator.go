@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+
+	"github.com/ovs-sdn/ovs-sdn/pkg/bitmap"
 )
 
 // Errors returned by this package. Callers branch on them with errors.Is;
@@ -39,7 +41,7 @@ type Allocator struct {
 	mu        sync.Mutex
 	min, max  uint32 // immutable
 	rnd       *rand.Rand
-	used      bitmap // bit i is VNID min+i
+	used      bitmap.Bitmap // bit i is VNID min+i
 	allocated int
 }
 
@@ -65,7 +67,7 @@ func newAllocator(min, max uint32, rnd *rand.Rand) *Allocator {
 	if rnd == nil {
 		rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
-	return &Allocator{min: min, max: max, rnd: rnd, used: newBitmap(max - min + 1)}
+	return &Allocator{min: min, max: max, rnd: rnd, used: bitmap.New(max - min + 1)}
 }
 
 // size returns the number of IDs in the range.
@@ -83,11 +85,11 @@ func (a *Allocator) Allocate() (uint32, error) {
 		return 0, fmt.Errorf("all %d VNIDs in [%d, %d] in use: %w", size, a.min, a.max, ErrExhausted)
 	}
 	start := uint32(a.rnd.Uint64N(uint64(size)))
-	i, ok := a.used.nextClear(start, size)
+	i, ok := a.used.NextClear(start, size)
 	if !ok {
-		i, _ = a.used.nextClear(0, start) // not full, so a free ID exists
+		i, _ = a.used.NextClear(0, start) // not full, so a free ID exists
 	}
-	a.used.set(i)
+	a.used.Set(i)
 	a.allocated++
 	return a.min + i, nil
 }
@@ -104,10 +106,10 @@ func (a *Allocator) Mark(id uint32) error {
 	if err != nil || !tracked {
 		return err
 	}
-	if a.used.get(i) {
+	if a.used.Get(i) {
 		return fmt.Errorf("mark VNID %d: %w", id, ErrAlreadyAllocated)
 	}
-	a.used.set(i)
+	a.used.Set(i)
 	a.allocated++
 	return nil
 }
@@ -123,8 +125,8 @@ func (a *Allocator) Release(id uint32) error {
 	if err != nil || !tracked {
 		return err
 	}
-	if a.used.get(i) {
-		a.used.clear(i)
+	if a.used.Get(i) {
+		a.used.Clear(i)
 		a.allocated--
 	}
 	return nil
@@ -136,7 +138,7 @@ func (a *Allocator) Has(id uint32) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	i, tracked, err := a.index(id)
-	return err == nil && tracked && a.used.get(i)
+	return err == nil && tracked && a.used.Get(i)
 }
 
 // Allocated returns the number of allocated IDs.
