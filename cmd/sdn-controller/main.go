@@ -10,7 +10,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/ovs-sdn/ovs-sdn/pkg/probes"
 	"os"
 	"os/signal"
 	"syscall"
@@ -20,12 +19,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	"github.com/ovs-sdn/ovs-sdn/pkg/client/clientset/versioned"
 	"github.com/ovs-sdn/ovs-sdn/pkg/controller"
+	"github.com/ovs-sdn/ovs-sdn/pkg/kubeconfig"
+	"github.com/ovs-sdn/ovs-sdn/pkg/probes"
 )
 
 // flags are the command-line settings, completed into controller.Options.
@@ -84,7 +83,7 @@ func newCommand() *cobra.Command {
 
 func (f *flags) run(ctx context.Context) error {
 	defer klog.Flush()
-	cfg, err := f.restConfig()
+	cfg, err := kubeconfig.Load(f.kubeconfig)
 	if err != nil {
 		return err
 	}
@@ -112,24 +111,4 @@ func (f *flags) run(ctx context.Context) error {
 		LeaseDuration: f.leaseDuration, RenewDeadline: f.renewDeadline, RetryPeriod: f.retryPeriod,
 		Registry: reg, Status: status,
 	})
-}
-
-// restConfig loads --kubeconfig, else $KUBECONFIG, else the in-cluster config.
-func (f *flags) restConfig() (*rest.Config, error) {
-	path := f.kubeconfig
-	if path == "" {
-		path = os.Getenv("KUBECONFIG")
-	}
-	if path == "" {
-		cfg, err := rest.InClusterConfig()
-		if err != nil {
-			return nil, fmt.Errorf("no --kubeconfig or KUBECONFIG and not in a cluster: %w", err)
-		}
-		return cfg, nil
-	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", path)
-	if err != nil {
-		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
-	}
-	return cfg, nil
 }

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/ovs-sdn/ovs-sdn/pkg/probes"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -23,13 +22,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	"github.com/ovs-sdn/ovs-sdn/pkg/client/clientset/versioned"
 	"github.com/ovs-sdn/ovs-sdn/pkg/cni"
+	"github.com/ovs-sdn/ovs-sdn/pkg/kubeconfig"
 	"github.com/ovs-sdn/ovs-sdn/pkg/node"
+	"github.com/ovs-sdn/ovs-sdn/pkg/probes"
 )
 
 // flags are the command-line settings, completed into node.Config.
@@ -123,7 +122,7 @@ func (f *flags) config() (node.Config, error) {
 
 func (f *flags) run(ctx context.Context, cfg node.Config) error {
 	defer klog.Flush()
-	rc, err := f.restConfig()
+	rc, err := kubeconfig.Load(f.kubeconfig)
 	if err != nil {
 		return err
 	}
@@ -152,24 +151,4 @@ func (f *flags) run(ctx context.Context, cfg node.Config) error {
 		}
 	}
 	return agent.Run(ctx)
-}
-
-// restConfig loads --kubeconfig, else $KUBECONFIG, else the in-cluster config.
-func (f *flags) restConfig() (*rest.Config, error) {
-	path := f.kubeconfig
-	if path == "" {
-		path = os.Getenv("KUBECONFIG")
-	}
-	if path == "" {
-		cfg, err := rest.InClusterConfig()
-		if err != nil {
-			return nil, fmt.Errorf("no --kubeconfig or KUBECONFIG and not in a cluster: %w", err)
-		}
-		return cfg, nil
-	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", path)
-	if err != nil {
-		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
-	}
-	return cfg, nil
 }
