@@ -2,6 +2,7 @@ package networkpolicy
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -218,6 +219,9 @@ type dirInfo struct {
 	policies []policyInfo // every policy of the direction, in name order
 	boxes    []*explBox   // in render order
 	conjs    map[uint32]*explBox
+	// plain holds the boxes rendered as plain allows by the Key of each
+	// plain flow they render (several boxes may render the same flow).
+	plain map[string][]*explBox
 }
 
 type policyInfo struct {
@@ -238,6 +242,9 @@ type explBox struct {
 	conjID   uint32
 	priority uint16
 	rendered bool
+	// plainKeys are the Keys of the plain allow flows the box renders
+	// (none for a conjunction).
+	plainKeys []string
 }
 
 // NewExplainer renders in like Compile does and remembers, for every box,
@@ -274,7 +281,7 @@ func newExplainer(in Input, alwaysConj bool) *Explainer {
 // policies, rules and boxes in the same order through a real renderer, so
 // conjunction IDs and levels are the compiler's.
 func (e *Explainer) renderDir(ns *nsInfo, d direction) *dirInfo {
-	di := &dirInfo{conjs: map[uint32]*explBox{}}
+	di := &dirInfo{conjs: map[uint32]*explBox{}, plain: map[string][]*explBox{}}
 	r := &renderer{d: d, vnid: ns.VNID, cookie: ovs.CookieFor(ovs.CookiePolicy, NamespaceOwner(ns.Name)),
 		plain: map[string]ovs.Flow{}, clause: map[string]*ovs.Flow{}, shared: map[string]*sharedPart{}, seen: map[string]bool{},
 		alwaysConj: e.c.alwaysConj}
@@ -296,6 +303,9 @@ func (e *Explainer) renderDir(ns *nsInfo, d direction) *dirInfo {
 					di.boxes = append(di.boxes, b)
 					if b.conj {
 						di.conjs[b.conjID] = b
+					}
+					for _, key := range b.plainKeys {
+						di.plain[key] = append(di.plain[key], b)
 					}
 				}
 				if !slices.Contains(b.rules, ref) {
@@ -356,6 +366,13 @@ func (e *Explainer) renderBox(r *renderer, sr subRule) *explBox {
 		return b
 	}
 	b.priority = PriorityPlainAllow
+	if dims, ok := r.dimensions(sr); ok {
+		// The same cross product renderRule rendered, into a scratch
+		// renderer: r.plain may already hold some of these flows.
+		s := &renderer{d: r.d, vnid: r.vnid, cookie: r.cookie, plain: map[string]ovs.Flow{}}
+		s.renderCrossProduct(dims, nil, 0)
+		b.plainKeys = slices.Sorted(maps.Keys(s.plain))
+	}
 	return b
 }
 
@@ -564,4 +581,81 @@ func (b *explBox) contains(p Packet, d direction) bool {
 	return slices.ContainsFunc(sr.ports, func(pc portClause) bool {
 		return pc.proto == p.Proto && p.Port&pc.mask == pc.port&pc.mask
 	})
+}
+
+// FlowRules returns the rules that compiled flow f of table 27 or 80
+// renders, read from the flow alone (no packet): the rules of its
+// conjunction for a conj_id flow, the rules of every conjunction(id,…)
+// action for a clause flow (namespace-scoped target clauses and shared
+// peer and port clauses alike: a shared clause may serve rules of several
+// namespaces), and the rules of the boxes rendered as this plain allow
+// flow (same table, priority and match). It returns nil for the other
+// flows (isolation, per-pod allows, static flows of pkg/node) and for
+// flows this Input does not render (a stale agent).
+func (e *Explainer) FlowRules(f ovs.Flow) []RuleRef {
+	d, ok := DirectionOf(f.Table)
+	if !ok {
+		return nil
+	}
+	var out []RuleRef
+	conj := func(id uint32) {
+		if c, ok := e.Conjunction(f.Table, id); ok {
+			out = appendRules(out, c.Rules)
+		}
+	}
+	if id, ok := conjIDOf(f); ok {
+		if c, ok := e.Conjunction(f.Table, id); ok && c.Priority == f.Priority {
+			out = appendRules(out, c.Rules)
+		}
+		return out
+	}
+	for _, a := range f.Actions {
+		if c, ok := a.(ovs.Conjunction); ok {
+			conj(c.ID)
+		}
+	}
+	if len(out) > 0 || f.Priority != PriorityPlainAllow {
+		return out
+	}
+	for _, m := range f.Match {
+		rm, ok := m.(ovs.RegMatch)
+		if !ok || rm.Field != d.internal().nsReg() || rm.Mask != ^uint32(0) {
+			continue
+		}
+		ns, ok := e.byVNID[rm.Value]
+		if !ok {
+			return nil
+		}
+		if di := e.dirs[nsDir{ns, d.internal()}]; di != nil {
+			for _, b := range di.plain[f.Key()] {
+				out = appendRules(out, b.rules)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// Selected returns the local pods ("ns/name", in name order) that
+// NetworkPolicy namespace/policy selects for direction d, the pods its
+// namespace's default drop (p60) isolates because of it. ok is false when
+// the policy does not apply to d or its namespace has no compiled flows on
+// this node (no local pod, or a duplicate VNID). A policy whose
+// podSelector could not be compiled selects every local pod of the
+// namespace, as the compiler isolates them all.
+func (e *Explainer) Selected(namespace, policy string, d Direction) (pods []string, ok bool) {
+	di := e.dirs[nsDir{namespace, d.internal()}]
+	if di == nil {
+		return nil, false
+	}
+	i := slices.IndexFunc(di.policies, func(p policyInfo) bool { return p.name == policy })
+	if i < 0 {
+		return nil, false
+	}
+	for _, p := range e.c.namespaces[namespace].local {
+		if di.policies[i].selects(p.IP) {
+			pods = append(pods, namespace+"/"+p.Name)
+		}
+	}
+	return pods, true
 }

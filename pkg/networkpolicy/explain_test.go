@@ -279,3 +279,113 @@ func findPolicy(in Input, ns, name string) *networkingv1.NetworkPolicy {
 	}
 	return nil
 }
+
+// TestFlowRules maps the compiled flows of explainCluster back to their
+// rules without a packet, and tells which local pods a policy isolates.
+func TestFlowRules(t *testing.T) {
+	in := explainCluster()
+	e := NewExplainer(in)
+	flows, errs := Compile(in)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	clientsRules := []RuleRef{{"db", "allow-clients", Ingress, 0}, {"db", "allow-clients-copy", Ingress, 0}}
+	byRules := map[string]int{}
+	for _, f := range Flatten(flows) {
+		got := e.FlowRules(f)
+		_, conj := conjIDOf(f)
+		clause := slices.ContainsFunc(f.Actions, func(a ovs.Action) bool { _, ok := a.(ovs.Conjunction); return ok })
+		switch {
+		case conj || clause:
+			if !slices.Equal(got, clientsRules) {
+				t.Errorf("%s: rules %v, want %v", f, got, clientsRules)
+			}
+		case f.Priority == PriorityPlainAllow:
+			if len(got) != 1 {
+				t.Errorf("%s: rules %v, want one", f, got)
+			}
+		default:
+			if got != nil {
+				t.Errorf("%s: rules %v, want none", f, got)
+			}
+		}
+		for _, r := range got {
+			byRules[r.String()]++
+		}
+	}
+	want := map[string]int{
+		// 2 target clauses, 2 peer clauses, 2 port clauses, 1 conj_id flow.
+		"db/allow-clients rule ingress[0]": 7, "db/allow-clients-copy rule ingress[0]": 7,
+		"prod/web rule ingress[1]": 1,
+		// 10.0.0.0/8 minus 10.128.0.0/14: 6 disjoint prefixes.
+		"prod/admin-egress rule egress[0]": 6,
+	}
+	if diff := fmt.Sprint(byRules); diff != fmt.Sprint(want) {
+		t.Errorf("flows by rule: %v, want %v", byRules, want)
+	}
+
+	// A flow of another snapshot is attributed to nothing.
+	stale := ovs.NewFlow(ovs.TablePolicyIngress, PriorityPlainAllow).MatchReg(ovs.DstVNIDField, 10).MatchProto(ovs.ProtoTCP).MatchTpDst(9999)
+	if got := e.FlowRules(stale); got != nil {
+		t.Errorf("stale plain allow: rules %v", got)
+	}
+
+	for _, tc := range []struct {
+		ns, policy string
+		d          Direction
+		pods       []string
+		ok         bool
+	}{
+		{"db", "allow-clients", Ingress, []string{"db/pg1", "db/pg2"}, true},
+		{"prod", "web", Ingress, []string{"prod/web1"}, true}, // web2 is remote
+		{"prod", "web", Egress, nil, false},
+		{"prod", "admin-egress", Egress, []string{"prod/admin"}, true},
+		{"prod", "nope", Ingress, nil, false},
+		{"dev", "web", Ingress, nil, false},
+	} {
+		pods, ok := e.Selected(tc.ns, tc.policy, tc.d)
+		if !slices.Equal(pods, tc.pods) || ok != tc.ok {
+			t.Errorf("Selected(%s, %s, %s) = %v, %v; want %v, %v", tc.ns, tc.policy, tc.d, pods, ok, tc.pods, tc.ok)
+		}
+	}
+}
+
+// TestFlowRulesRandom: on the property test's random clusters, every
+// compiled allow flow (plain, conj_id, clause) maps back to at least one
+// rule, of its own namespace unless it is a shared clause, and no other
+// compiled flow maps to a rule.
+func TestFlowRulesRandom(t *testing.T) {
+	attributed := 0
+	for seed := range 60 {
+		g := gen{rand.New(rand.NewPCG(uint64(seed), 7))}
+		in := g.cluster()
+		c := NewCompiler(Input{})
+		c.alwaysConj = seed%3 != 0
+		c.Update(in, namesOf(in)...)
+		e := newExplainer(in, c.alwaysConj)
+		for owner, flows := range c.Owners() {
+			for _, f := range flows {
+				got := e.FlowRules(f)
+				_, conj := conjIDOf(f)
+				clause := slices.ContainsFunc(f.Actions, func(a ovs.Action) bool { _, ok := a.(ovs.Conjunction); return ok })
+				allow := conj || clause || f.Priority == PriorityPlainAllow
+				if allow != (len(got) > 0) {
+					t.Fatalf("seed %d: %s %s: rules %v", seed, owner, f, got)
+				}
+				if allow {
+					attributed++
+				}
+				if ns, ok := strings.CutPrefix(owner, OwnerNamespacePrefix); ok {
+					for _, r := range got {
+						if r.Namespace != ns {
+							t.Fatalf("seed %d: %s %s: rule %s of another namespace", seed, owner, f, r)
+						}
+					}
+				}
+			}
+		}
+	}
+	if attributed < 100 {
+		t.Errorf("only %d allow flows in the random clusters: the generator no longer covers them", attributed)
+	}
+}

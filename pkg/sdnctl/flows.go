@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -150,6 +151,7 @@ type flowsOptions struct {
 	ofctlTarget string
 	ovsdb       string
 	pod         string
+	policy      string
 	table       string
 	owner       string
 	node        string
@@ -159,7 +161,7 @@ type flowsOptions struct {
 func newFlowsCommand(c *cli) *cobra.Command {
 	o := &flowsOptions{}
 	cmd := &cobra.Command{
-		Use:   "flows [--pod NS/NAME | --owner KIND] [--table NAME|N]",
+		Use:   "flows [--pod NS/NAME | --policy NS/NAME | --owner KIND] [--table NAME|N]",
 		Short: "Display the OpenFlow flows of a node's bridge, grouped by owner",
 		Long: `Display the OpenFlow flows of the node's br0 with table names, grouped by owner.
 
@@ -174,6 +176,14 @@ Owners are named from what the node knows: pods from the external_ids of their O
 and NetNamespaces when the API server is reachable (--kubeconfig). An owner that cannot be
 named is shown by its cookie, with a note on stderr.
 
+--policy NS/NAME shows the flows that one NetworkPolicy compiles to on the node: the
+compiled policy flows are owned per namespace (and shared clause flows by no namespace),
+so sdnctl reads the namespace's policies, pods and NetNamespaces from the API, compiles
+them as the node's agent does for --node (default $NODE_NAME, else the hostname), and
+keeps the conjunction, clause and plain allow flows of the policy's rules and the
+namespace's default drop that isolates the pods it selects. Each flow is labelled with
+its rule ("# ingress[0]") or the pods it isolates. It needs the API server.
+
 Run it on a node (or in the sdn-node pod), or point --ofctl-target at a bridge's
 management socket.`,
 		Example: `  # Every flow of the local br0, by owner
@@ -181,6 +191,9 @@ management socket.`,
 
   # The flows of one pod
   sdnctl flows --pod proj1/client-1
+
+  # The flows one NetworkPolicy compiles to on node1, labelled with its rules
+  sdnctl flows --node node1 --policy proj1/allow-server
 
   # One table, by name or by number, with packet counters
   sdnctl flows --table PodAntiSpoof -o wide
@@ -199,9 +212,10 @@ management socket.`,
 	fs.StringVar(&o.ovsdb, "ovsdb", defaultOVSDB,
 		"OVSDB endpoint used to name pod owners from the external_ids of their ports; empty to skip.")
 	fs.StringVar(&o.pod, "pod", "", "Only the flows owned by this pod, as NAMESPACE/NAME.")
+	fs.StringVar(&o.policy, "policy", "", "Only the flows compiled from this NetworkPolicy, as NAMESPACE/NAME (needs the API server).")
 	fs.StringVar(&o.table, "table", "", "Only the flows of this table: a name (case-insensitive, e.g. PodAntiSpoof) or a number.")
 	fs.StringVar(&o.owner, "owner", "", "Only the flows of this kind of owner. One of: ("+strings.Join(ownerKindNames(), ", ")+").")
-	fs.StringVar(&o.node, "node", "", "The node whose bridge is shown; printed in the header.")
+	fs.StringVar(&o.node, "node", "", "The node whose bridge is shown; printed in the header. --policy compiles for it (default $NODE_NAME, else the hostname).")
 	fs.StringVarP(&o.output, "output", "o", "", "Output format. One of: (wide, raw). wide adds packet and byte counters and the flow's age; raw prints bare ovs-ofctl flows.")
 	return cmd
 }
@@ -210,6 +224,8 @@ management socket.`,
 type flowsQuery struct {
 	filter      ovs.Filter
 	description []string // the filters, for the header
+	// policyNS and policyName are the --policy NetworkPolicy ("" without it).
+	policyNS, policyName string
 }
 
 // query validates the flags and turns them into a dump filter.
@@ -231,7 +247,23 @@ func (o *flowsOptions) query(cmdPath string) (flowsQuery, error) {
 		q.filter.Table = &t
 		q.description = append(q.description, "table "+t.Named())
 	}
-	if o.pod != "" {
+	if o.policy != "" {
+		ns, name, ok := strings.Cut(o.policy, "/")
+		if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+			return q, usageErrorf(cmdPath, "--policy must be NAMESPACE/NAME, got %q", o.policy)
+		}
+		if o.pod != "" {
+			return q, usageErrorf(cmdPath, "--policy and --pod cannot be combined")
+		}
+		if o.owner != "" && !strings.EqualFold(o.owner, "policy") {
+			return q, usageErrorf(cmdPath, "--policy selects policy flows; it cannot be combined with --owner %s", o.owner)
+		}
+		// The namespace's flows and the shared clause flows: one category filter, the
+		// two owners are kept afterwards.
+		q.filter.Cookie = ovs.MatchCategory(ovs.CookiePolicy)
+		q.policyNS, q.policyName = ns, name
+		q.description = append(q.description, "policy "+ns+"/"+name)
+	} else if o.pod != "" {
 		ns, name, ok := strings.Cut(o.pod, "/")
 		if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
 			return q, usageErrorf(cmdPath, "--pod must be NAMESPACE/NAME, got %q", o.pod)
@@ -285,6 +317,14 @@ func (o *flowsOptions) run(ctx context.Context, c *cli, cmdPath string) error {
 	if err != nil {
 		return err
 	}
+	var pol *policyFlows
+	if q.policyNS != "" {
+		// The API first: without it --policy means nothing, and an unknown policy
+		// should not wait for the bridge.
+		if pol, err = o.loadPolicy(ctx, c, q.policyNS, q.policyName); err != nil {
+			return err
+		}
+	}
 	backend := backendFrom(ctx)
 	flows, err := backend.dump(ctx, o.ofctlTarget, q.filter)
 	if err != nil {
@@ -298,6 +338,10 @@ func (o *flowsOptions) run(ctx context.Context, c *cli, cmdPath string) error {
 	// ovs-ofctl selected by the filter already; apply it again so that every backend
 	// (and an ovs-ofctl that ignored part of it) gives the same answer.
 	flows = slices.DeleteFunc(flows, func(f ovs.DumpedFlow) bool { return !q.filter.Selects(f.Flow) })
+	var labels map[string]string
+	if pol != nil {
+		flows, labels = pol.selectFlows(flows, c.opts.ErrOut)
+	}
 	if len(flows) == 0 {
 		where := o.ofctlTarget
 		if len(q.description) > 0 {
@@ -312,15 +356,154 @@ func (o *flowsOptions) run(ctx context.Context, c *cli, cmdPath string) error {
 	}
 	n := &namer{notes: c.opts.ErrOut}
 	n.fromFlows(flows)
-	if needs(groups, ovs.CookiePod, ovs.CookiePolicy) {
-		n.fromOVSDB(ctx, backend, o.ovsdb, o.ofctlTarget)
-	}
-	if needs(groups, ovs.CookieNode, ovs.CookieNamespace, ovs.CookiePolicy) {
-		n.fromAPI(ctx, c)
+	if pol != nil {
+		// Both owners (the namespace's and the shared clauses') are known.
+		n.add(ovs.CookiePolicy, networkpolicy.NamespaceOwner(pol.namespace), ownerName{name: "namespace " + pol.namespace})
+	} else {
+		if needs(groups, ovs.CookiePod, ovs.CookiePolicy) {
+			n.fromOVSDB(ctx, backend, o.ovsdb, o.ofctlTarget)
+		}
+		if needs(groups, ovs.CookieNode, ovs.CookieNamespace, ovs.CookiePolicy) {
+			n.fromAPI(ctx, c)
+		}
 	}
 	n.name(groups)
 	n.reportUnnamed(groups)
-	return printFlowGroups(c.opts.Out, o.header(len(flows), len(groups), q), groups, o.output == flowsOutputWide)
+	return printFlowGroups(c.opts.Out, o.header(len(flows), len(groups), q), groups, o.output == flowsOutputWide, labels)
+}
+
+// policyFlows selects the flows of one NetworkPolicy from a dump of the policy flows,
+// through the compiler's explanation of the cluster as the API shows it.
+type policyFlows struct {
+	namespace, name, node string
+	explainer             *networkpolicy.Explainer
+	// localPods is how many pods of the namespace the API places on the node.
+	localPods int
+}
+
+// loadPolicy reads the policy and what the compiler needs from the API, for the node
+// --node names (default $NODE_NAME, else the hostname); it fails clearly without the API
+// and with the server's NotFound for an unknown policy.
+func (o *flowsOptions) loadPolicy(ctx context.Context, c *cli, ns, name string) (*policyFlows, error) {
+	if c.injected == nil {
+		if _, err := c.RESTConfig(); err != nil {
+			if clientcmd.IsEmptyConfig(err) {
+				return nil, errors.New("--policy needs the API server to compile the namespace's NetworkPolicies: no kubeconfig (pass --kubeconfig)")
+			}
+			return nil, fmt.Errorf("--policy needs the API server to compile the namespace's NetworkPolicies: %w", err)
+		}
+	}
+	clients, err := c.Clients()
+	if err != nil {
+		return nil, err
+	}
+	if clients.Kube == nil || clients.Network == nil {
+		return nil, errors.New("--policy needs the Kubernetes and network.openshift.io APIs")
+	}
+	if _, err := clients.Kube.NetworkingV1().NetworkPolicies(ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
+		return nil, err
+	}
+	cl, err := loadTraceCluster(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	nodeName := o.node
+	if nodeName == "" {
+		nodeName = os.Getenv("NODE_NAME")
+	}
+	if nodeName == "" {
+		nodeName, _ = os.Hostname()
+	}
+	hs, ok := cl.subnet(nodeName)
+	if !ok {
+		return nil, fmt.Errorf("--policy compiles the policies for one node, and no HostSubnet names node %q: pass --node NAME, the node whose bridge --ofctl-target reaches", nodeName)
+	}
+	nodeName = hs.Host
+	o.node = nodeName
+	p := &policyFlows{namespace: ns, name: name, node: nodeName, explainer: networkpolicy.NewExplainer(cl.input(nodeName))}
+	for _, pod := range cl.pods {
+		if pod.Namespace == ns && pod.Spec.NodeName == nodeName {
+			p.localPods++
+		}
+	}
+	return p, nil
+}
+
+// selectFlows keeps the flows of the policy and labels each (by Key) with the rules it
+// renders or the pods it isolates. It notes on notes the namespace's allow flows that no
+// current rule explains (stale flows, or the wrong node).
+func (p *policyFlows) selectFlows(flows []ovs.DumpedFlow, notes io.Writer) ([]ovs.DumpedFlow, map[string]string) {
+	nsOwner := ovs.CookieFor(ovs.CookiePolicy, networkpolicy.NamespaceOwner(p.namespace))
+	shared := ovs.CookieFor(ovs.CookiePolicy, networkpolicy.SharedCookieKey)
+	labels := map[string]string{}
+	var out []ovs.DumpedFlow
+	nsFlows, unexplained := 0, 0
+	for _, f := range flows {
+		owner := f.Cookie & ovs.OwnerMask
+		if owner != nsOwner && owner != shared {
+			continue
+		}
+		if owner == nsOwner {
+			nsFlows++
+		}
+		all := p.explainer.FlowRules(f.Flow)
+		var refs []string
+		for _, r := range all {
+			if r.Namespace == p.namespace && r.Policy == p.name {
+				refs = append(refs, fmt.Sprintf("%s[%d]", r.Direction, r.Index))
+			}
+		}
+		if len(refs) > 0 {
+			out = append(out, f)
+			labels[f.Key()] = strings.Join(refs, ", ")
+			continue
+		}
+		if owner != nsOwner {
+			continue
+		}
+		if len(all) == 0 && isCompiledAllow(f.Flow) {
+			unexplained++
+			continue
+		}
+		d, ok := networkpolicy.DirectionOf(f.Table)
+		if !ok || f.Priority != networkpolicy.PriorityNamespace || !f.IsDrop() {
+			continue
+		}
+		if pods, ok := p.explainer.Selected(p.namespace, p.name, d); ok && len(pods) > 0 {
+			out = append(out, f)
+			labels[f.Key()] = "isolates " + listPods(pods)
+		}
+	}
+	if nsFlows > 0 && p.localPods == 0 {
+		fmt.Fprintf(notes, "note: the bridge has policy flows of namespace %s, but the API has none of its pods on node %s: is --node right?\n", p.namespace, p.node)
+	} else if unexplained > 0 {
+		fmt.Fprintf(notes, "note: %s of namespace %s %s explained by no current NetworkPolicy rule (stale flows, or --node is wrong)\n",
+			plural(unexplained, "allow flow"), p.namespace, isAre(unexplained))
+	}
+	return out, labels
+}
+
+// isCompiledAllow reports whether f is a flow the compiler renders for a rule: a plain
+// allow, a conj_id flow or a clause with conjunction actions.
+func isCompiledAllow(f ovs.Flow) bool {
+	if f.Priority == networkpolicy.PriorityPlainAllow {
+		return true
+	}
+	for _, m := range f.Match {
+		if _, ok := m.(ovs.ConjID); ok {
+			return true
+		}
+	}
+	return slices.ContainsFunc(f.Actions, func(a ovs.Action) bool { _, ok := a.(ovs.Conjunction); return ok })
+}
+
+// listPods is "a, b, c" or, for more than maxListedPods, the first ones and a count.
+func listPods(pods []string) string {
+	const maxListedPods = 5
+	if len(pods) <= maxListedPods {
+		return strings.Join(pods, ", ")
+	}
+	return fmt.Sprintf("%s, … (%d pods)", strings.Join(pods[:maxListedPods], ", "), len(pods))
 }
 
 // header is the first line of the default and wide output.
@@ -657,8 +840,9 @@ func isAre(n int) string {
 	return "are"
 }
 
-// printFlowGroups writes the header and one block per owner.
-func printFlowGroups(w io.Writer, header string, groups []*flowGroup, wide bool) error {
+// printFlowGroups writes the header and one block per owner. labels, when not nil, holds
+// a comment for flows by Key, written after the flow ("  # ingress[0]").
+func printFlowGroups(w io.Writer, header string, groups []*flowGroup, wide bool, labels map[string]string) error {
 	var b strings.Builder
 	b.WriteString(header)
 	b.WriteByte('\n')
@@ -671,6 +855,9 @@ func printFlowGroups(w io.Writer, header string, groups []*flowGroup, wide bool)
 				fmt.Fprintf(&b, "duration=%.3fs, n_packets=%d, n_bytes=%d, ", f.Stats.Duration.Seconds(), f.Stats.Packets, f.Stats.Bytes)
 			}
 			b.WriteString(f.StringNamed())
+			if l := labels[f.Key()]; l != "" {
+				b.WriteString("  # " + l)
+			}
 			b.WriteByte('\n')
 		}
 	}
