@@ -5,7 +5,7 @@ export OVS_SDN_BIN := $(CURDIR)/_output/bin
 GO ?= go
 GOTEST_FLAGS ?= -count=1
 
-.PHONY: all tools build generate verify fmt vet test test-unit test-integration test-e2e bench run down clean
+.PHONY: all tools build generate verify fmt vet tidy test test-unit test-integration test-e2e bench run down clean
 
 all: build
 
@@ -29,7 +29,13 @@ fmt:
 vet:
 	$(GO) vet ./...
 
-verify: fmt vet
+## tidy: go.mod and go.sum of the project and of every tools/ module must be tidy.
+tidy:
+	@for d in . tools/*/; do \
+	  (cd $$d && $(GO) mod tidy -diff >/dev/null) || { echo "go.mod/go.sum in $$d are not tidy: run 'go mod tidy' there"; exit 1; }; \
+	done
+
+verify: fmt vet tidy
 	hack/verify-codegen.sh
 
 ## test-unit: fast tests, no root, no external processes.
