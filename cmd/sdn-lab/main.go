@@ -166,7 +166,13 @@ func logToFile(dir string) (*os.File, error) {
 
 func show(ctx context.Context, l *lab.Lab, kind string) {
 	fmt.Printf("\n$ sdnctl get %s\n", kind)
-	sdnctl.Main(ctx, []string{"get", kind, "--kubeconfig", l.Kubeconfig()}, sdnctl.Options{Out: os.Stdout, ErrOut: os.Stderr})
+	clients, err := sdnctl.ClientsFromKubeconfig(l.Kubeconfig())
+	if err == nil {
+		err = sdnctl.GetTable(ctx, clients, kind, os.Stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "error: %v\n", err)
+	}
 }
 
 func printHelp(w io.Writer, l *lab.Lab, f upFlags) {

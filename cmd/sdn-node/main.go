@@ -28,6 +28,7 @@ import (
 	"github.com/ovs-sdn/ovs-sdn/pkg/cni"
 	"github.com/ovs-sdn/ovs-sdn/pkg/kubeconfig"
 	"github.com/ovs-sdn/ovs-sdn/pkg/node"
+	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 	"github.com/ovs-sdn/ovs-sdn/pkg/probes"
 )
 
@@ -40,6 +41,7 @@ type flags struct {
 	ofctlTarget    string
 	datapathType   string
 	fullSyncPeriod time.Duration
+	healthPeriod   time.Duration
 	metricsAddress string
 	cniSocket      string
 	cniStateDir    string
@@ -81,9 +83,10 @@ func newCommandFor(f *flags) *cobra.Command {
 	fs.StringVar(&f.nodeName, "node-name", hostname, "name of this node (and of its HostSubnet)")
 	fs.StringVar(&f.nodeIP, "node-ip", "", "IPv4 underlay address of this node (the HostSubnet's hostIP); required")
 	fs.StringVar(&f.ovsdb, "ovsdb", node.DefaultOVSDBEndpoint, "OVSDB endpoint")
-	fs.StringVar(&f.ofctlTarget, "ofctl-target", node.BridgeName, `ovs-ofctl target of br0: "br0" or "unix:<rundir>/br0.mgmt"`)
+	fs.StringVar(&f.ofctlTarget, "ofctl-target", pipeline.BridgeName, `ovs-ofctl target of br0: "br0" or "unix:<rundir>/br0.mgmt"`)
 	fs.StringVar(&f.datapathType, "datapath-type", "system", "datapath type of br0: system (kernel module) or netdev (userspace)")
 	fs.DurationVar(&f.fullSyncPeriod, "full-sync-period", node.DefaultFullSyncPeriod, "period of the full flow sync that repairs out-of-band edits")
+	fs.DurationVar(&f.healthPeriod, "health-check-period", node.DefaultHealthCheckPeriod, "how often br0's version flow is checked to detect an ovs-vswitchd restart")
 	fs.StringVar(&f.metricsAddress, "metrics-bind-address", "127.0.0.1:29101", "address serving /metrics, /healthz and /readyz (empty disables)")
 	fs.StringVar(&f.cniSocket, "cni-socket", cni.DefaultSocketPath, "unix socket of the agent's CNI server, which the ovs-sdn plugin calls (empty disables the CNI server)")
 	fs.StringVar(&f.cniStateDir, "cni-state-dir", cni.DefaultStateDir, "directory of the pod IP leases (<dir>/ovs-sdn/); must survive agent restarts")
@@ -110,13 +113,16 @@ func (f *flags) config() (node.Config, error) {
 	if f.fullSyncPeriod <= 0 {
 		return node.Config{}, fmt.Errorf("--full-sync-period %s: must be positive", f.fullSyncPeriod)
 	}
+	if f.healthPeriod <= 0 {
+		return node.Config{}, fmt.Errorf("--health-check-period %s: must be positive", f.healthPeriod)
+	}
 	for _, d := range []struct{ flag, path string }{{"--cni-socket", f.cniSocket}, {"--cni-state-dir", f.cniStateDir}, {"--cni-conf-dir", f.cniConfDir}, {"--host-netns", f.hostNetNS}} {
 		if d.path != "" && !filepath.IsAbs(d.path) {
 			return node.Config{}, fmt.Errorf("%s %q: an absolute path is required", d.flag, d.path)
 		}
 	}
 	return node.Config{NodeName: f.nodeName, NodeIP: ip, OVSDBEndpoint: f.ovsdb, OfctlTarget: f.ofctlTarget,
-		DatapathType: f.datapathType, FullSyncPeriod: f.fullSyncPeriod,
+		DatapathType: f.datapathType, FullSyncPeriod: f.fullSyncPeriod, HealthCheckPeriod: f.healthPeriod,
 		CNISocketPath: f.cniSocket, CNIStateDir: f.cniStateDir, CNIConfDir: f.cniConfDir, HostNetNS: f.hostNetNS}, nil
 }
 

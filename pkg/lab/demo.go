@@ -162,11 +162,11 @@ func policySteps() []demoStep {
 }
 
 func multitenantSteps() []demoStep {
-	podNetwork := func(args ...string) func(ctx context.Context, l *Lab) error {
+	podNetwork := func(verb, to string, projects ...string) func(ctx context.Context, l *Lab) error {
 		return func(ctx context.Context, l *Lab) error {
-			argv := append([]string{"pod-network"}, append(args, "--kubeconfig", l.Kubeconfig())...)
-			if code := sdnctl.Main(ctx, argv, sdnctl.Options{Out: io.Discard, ErrOut: io.Discard}); code != 0 {
-				return fmt.Errorf("sdnctl %v: exit %d", argv, code)
+			clients := &sdnctl.Clients{Kube: l.Kube, Network: l.Network}
+			if err := sdnctl.ChangePodNetwork(ctx, clients, verb, to, projects, io.Discard); err != nil {
+				return fmt.Errorf("sdnctl pod-network %s %v: %w", verb, projects, err)
 			}
 			return nil
 		}
@@ -177,13 +177,13 @@ func multitenantSteps() []demoStep {
 			explain: "each project has its own VNID: pods reach their own project only", allowed: same},
 		{title: "sdnctl pod-network join-projects --to=proj1 proj2",
 			explain: "proj2 takes proj1's VNID: one network, everyone reaches everyone",
-			apply:   podNetwork("join-projects", "--to=proj1", "proj2"), allowed: everyone},
+			apply:   podNetwork(sdnctl.PodNetworkJoin, "proj1", "proj2"), allowed: everyone},
 		{title: "sdnctl pod-network isolate-projects proj2",
 			explain: "proj2 gets a VNID of its own again: cross-project traffic is dropped",
-			apply:   podNetwork("isolate-projects", "proj2"), allowed: same},
+			apply:   podNetwork(sdnctl.PodNetworkIsolate, "", "proj2"), allowed: same},
 		{title: "sdnctl pod-network make-projects-global proj1",
 			explain: "proj1 gets VNID 0: it reaches and is reached by every project",
-			apply:   podNetwork("make-projects-global", "proj1"), allowed: everyone},
+			apply:   podNetwork(sdnctl.PodNetworkGlobal, "", "proj1"), allowed: everyone},
 	}
 }
 

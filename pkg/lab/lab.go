@@ -11,16 +11,20 @@
 //   - sdn-controller (pkg/controller) as a goroutine;
 //   - per node a network namespace "<prefix>-<node>" on the underlay
 //     198.18.0.0/24 (pkg/lab/netlab) running its own ovsdb-server and
-//     ovs-vswitchd (userspace datapath), and as goroutines of this process the
-//     node agent (pkg/node: OVS through the node's unix sockets, tun0, routes
-//     and iptables inside the node netns), its CNI server (a socket under the
-//     state dir) and the kubelet stand-in (pkg/lab/kubelet), which runs pods
-//     through the real sdn-cni binary (installed as <state>/cni/bin/ovs-sdn)
-//     in pod namespaces "<prefix>-<node>-kp-<id>".
+//     ovs-vswitchd (userspace datapath); the node agent, the real sdn-node
+//     binary, as a child process of the root namespace (OVS through the
+//     node's unix sockets, tun0, routes and iptables inside the node netns
+//     through --host-netns, its CNI server on a socket under the state dir,
+//     /metrics and /readyz on a loopback port); and as a goroutine the
+//     kubelet stand-in (pkg/lab/kubelet), which runs pods through the real
+//     sdn-cni binary (installed as <state>/cni/bin/ovs-sdn) in pod
+//     namespaces "<prefix>-<node>-kp-<id>".
 //
-// The in-process components reach the API server on 127.0.0.1 from the root
-// namespace; nothing in a node or pod namespace talks to the control plane,
-// so nothing needs to listen outside loopback and the lab's namespaces.
+// The lab imports neither the agent (pkg/node) nor the CLI's command line:
+// it runs the agent's binary and calls sdnctl's library functions. The
+// components reach the API server on 127.0.0.1 from the root namespace;
+// nothing in a node or pod namespace talks to the control plane, so nothing
+// needs to listen outside loopback and the lab's namespaces.
 //
 // # State dir
 //
@@ -28,7 +32,8 @@
 //	<StateDir>/prefix            the netns prefix (Down sweeps it)
 //	<StateDir>/control-plane/    testenv: etcd data, certificates, logs, kubeconfig
 //	<StateDir>/<prefix>/<node>/  the node's OVS (conf.db, db.sock, br0.mgmt, logs)
-//	<StateDir>/nodes/<node>/     CNI conf dir, libcni cache, IP leases, CNI socket
+//	<StateDir>/nodes/<node>/     CNI conf dir, libcni cache, IP leases, CNI socket,
+//	                             sdn-node.log
 //	<StateDir>/cni/bin/ovs-sdn   the CNI plugin
 //
 // # Teardown
@@ -81,8 +86,10 @@ type Config struct {
 	// Prefix names the lab's network namespaces (DefaultPrefix; see
 	// netlab.ValidPrefix).
 	Prefix string
-	// CNIPlugin is the sdn-cni binary (default: FindCNIPlugin).
+	// CNIPlugin is the sdn-cni binary (default: FindBinary("sdn-cni")).
 	CNIPlugin string
+	// NodeAgent is the sdn-node binary (default: FindBinary("sdn-node")).
+	NodeAgent string
 	// Out receives progress lines (nil: discarded).
 	Out io.Writer
 }
@@ -100,12 +107,18 @@ func (c *Config) complete() error {
 	if err := netlab.ValidPrefix(c.Prefix); err != nil {
 		return fmt.Errorf("lab: %w", err)
 	}
-	if c.CNIPlugin == "" {
-		p, err := FindCNIPlugin()
+	for _, b := range []struct {
+		path *string
+		name string
+	}{{&c.CNIPlugin, "sdn-cni"}, {&c.NodeAgent, "sdn-node"}} {
+		if *b.path != "" {
+			continue
+		}
+		p, err := FindBinary(b.name)
 		if err != nil {
 			return err
 		}
-		c.CNIPlugin = p
+		*b.path = p
 	}
 	return nil
 }
@@ -227,26 +240,27 @@ func (l *Lab) close() error {
 	return errors.Join(errs...)
 }
 
-// FindCNIPlugin returns the sdn-cni binary: $OVS_SDN_BIN/sdn-cni, else
-// sdn-cni next to the running executable, else <module>/_output/bin/sdn-cni.
-func FindCNIPlugin() (string, error) {
+// FindBinary returns one of the project's binaries (sdn-cni, sdn-node):
+// $OVS_SDN_BIN/<name>, else <name> next to the running executable, else
+// <module>/_output/bin/<name>.
+func FindBinary(name string) (string, error) {
 	var cands []string
 	if d := os.Getenv("OVS_SDN_BIN"); d != "" {
-		cands = append(cands, filepath.Join(d, "sdn-cni"))
+		cands = append(cands, filepath.Join(d, name))
 	}
 	if exe, err := os.Executable(); err == nil {
-		cands = append(cands, filepath.Join(filepath.Dir(exe), "sdn-cni"))
+		cands = append(cands, filepath.Join(filepath.Dir(exe), name))
 	}
 	if root, err := testenv.ModuleRoot(); err == nil {
-		cands = append(cands, filepath.Join(root, "_output", "bin", "sdn-cni"))
+		cands = append(cands, filepath.Join(root, "_output", "bin", name))
 	}
 	for _, c := range cands {
 		if st, err := os.Stat(c); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
 			return c, nil
 		}
 	}
-	return "", fmt.Errorf("lab: the sdn-cni binary is not built (looked at %s); run 'make build'",
-		strings.Join(cands, ", "))
+	return "", fmt.Errorf("lab: the %s binary is not built (looked at %s); run 'make build'",
+		name, strings.Join(cands, ", "))
 }
 
 // installCNIPlugin copies the plugin to <binDir>/ovs-sdn, the name libcni

@@ -15,7 +15,6 @@ import (
 	"github.com/ovs-sdn/ovs-sdn/pkg/cni"
 	"github.com/ovs-sdn/ovs-sdn/pkg/lab/kubelet"
 	"github.com/ovs-sdn/ovs-sdn/pkg/lab/netlab"
-	"github.com/ovs-sdn/ovs-sdn/pkg/node"
 )
 
 // nodeReadyTimeout bounds the start of one node (agent sync, CNI config).
@@ -26,13 +25,16 @@ type Node struct {
 	Name    string
 	IP      netip.Addr
 	Net     *netlab.Node
-	Agent   *node.Agent
 	Kubelet *kubelet.Kubelet
-	// Dir holds the node's CNI conf dir (net.d), libcni cache, IP leases and
-	// the CNI server socket.
+	// Agent is the node's sdn-node process; it serves /metrics, /healthz and
+	// /readyz on MetricsAddr (127.0.0.1).
+	Agent       *netlab.Process
+	MetricsAddr string
+	// Dir holds the node's CNI conf dir (net.d), libcni cache, IP leases,
+	// the CNI server socket and the agent's log (sdn-node.log).
 	Dir string
 
-	kubeletRun, agentRun *goroutine
+	kubeletRun *goroutine
 }
 
 // goroutine is a component running until its context is cancelled.
@@ -165,39 +167,57 @@ func (l *Lab) startNode(ctx context.Context, n *Node) error {
 	n.Kubelet = k
 	l.Kubelets.Add(k)
 	n.kubeletRun = spawn(k.Run)
-	a, err := node.New(node.Config{
-		NodeName: n.Name, NodeIP: n.IP, Network: l.Network, Kube: l.Kube,
-		OVSDBEndpoint: n.Net.DBSock, OfctlTarget: n.OfctlTarget(),
-		DatapathType: "netdev", HostNetNS: n.Net.NetNS.Path,
-		HealthCheckPeriod: time.Second,
-		CNISocketPath:     n.socketPath(), CNIStateDir: filepath.Join(n.Dir, "ipam"), CNIConfDir: n.confDir(),
-	})
-	if err != nil {
+	if err := l.startAgent(n); err != nil {
 		return fmt.Errorf("node %s: %w", n.Name, err)
 	}
-	n.Agent = a
-	n.agentRun = spawn(a.Run)
 	return l.waitAgent(ctx, n)
 }
+
+// startAgent starts the real sdn-node binary for n, as a process of the
+// root network namespace (it reaches the API server on loopback) that
+// drives the node's OVS through its sockets and its tun0, routes and
+// iptables through --host-netns.
+func (l *Lab) startAgent(n *Node) error {
+	addr, err := freeLoopbackAddr()
+	if err != nil {
+		return err
+	}
+	n.MetricsAddr = addr
+	argv := []string{l.cfg.NodeAgent, "--node-name=" + n.Name, "--node-ip=" + n.IP.String(),
+		"--kubeconfig=" + l.Kubeconfig(), "--ovsdb=" + n.Net.DBSock, "--ofctl-target=" + n.OfctlTarget(),
+		"--datapath-type=netdev", "--host-netns=" + n.Net.NetNS.Path, "--health-check-period=1s",
+		"--cni-socket=" + n.socketPath(), "--cni-state-dir=" + filepath.Join(n.Dir, "ipam"),
+		"--cni-conf-dir=" + n.confDir(), "--metrics-bind-address=" + addr, "--v=2"}
+	p, err := l.Net.StartHost(n.Name+"/sdn-node", nil, n.AgentLog(), argv...)
+	if err != nil {
+		return err
+	}
+	n.Agent = p
+	return nil
+}
+
+// AgentLog is the path of the node agent's log.
+func (n *Node) AgentLog() string { return filepath.Join(n.Dir, "sdn-node.log") }
 
 // waitAgent waits until the agent is ready and has written the CNI
 // conflist (its readiness signal to the kubelet).
 func (l *Lab) waitAgent(ctx context.Context, n *Node) error {
 	conflist := filepath.Join(n.confDir(), cni.ConflistName)
-	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, nodeReadyTimeout, true, func(context.Context) (bool, error) {
-		if done, err := n.agentRun.exited(); done {
-			return false, fmt.Errorf("node agent exited: %v", err)
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, nodeReadyTimeout, true, func(ctx context.Context) (bool, error) {
+		if n.Agent.Exited() {
+			return false, fmt.Errorf("node agent exited; its log %s ends:\n%s", n.AgentLog(), tail(n.AgentLog(), 2000))
 		}
 		if done, err := n.kubeletRun.exited(); done {
 			return false, fmt.Errorf("kubelet exited: %v", err)
 		}
 		_, err := os.Stat(conflist)
-		return n.Agent.Ready() && err == nil, nil
+		return err == nil && n.AgentReady(ctx), nil
 	})
 	if err != nil {
 		return fmt.Errorf("node %s: waiting for the node agent: %w", n.Name, err)
 	}
-	l.progress("%s: node agent ready (%d flows), CNI server on %s", n.Name, n.Agent.Store().Len(), n.socketPath())
+	flows, _ := n.AgentFlows(ctx)
+	l.progress("%s: node agent ready (%d flows), CNI server on %s", n.Name, flows, n.socketPath())
 	return nil
 }
 
@@ -223,5 +243,7 @@ func (l *Lab) warmUnderlay() error {
 // for netlab.
 func (n *Node) stop() {
 	n.kubeletRun.stop(time.Minute)
-	n.agentRun.stop(30 * time.Second)
+	if n.Agent != nil {
+		n.Agent.Stop(30 * time.Second)
+	}
 }

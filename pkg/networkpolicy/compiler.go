@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 )
 
 // DuplicateVNIDError reports a namespace whose VNID another namespace
@@ -59,31 +60,31 @@ func NewCompiler(in Input) *Compiler {
 // Compile is the pure entry point: the desired flows of tables 27 and 80
 // for in, keyed by owner (see the package comment), and the per-policy
 // errors. Owners with no flows are absent.
-func Compile(in Input) (map[string][]ovs.Flow, []*PolicyError) {
+func Compile(in Input) (map[pipeline.Owner][]ovs.Flow, []*PolicyError) {
 	c := NewCompiler(in)
 	return c.Owners(), c.Errors()
 }
 
 // Flatten returns the flows of every owner, in owner order (deterministic;
 // not sorted by table, which costs more than compiling at scale).
-func Flatten(owners map[string][]ovs.Flow) []ovs.Flow {
+func Flatten(owners map[pipeline.Owner][]ovs.Flow) []ovs.Flow {
 	var out []ovs.Flow
-	for _, owner := range slices.Sorted(maps.Keys(owners)) {
+	for _, owner := range slices.SortedFunc(maps.Keys(owners), pipeline.CompareOwners) {
 		out = append(out, owners[owner]...)
 	}
 	return out
 }
 
 // Owners returns the current desired flows keyed by owner.
-func (c *Compiler) Owners() map[string][]ovs.Flow {
-	out := map[string][]ovs.Flow{}
+func (c *Compiler) Owners() map[pipeline.Owner][]ovs.Flow {
+	out := map[pipeline.Owner][]ovs.Flow{}
 	for name, res := range c.results {
 		if len(res.flows) > 0 {
-			out[NamespaceOwner(name)] = res.flows
+			out[pipeline.PolicyNamespaceOwner(name)] = res.flows
 		}
 	}
 	for key := range c.shared {
-		out[OwnerMatchPrefix+key] = c.sharedFlow(key)
+		out[pipeline.PolicyMatchOwner(key)] = c.sharedFlow(key)
 	}
 	return out
 }
@@ -111,10 +112,10 @@ func (c *Compiler) Errors() []*PolicyError {
 // namespace that does not exist (any more) is not an error: its flows are
 // deleted. The cost is proportional to the named namespaces' flows plus the
 // shared match flows they touch, not to the cluster.
-func (c *Compiler) Update(in Input, namespaces ...string) map[string][]ovs.Flow {
+func (c *Compiler) Update(in Input, namespaces ...string) map[pipeline.Owner][]ovs.Flow {
 	c.cluster = newCluster(in)
 	c.cluster.alwaysConj = c.alwaysConj
-	changed := map[string][]ovs.Flow{}
+	changed := map[pipeline.Owner][]ovs.Flow{}
 	for _, name := range namespaces {
 		old := c.results[name]
 		res := c.cluster.compileNamespace(name)
@@ -133,9 +134,9 @@ func (c *Compiler) Update(in Input, namespaces ...string) map[string][]ovs.Flow 
 		}
 		c.unstore(name)
 		c.store(name, res)
-		changed[NamespaceOwner(name)] = nilIfEmpty(res.flows)
+		changed[pipeline.PolicyNamespaceOwner(name)] = nilIfEmpty(res.flows)
 		for key := range touched {
-			changed[OwnerMatchPrefix+key] = c.sharedFlow(key)
+			changed[pipeline.PolicyMatchOwner(key)] = c.sharedFlow(key)
 		}
 	}
 	return changed

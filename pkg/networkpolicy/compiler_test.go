@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/ovstest"
+	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 )
 
 // TestUpdateMatchesFullCompile mutates random clusters (a policy, pod
@@ -27,7 +28,7 @@ func TestUpdateMatchesFullCompile(t *testing.T) {
 			}
 		}
 		want, _ := Compile(next)
-		for _, owner := range slices.Sorted(mapsKeys(owners, want)) {
+		for _, owner := range slices.SortedFunc(mapsKeys(owners, want), pipeline.CompareOwners) {
 			got, exp := ovstest.RenderGolden(owners[owner]), ovstest.RenderGolden(want[owner])
 			if got != exp {
 				t.Fatalf("seed %d: owner %s after Update(%s, labels=%v) differs from a full compile:\n%s",
@@ -37,9 +38,9 @@ func TestUpdateMatchesFullCompile(t *testing.T) {
 	}
 }
 
-func mapsKeys[V any](ms ...map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		seen := map[string]bool{}
+func mapsKeys[V any](ms ...map[pipeline.Owner]V) func(func(pipeline.Owner) bool) {
+	return func(yield func(pipeline.Owner) bool) {
+		seen := map[pipeline.Owner]bool{}
 		for _, m := range ms {
 			for k := range m {
 				if !seen[k] && !yield(k) {

@@ -7,20 +7,19 @@ import (
 	"slices"
 	"strings"
 
-	networkingv1 "k8s.io/api/networking/v1"
-
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 )
 
 // This file maps compiled flows back to the policies they came from, for
-// `sdnctl trace`: a conjunction ID or a flow of table 27/80 that a packet
-// matched is explained as "allowed by rule ingress[0] of NetworkPolicy
-// ns/name", "pod X is isolated by policies A, B and no rule allows this",
-// "namespace N has no ingress policy". It is pure, like the compiler, and
-// reuses the compiler's own rule compilation and conjunction allocation, so
-// an explanation always describes what Compile renders for the same Input.
-// If the flows on a bridge were compiled from another snapshot (a stale
-// agent), Explanation.Consistent says whether the flow still fits.
+// `sdnctl trace` and `sdnctl flows --policy`: a conjunction ID or a flow of
+// table 27/80 that a packet matched is explained as "allowed by rule
+// ingress[0] of NetworkPolicy ns/name", "pod X is isolated by policies A, B
+// and no rule allows this", "namespace N has no ingress policy". It reads
+// the provenance the compiler recorded as it rendered (render.go), so an
+// explanation always describes what that compilation rendered. If the
+// flows on a bridge were compiled from another snapshot (a stale agent),
+// Explanation.Consistent says whether the flow still fits.
 
 // Direction is the direction a NetworkPolicy rule applies to.
 type Direction string
@@ -200,180 +199,44 @@ func joinOr(items []string) string {
 }
 
 // Explainer explains the compiled flows of one node (the Input's Local
-// pods) in terms of the Input's policies. Build it from the same snapshot
-// Compile got; it is immutable and safe for concurrent reads.
+// pods) in terms of the Input's policies, from the provenance the compiler
+// recorded while rendering them (Compiler.Explainer): it never recompiles,
+// so an explanation is of exactly what was compiled. It is immutable and
+// safe for concurrent reads.
 type Explainer struct {
-	c      *cluster
-	byVNID map[uint32]string
-	byIP   map[netip.Addr]*Pod
-	dirs   map[nsDir]*dirInfo
+	c       *cluster
+	results map[string]*nsResult
+	byVNID  map[uint32]string
+	byIP    map[netip.Addr]*Pod
 }
 
-type nsDir struct {
-	ns string
-	d  direction
-}
+// NewExplainer compiles in (as Compile does) and returns the explainer of
+// the result.
+func NewExplainer(in Input) *Explainer { return NewCompiler(in).Explainer() }
 
-// dirInfo is one namespace in one direction, rendered as the compiler does.
-type dirInfo struct {
-	policies []policyInfo // every policy of the direction, in name order
-	boxes    []*explBox   // in render order
-	conjs    map[uint32]*explBox
-	// plain holds the boxes rendered as plain allows by the Key of each
-	// plain flow they render (several boxes may render the same flow).
-	plain map[string][]*explBox
-}
-
-type policyInfo struct {
-	name       string
-	targetsAll bool
-	targets    map[netip.Addr]bool
-	failed     bool
-}
-
-func (p policyInfo) selects(ip netip.Addr) bool { return p.targetsAll || p.targets[ip] }
-
-// explBox is one box as rendered: a conjunction, plain flows, or nothing
-// (an empty dimension).
-type explBox struct {
-	sr       subRule
-	rules    []RuleRef
-	conj     bool // a conjunction (IDs of VNID 0 start at 0)
-	conjID   uint32
-	priority uint16
-	rendered bool
-	// plainKeys are the Keys of the plain allow flows the box renders
-	// (none for a conjunction).
-	plainKeys []string
-}
-
-// NewExplainer renders in like Compile does and remembers, for every box,
-// the rules it comes from and the conjunction it got.
-func NewExplainer(in Input) *Explainer { return newExplainer(in, false) }
-
-// newExplainer takes the compiler's alwaysConj test knob.
-func newExplainer(in Input, alwaysConj bool) *Explainer {
-	e := &Explainer{c: newCluster(in), byVNID: map[uint32]string{}, byIP: map[netip.Addr]*Pod{}, dirs: map[nsDir]*dirInfo{}}
-	for i := range in.Pods {
-		p := &in.Pods[i]
-		if p.IP.IsValid() && !p.HostNetwork {
-			e.byIP[p.IP] = p
-		}
-	}
-	e.c.alwaysConj = alwaysConj
+// Explainer returns the explainer of the compiler's current result. Later
+// Updates do not change it (results are replaced, never modified).
+func (c *Compiler) Explainer() *Explainer {
+	e := &Explainer{c: c.cluster, results: maps.Clone(c.results), byVNID: map[uint32]string{}, byIP: map[netip.Addr]*Pod{}}
 	for _, name := range e.c.names {
 		ns := e.c.namespaces[name]
-		if e.c.dupVNID[name] != "" {
-			continue
+		if e.c.dupVNID[name] == "" {
+			e.byVNID[ns.VNID] = name
 		}
-		e.byVNID[ns.VNID] = name
-		if len(ns.local) == 0 {
-			continue
-		}
-		for _, d := range []direction{ingress, egress} {
-			e.dirs[nsDir{name, d}] = e.renderDir(ns, d)
+		for _, p := range ns.pods {
+			e.byIP[p.IP] = p.Pod
 		}
 	}
 	return e
 }
 
-// renderDir mirrors compileNamespace/render for one direction: the same
-// policies, rules and boxes in the same order through a real renderer, so
-// conjunction IDs and levels are the compiler's.
-func (e *Explainer) renderDir(ns *nsInfo, d direction) *dirInfo {
-	di := &dirInfo{conjs: map[uint32]*explBox{}, plain: map[string][]*explBox{}}
-	r := &renderer{d: d, vnid: ns.VNID, cookie: ovs.CookieFor(ovs.CookiePolicy, NamespaceOwner(ns.Name)),
-		plain: map[string]ovs.Flow{}, clause: map[string]*ovs.Flow{}, shared: map[string]*sharedPart{}, seen: map[string]bool{},
-		alwaysConj: e.c.alwaysConj}
-	bySig := map[string]*explBox{}
-	for _, np := range ns.policies {
-		if !affects(np, d) {
-			continue
-		}
-		pi, perRule := e.compilePolicyRules(ns, np, d)
-		di.policies = append(di.policies, pi)
-		for i, rules := range perRule {
-			ref := RuleRef{Namespace: ns.Name, Policy: np.Name, Direction: d.exported(), Index: i}
-			for _, sr := range rules {
-				sig := signature(sr)
-				b := bySig[sig]
-				if b == nil {
-					b = e.renderBox(r, sr)
-					bySig[sig] = b
-					di.boxes = append(di.boxes, b)
-					if b.conj {
-						di.conjs[b.conjID] = b
-					}
-					for _, key := range b.plainKeys {
-						di.plain[key] = append(di.plain[key], b)
-					}
-				}
-				if !slices.Contains(b.rules, ref) {
-					b.rules = append(b.rules, ref)
-				}
-			}
-		}
+// dir returns the provenance of namespace ns in direction d, nil when the
+// namespace has no compiled flows on this node.
+func (e *Explainer) dir(ns string, d direction) *dirProv {
+	if res := e.results[ns]; res != nil {
+		return res.prov[d]
 	}
-	return di
-}
-
-// compilePolicyRules is compilePolicy keeping the rule index of each box.
-// A policy with an error contributes no rules (as in compilePolicy).
-func (e *Explainer) compilePolicyRules(ns *nsInfo, np *networkingv1.NetworkPolicy, d direction) (policyInfo, [][]subRule) {
-	pi := policyInfo{name: np.Name, targets: map[netip.Addr]bool{}}
-	sel, err := selector(&np.Spec.PodSelector)
-	if err != nil {
-		pi.targetsAll, pi.failed = true, true
-		return pi, nil
-	}
-	cp := compiledPolicy{targets: matchingPods(ns.local, sel), targetsAll: sel.Empty()}
-	pi.targetsAll = cp.targetsAll
-	for _, p := range cp.targets {
-		pi.targets[p.IP] = true
-	}
-	dp := deps{namespaces: map[string]bool{}}
-	var out [][]subRule
-	for i := range ruleCount(np, d) {
-		peers, ports := ruleAt(np, d, i)
-		rules, err := e.c.compileRule(ns, d, cp, peers, ports, &dp)
-		if err != nil {
-			pi.failed = true
-			return pi, nil
-		}
-		out = append(out, rules)
-	}
-	return pi, out
-}
-
-// renderBox renders sr through r (exactly as renderRule does) and records
-// whether it became a conjunction, with which ID and priority.
-func (e *Explainer) renderBox(r *renderer, sr subRule) *explBox {
-	b := &explBox{sr: sr}
-	_, b.rendered = r.dimensions(sr)
-	before := r.conjs
-	var lens [numLevels]int
-	for lv := range r.levels {
-		lens[lv] = len(r.levels[lv])
-	}
-	r.renderRule(sr)
-	if r.conjs > before {
-		b.conj, b.conjID = true, r.vnid<<8|uint32(before)
-		for lv := range r.levels {
-			if len(r.levels[lv]) > lens[lv] {
-				b.priority = PriorityConjTop - uint16(lv)
-			}
-		}
-		return b
-	}
-	b.priority = PriorityPlainAllow
-	if dims, ok := r.dimensions(sr); ok {
-		// The same cross product renderRule rendered, into a scratch
-		// renderer: r.plain may already hold some of these flows.
-		s := &renderer{d: r.d, vnid: r.vnid, cookie: r.cookie, plain: map[string]ovs.Flow{}}
-		s.renderCrossProduct(dims, nil, 0)
-		b.plainKeys = slices.Sorted(maps.Keys(s.plain))
-	}
-	return b
+	return nil
 }
 
 // Namespace returns the namespace holding vnid (as the compiler sees it).
@@ -401,7 +264,7 @@ func (e *Explainer) Conjunction(t ovs.Table, id uint32) (Conjunction, bool) {
 	if !ok {
 		return Conjunction{}, false
 	}
-	di := e.dirs[nsDir{ns, d.internal()}]
+	di := e.dir(ns, d.internal())
 	if di == nil || di.conjs[id] == nil {
 		return Conjunction{}, false
 	}
@@ -413,7 +276,7 @@ func (e *Explainer) Conjunction(t ovs.Table, id uint32) (Conjunction, bool) {
 // select the local pod with ip for direction d, in name order; failed are
 // those among them that could not be compiled.
 func (e *Explainer) Selecting(namespace string, ip netip.Addr, d Direction) (policies, failed []string) {
-	di := e.dirs[nsDir{namespace, d.internal()}]
+	di := e.dir(namespace, d.internal())
 	if di == nil {
 		return nil, nil
 	}
@@ -437,7 +300,7 @@ func (e *Explainer) Allowing(p Packet, d Direction) []RuleRef {
 	if !ok {
 		return nil
 	}
-	di := e.dirs[nsDir{ns, d.internal()}]
+	di := e.dir(ns, d.internal())
 	if di == nil {
 		return nil
 	}
@@ -491,7 +354,7 @@ func (e *Explainer) ExplainFlow(f ovs.Flow, p Packet) Explanation {
 	if !ok {
 		return x
 	}
-	if f.Cookie&ovs.OwnerMask != ovs.CookieFor(ovs.CookiePolicy, NamespaceOwner(ns)) {
+	if f.Cookie&ovs.OwnerMask != pipeline.PolicyNamespaceOwner(ns).Cookie() {
 		return x // a static flow, or another owner's
 	}
 	target := p.Src
@@ -499,9 +362,9 @@ func (e *Explainer) ExplainFlow(f ovs.Flow, p Packet) Explanation {
 		target = p.Dst
 	}
 	x.Namespace, x.Pod = ns, e.PodName(target)
-	di := e.dirs[nsDir{ns, d.internal()}]
+	di := e.dir(ns, d.internal())
 	if di == nil {
-		di = &dirInfo{}
+		di = &dirProv{}
 		x.Consistent = false // the namespace has no local pod here
 	}
 	if id, ok := conjIDOf(f); ok {
@@ -626,7 +489,7 @@ func (e *Explainer) FlowRules(f ovs.Flow) []RuleRef {
 		if !ok {
 			return nil
 		}
-		if di := e.dirs[nsDir{ns, d.internal()}]; di != nil {
+		if di := e.dir(ns, d.internal()); di != nil {
 			for _, b := range di.plain[f.Key()] {
 				out = appendRules(out, b.rules)
 			}
@@ -644,7 +507,7 @@ func (e *Explainer) FlowRules(f ovs.Flow) []RuleRef {
 // podSelector could not be compiled selects every local pod of the
 // namespace, as the compiler isolates them all.
 func (e *Explainer) Selected(namespace, policy string, d Direction) (pods []string, ok bool) {
-	di := e.dirs[nsDir{namespace, d.internal()}]
+	di := e.dir(namespace, d.internal())
 	if di == nil {
 		return nil, false
 	}

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 )
 
 // explainCluster: prod (VNID 10) web1/web2/admin, db (11) pg1/pg2, dev (12)
@@ -209,7 +210,7 @@ func TestExplainAgreesWithReference(t *testing.T) {
 		c.alwaysConj = seed%3 != 0
 		c.Update(in, namesOf(in)...)
 		flows := harness(Flatten(c.Owners()), seed%2 == 1)
-		e := newExplainer(in, c.alwaysConj)
+		e := c.Explainer()
 		eps := endpoints(in)
 		for range 100 {
 			src, dst := eps[g.r.IntN(len(eps))], eps[g.r.IntN(len(eps))]
@@ -362,7 +363,7 @@ func TestFlowRulesRandom(t *testing.T) {
 		c := NewCompiler(Input{})
 		c.alwaysConj = seed%3 != 0
 		c.Update(in, namesOf(in)...)
-		e := newExplainer(in, c.alwaysConj)
+		e := c.Explainer()
 		for owner, flows := range c.Owners() {
 			for _, f := range flows {
 				got := e.FlowRules(f)
@@ -375,7 +376,8 @@ func TestFlowRulesRandom(t *testing.T) {
 				if allow {
 					attributed++
 				}
-				if ns, ok := strings.CutPrefix(owner, OwnerNamespacePrefix); ok {
+				if owner.Kind() == pipeline.KindPolicyNamespace {
+					ns := owner.ID()
 					for _, r := range got {
 						if r.Namespace != ns {
 							t.Fatalf("seed %d: %s %s: rule %s of another namespace", seed, owner, f, r)

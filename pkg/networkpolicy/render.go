@@ -6,7 +6,11 @@ import (
 	"slices"
 
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 )
+
+// sharedCookie is the cookie of every shared match flow.
+var sharedCookie = pipeline.PolicyMatchOwner("").Cookie()
 
 // sharedPart is one namespace's contribution to a shared match flow: the
 // flow without actions, and this namespace's conjunction actions.
@@ -15,13 +19,52 @@ type sharedPart struct {
 	conjs []ovs.Action
 }
 
-// nsResult is everything compiled for one namespace.
+// nsResult is everything compiled for one namespace. It is immutable once
+// stored: Update replaces it.
 type nsResult struct {
-	flows  []ovs.Flow             // owned by policy-ns/<ns>
-	shared map[string]*sharedPart // by flow key, owned by policy-match/<key>
+	flows  []ovs.Flow             // owned by PolicyNamespaceOwner(ns)
+	shared map[string]*sharedPart // by flow key, owned by PolicyMatchOwner(key)
 	vnid   uint32
 	errors []*PolicyError
 	deps   deps
+	// prov records, per direction, where each flow came from (provenance):
+	// the explainer reads it instead of recompiling. nil without local pods.
+	prov [2]*dirProv
+}
+
+// dirProv is the provenance of one namespace's flows in one direction.
+type dirProv struct {
+	policies []policyInfo // every policy of the direction, in name order
+	boxes    []*explBox   // in render order
+	conjs    map[uint32]*explBox
+	// plain holds the boxes rendered as plain allows by the Key of each
+	// plain flow they render (several boxes may render the same flow).
+	plain map[string][]*explBox
+}
+
+// policyInfo is what one policy selects in one direction.
+type policyInfo struct {
+	name       string
+	targetsAll bool
+	targets    map[netip.Addr]bool
+	failed     bool
+}
+
+func (p policyInfo) selects(ip netip.Addr) bool { return p.targetsAll || p.targets[ip] }
+
+// explBox is one box as rendered: a conjunction, plain flows, or nothing
+// (an empty dimension), with the rules it renders (several when identical
+// boxes were rendered once).
+type explBox struct {
+	sr       subRule
+	rules    []RuleRef
+	conj     bool // a conjunction (IDs of VNID 0 start at 0)
+	conjID   uint32
+	priority uint16
+	rendered bool
+	// plainKeys are the Keys of the plain allow flows the box renders
+	// (none for a conjunction).
+	plainKeys []string
 }
 
 // renderer accumulates the flows of one namespace in one direction.
@@ -33,8 +76,9 @@ type renderer struct {
 	clause map[string]*ovs.Flow // ns-scoped conjunctive flows (targets)
 	shared map[string]*sharedPart
 	levels [numLevels][]*box
-	seen   map[string]bool // subRule signatures already rendered
-	conjs  int             // conjunctions allocated so far (next ID index)
+	bySig  map[string]*explBox // subRule signatures already rendered
+	conjs  int                 // conjunctions allocated so far (next ID index)
+	prov   *dirProv
 	// alwaysConj renders every multi-dimensional box as a conjunction (tests:
 	// exercises conjunctions and level assignment on small clusters).
 	alwaysConj bool
@@ -57,9 +101,9 @@ func (c *cluster) compileNamespace(name string) *nsResult {
 	}
 	failed := map[string]bool{}
 	for _, d := range []direction{ingress, egress} {
-		r := &renderer{d: d, vnid: ns.VNID, cookie: ovs.CookieFor(ovs.CookiePolicy, NamespaceOwner(name)),
-			plain: map[string]ovs.Flow{}, clause: map[string]*ovs.Flow{}, shared: res.shared, seen: map[string]bool{},
-			alwaysConj: c.alwaysConj}
+		r := &renderer{d: d, vnid: ns.VNID, cookie: pipeline.PolicyNamespaceOwner(name).Cookie(),
+			plain: map[string]ovs.Flow{}, clause: map[string]*ovs.Flow{}, shared: res.shared, bySig: map[string]*explBox{},
+			prov: &dirProv{conjs: map[uint32]*explBox{}, plain: map[string][]*explBox{}}, alwaysConj: c.alwaysConj}
 		var policies []compiledPolicy
 		for _, np := range ns.policies {
 			if !affects(np, d) {
@@ -74,6 +118,7 @@ func (c *cluster) compileNamespace(name string) *nsResult {
 		}
 		r.render(ns, policies)
 		res.flows = append(res.flows, r.flows()...)
+		res.prov[d] = r.prov
 	}
 	return res
 }
@@ -101,8 +146,12 @@ func (r *renderer) render(ns *nsInfo, policies []compiledPolicy) {
 		}
 	}
 	for _, cp := range policies {
-		for _, sr := range cp.rules {
-			r.renderRule(sr)
+		r.prov.policies = append(r.prov.policies, cp.info())
+		for i, boxes := range cp.rules {
+			ref := RuleRef{Namespace: ns.Name, Policy: cp.name, Direction: r.d.exported(), Index: i}
+			for _, sr := range boxes {
+				r.renderRule(sr, ref)
+			}
 		}
 	}
 }
@@ -156,20 +205,28 @@ func (r *renderer) dimensions(sr subRule) (dims [][][]ovs.MatchField, ok bool) {
 	return dims, true
 }
 
-// renderRule renders one box: as plain flows when their cross product is
-// not larger than a conjunction (sum of dimensions + the conj_id flow),
-// else as a conjunction at the first level where it overlaps no other
-// conjunction of this namespace, else (all levels taken) as plain flows.
-func (r *renderer) renderRule(sr subRule) {
+// renderRule renders one box of rule ref: as plain flows when their cross
+// product is not larger than a conjunction (sum of dimensions + the conj_id
+// flow), else as a conjunction at the first level where it overlaps no
+// other conjunction of this namespace, else (all levels taken) as plain
+// flows. A box already rendered for another rule is rendered once; both
+// rules are recorded as its provenance.
+func (r *renderer) renderRule(sr subRule, ref RuleRef) {
 	sig := signature(sr)
-	if r.seen[sig] {
+	if b := r.bySig[sig]; b != nil {
+		if !slices.Contains(b.rules, ref) {
+			b.rules = append(b.rules, ref)
+		}
 		return
 	}
-	r.seen[sig] = true
+	b := &explBox{sr: sr, rules: []RuleRef{ref}}
+	r.bySig[sig] = b
+	r.prov.boxes = append(r.prov.boxes, b)
 	dims, ok := r.dimensions(sr)
 	if !ok {
 		return
 	}
+	b.rendered = true
 	product, sum := 1, 1
 	for _, d := range dims {
 		product *= len(d)
@@ -177,21 +234,34 @@ func (r *renderer) renderRule(sr subRule) {
 	}
 	if (product > sum || r.alwaysConj) && len(dims) > 1 && r.conjs < conjsPerTable {
 		if level, ok := r.place(newBox(sr)); ok {
+			b.conj, b.conjID, b.priority = true, r.vnid<<8|uint32(r.conjs), PriorityConjTop-uint16(level)
+			r.prov.conjs[b.conjID] = b
 			r.renderConjunction(dims, level, r.conjs)
 			r.conjs++
 			return
 		}
 	}
-	r.renderCrossProduct(dims, nil, 0)
+	b.priority = PriorityPlainAllow
+	keys := map[string]struct{}{}
+	r.renderCrossProduct(dims, nil, 0, keys)
+	b.plainKeys = slices.Sorted(maps.Keys(keys))
+	for _, key := range b.plainKeys {
+		r.prov.plain[key] = append(r.prov.plain[key], b)
+	}
 }
 
-func (r *renderer) renderCrossProduct(dims [][][]ovs.MatchField, acc []ovs.MatchField, i int) {
+// renderCrossProduct adds the plain allow flows of dims, recording their
+// keys in keys.
+func (r *renderer) renderCrossProduct(dims [][][]ovs.MatchField, acc []ovs.MatchField, i int, keys map[string]struct{}) {
 	if i == len(dims) {
-		r.addPlain(r.nsFlow(PriorityPlainAllow).With(mergeMatch(acc)...).Action(r.d.allow()))
+		f := r.nsFlow(PriorityPlainAllow).With(mergeMatch(acc)...).Action(r.d.allow())
+		key := f.Key()
+		keys[key] = struct{}{}
+		r.plain[key] = f
 		return
 	}
 	for _, clause := range dims[i] {
-		r.renderCrossProduct(dims, append(acc[:len(acc):len(acc)], clause...), i+1)
+		r.renderCrossProduct(dims, append(acc[:len(acc):len(acc)], clause...), i+1, keys)
 	}
 }
 
@@ -218,7 +288,7 @@ func (r *renderer) renderConjunction(dims [][][]ovs.MatchField, level, idx int) 
 				}
 				continue
 			}
-			f := ovs.NewFlow(r.d.table(), prio).WithCookie(ovs.CookieFor(ovs.CookiePolicy, SharedCookieKey)).With(clause...)
+			f := ovs.NewFlow(r.d.table(), prio).WithCookie(sharedCookie).With(clause...)
 			key := f.Key()
 			if r.shared[key] == nil {
 				r.shared[key] = &sharedPart{flow: f}

@@ -56,30 +56,40 @@ func affects(np *networkingv1.NetworkPolicy, d direction) bool {
 }
 
 // compiledPolicy is one policy in one direction: the local pods it isolates
-// and the boxes it allows. On error rules is nil and the targets stay
-// isolated.
+// and the boxes each of its rules allows (rules[i] for spec rule i). On
+// error rules is nil and the targets stay isolated.
 type compiledPolicy struct {
+	name       string
 	targets    []*podInfo
 	targetsAll bool
-	rules      []subRule
+	rules      [][]subRule
 	err        error
 }
 
 func (c *cluster) compilePolicy(ns *nsInfo, np *networkingv1.NetworkPolicy, d direction, dp *deps) compiledPolicy {
 	sel, err := selector(&np.Spec.PodSelector)
 	if err != nil {
-		return compiledPolicy{targets: ns.local, targetsAll: true, err: err}
+		return compiledPolicy{name: np.Name, targets: ns.local, targetsAll: true, err: err}
 	}
-	cp := compiledPolicy{targets: matchingPods(ns.local, sel), targetsAll: sel.Empty()}
+	cp := compiledPolicy{name: np.Name, targets: matchingPods(ns.local, sel), targetsAll: sel.Empty()}
 	for i := range ruleCount(np, d) {
 		peers, ports := ruleAt(np, d, i)
 		rules, err := c.compileRule(ns, d, cp, peers, ports, dp)
 		if err != nil {
-			return compiledPolicy{targets: cp.targets, targetsAll: cp.targetsAll, err: err}
+			return compiledPolicy{name: np.Name, targets: cp.targets, targetsAll: cp.targetsAll, err: err}
 		}
-		cp.rules = append(cp.rules, rules...)
+		cp.rules = append(cp.rules, rules)
 	}
 	return cp
+}
+
+// info is what the policy selects, for the explainer.
+func (cp compiledPolicy) info() policyInfo {
+	pi := policyInfo{name: cp.name, targetsAll: cp.targetsAll, failed: cp.err != nil, targets: make(map[netip.Addr]bool, len(cp.targets))}
+	for _, p := range cp.targets {
+		pi.targets[p.IP] = true
+	}
+	return pi
 }
 
 func ruleCount(np *networkingv1.NetworkPolicy, d direction) int {

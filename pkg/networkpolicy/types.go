@@ -70,29 +70,18 @@ func (e *PolicyError) Error() string {
 
 func (e *PolicyError) Unwrap() error { return e.Err }
 
-// Owner keys and cookies of the compiled flows (see the package comment,
-// "Ownership").
-const (
-	// OwnerNamespacePrefix + namespace owns every flow that matches the
-	// namespace's VNID register: targets, conj_id flows, plain allows and
-	// isolation flows.
-	OwnerNamespacePrefix = "policy-ns/"
-	// OwnerMatchPrefix + ovs.Flow.Key() owns one shared conjunctive match
-	// flow (a peer or port clause used by conjunctions of any namespace).
-	OwnerMatchPrefix = "policy-match/"
-	// SharedCookieKey is the cookie key (ovs.CookieFor(ovs.CookiePolicy,
-	// SharedCookieKey)) carried by every shared match flow.
-	SharedCookieKey = "policy-match"
-)
+// The compiled flows are owned by pipeline.PolicyNamespaceOwner(namespace)
+// (every flow that matches the namespace's VNID register: targets, conj_id
+// flows, plain allows and isolation flows) and pipeline.PolicyMatchOwner(key)
+// (one shared conjunctive match flow, a peer or port clause used by
+// conjunctions of any namespace; its cookie is pipeline.PolicyMatchCookieKey's).
 
-// NamespaceOwner returns the owner key "policy-ns/<namespace>".
-func NamespaceOwner(namespace string) string { return OwnerNamespacePrefix + namespace }
-
-// Priorities of the compiled flows in PolicyEgress and PolicyIngress. They
-// sit below the static flows of networkpolicy mode (p300 gateway/services,
-// p200 replies) and above the allow-all placeholder (p50), so the compiled
-// flows decide for every namespace with local pods whether or not the
-// placeholder is still installed.
+// Priorities of the compiled flows in PolicyEgress and PolicyIngress: the
+// band pipeline.StageNetworkPolicy owns. They sit below the static flows of
+// networkpolicy mode (p300 gateway/services, p200 replies) and above the
+// allow-all placeholder (p50), so the compiled flows decide for every
+// namespace with local pods whether or not the placeholder is still
+// installed.
 const (
 	// PriorityPlainAllow holds small rules rendered as plain flows (their
 	// cross product is not larger than a conjunction would be) and rules

@@ -1,21 +1,24 @@
-// Package node is the node agent (sdn-node): it renders the OpenFlow
-// pipeline of br0 (flows_*.go, pure), keeps the desired flows by owner
-// (FlowStore) and converges OVS, the tun0 gateway and iptables to them.
+// Package node is the node agent (sdn-node): it hosts the features that
+// render br0's pipeline (pkg/pipeline renders, the features decide what and
+// when: feature.go), keeps the desired flows by owner (FlowStore) and
+// converges OVS, the tun0 gateway and iptables to them.
 //
 // # Sync model
 //
-// Informer and OVSDB handlers only mark what changed (a remote node, "the
-// local pods") and trigger; one goroutine renders the marked owners into
-// the FlowStore and applies the difference as one bundle (STYLE L8). Local
-// pods are read from the pod ports of br0 in OVSDB, whose external_ids
-// carry namespace, name and IP: OVSDB is persistent, so pods survive agent
-// and OVS restarts with no other record. Nothing is applied before the
-// informers have synced; the first apply is a full sync (replace-flows)
-// that touches only differing flows, so restarting the agent does not
-// disturb traffic. A periodic full sync repairs out-of-band edits; a
-// missing version flow (ovs-vswitchd restarted) or a lost OVSDB connection
-// (ovsdb-server restarted) triggers a rebuild of the bridge, tun0 and all
-// flows.
+// Informer and OVSDB handlers only mark keys of a feature dirty (a remote
+// node, "the pod ports", a namespace) in one dirty queue; a render pass
+// gives every feature, in order, the keys marked for it, and the changed
+// owners are applied as one bundle (STYLE L8). The sync loop runs a pass
+// and a sync whenever keys are marked; a CNI call runs one itself, so the
+// pod's flows are in effect when it returns. Local pods are read from the
+// pod ports of br0 in OVSDB, whose external_ids carry namespace, name and
+// IP: OVSDB is persistent, so pods survive agent and OVS restarts with no
+// other record. Nothing is applied before the informers have synced; the
+// first apply is a full sync (replace-flows) that touches only differing
+// flows, so restarting the agent does not disturb traffic. A periodic full
+// sync repairs out-of-band edits; a missing version flow (ovs-vswitchd
+// restarted) or a lost OVSDB connection (ovsdb-server restarted) triggers a
+// rebuild of the bridge, tun0 and all flows.
 package node
 
 import (
@@ -37,10 +40,10 @@ import (
 
 	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
 	"github.com/ovs-sdn/ovs-sdn/pkg/client/clientset/versioned"
-	listers "github.com/ovs-sdn/ovs-sdn/pkg/client/listers/network/v1"
 	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
 	"github.com/ovs-sdn/ovs-sdn/pkg/iptables"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 	"github.com/ovs-sdn/ovs-sdn/pkg/vnid"
 )
 
@@ -90,7 +93,7 @@ type Config struct {
 	// Registry receives the agent's metrics (nil: not registered).
 	Registry prometheus.Registerer
 	// Kube is the Kubernetes client for Pods, Namespaces, NetworkPolicies
-	// and Events (policy.go). In networkpolicy mode without it policies
+	// and Events (feature_policy.go). In networkpolicy mode without it policies
 	// are NOT enforced (all pod traffic allowed); other modes ignore it.
 	Kube kubernetes.Interface
 	// Recorder receives the agent's Events (nil: recorded through Kube).
@@ -111,7 +114,7 @@ func (c *Config) complete() error {
 		return errors.New("node agent: NodeName, an IPv4 NodeIP and a Network client are required")
 	}
 	setDefault(&c.OVSDBEndpoint, DefaultOVSDBEndpoint)
-	setDefault(&c.OfctlTarget, BridgeName)
+	setDefault(&c.OfctlTarget, pipeline.BridgeName)
 	setDefault(&c.DatapathType, "system")
 	setDefault(&c.FullSyncPeriod, DefaultFullSyncPeriod)
 	setDefault(&c.HealthCheckPeriod, DefaultHealthCheckPeriod)
@@ -144,30 +147,17 @@ type Agent struct {
 	store *FlowStore
 	m     *metrics
 	br    ovs.Bridge
-	vnids vnid.Map
 	ready atomic.Bool
-	pods  localPods // OVSDB view + CNI calls → renderPods (cni_server.go)
 
-	// policy realizes NetworkPolicy (networkpolicy mode with Kube; else
-	// nil). Set by startInformers.
-	policy *policyAgent
-
-	trigger chan struct{} // size 1: coalesces sync requests
-	mu      sync.Mutex
-	dirty   dirtySet
-
-	// Set by Run before the sync loop starts; used only by its goroutine.
-	cn      *clusternetwork.Config
-	fc      FlowConfig
-	r       *renderer
-	db      SwitchDB
-	subnets listers.HostSubnetLister
-}
-
-// dirtySet is what changed since the last render.
-type dirtySet struct {
-	nodes map[string]struct{}
-	pods  bool
+	// Set by start before the first render; env.db is replaced on
+	// reconnect under renderMu.
+	env      *env
+	features []feature
+	cn       *clusternetwork.Config
+	fc       pipeline.FlowConfig
+	// renderMu serializes render passes (the sync loop's and the CNI
+	// server's) and everything features own.
+	renderMu sync.Mutex
 }
 
 // New validates cfg and returns an agent that has not started.
@@ -179,10 +169,9 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node agent metrics: %w", err)
 	}
-	return &Agent{
-		cfg: cfg, store: NewFlowStore(), m: m, br: meteredBridge{cfg.Bridge, m},
-		trigger: make(chan struct{}, 1), dirty: dirtySet{nodes: map[string]struct{}{}},
-	}, nil
+	a := &Agent{cfg: cfg, store: NewFlowStore(), m: m, br: meteredBridge{cfg.Bridge, m}}
+	a.env = &env{cfg: &a.cfg, m: m, store: a.store, queue: newDirtyQueue(), vnids: &vnid.Map{}, pods: &localPods{}}
+	return a, nil
 }
 
 // Run runs the agent until ctx is done (then it returns nil) or start-up
@@ -213,7 +202,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.start(ctx); err != nil {
 		return err
 	}
-	defer a.db.Close()
+	defer func() { a.env.db.Close() }()
 	if err := a.announceCNI(); err != nil {
 		return err
 	}
@@ -233,18 +222,8 @@ func (a *Agent) start(ctx context.Context) error {
 	if err := a.connectOVS(ctx); err != nil {
 		return err
 	}
-	if err := a.startInformers(ctx); err != nil {
+	if err := a.startFeatures(ctx); err != nil {
 		return err
-	}
-	a.r = &renderer{fc: a.fc, cn: a.cn, nodeName: a.cfg.NodeName, store: a.store, vnids: &a.vnids,
-		subnets: a.subnets, pods: map[string]PodInfo{}, tenants: map[uint32]struct{}{},
-		onPods: a.policy.podsRendered,
-		onVNIDNotFound: func(ns string) {
-			a.m.vnidNotFound.Inc()
-			klog.InfoS("No VNID yet for a local pod's namespace; pod isolated until its NetNamespace arrives", "namespace", ns)
-		}}
-	if err := a.r.renderPipeline(); err != nil {
-		return fmt.Errorf("render pipeline: %w", err)
 	}
 	if err := a.renderAll(ctx); err != nil {
 		return err
@@ -279,11 +258,12 @@ func (a *Agent) readConfig(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.fc = FlowConfig{Mode: a.cn.Mode, ServiceNetwork: a.cn.ServiceNetwork, LocalSubnet: local,
+	a.fc = pipeline.FlowConfig{Mode: a.cn.Mode, ServiceNetwork: a.cn.ServiceNetwork, LocalSubnet: local,
 		NodeIP: a.cfg.NodeIP, VXLANPort: a.cn.VXLANPort}
 	for _, n := range a.cn.ClusterNetworks {
 		a.fc.ClusterNetworks = append(a.fc.ClusterNetworks, n.CIDR)
 	}
+	a.env.cn, a.env.fc, a.env.iso = a.cn, a.fc, a.fc.Isolation()
 	klog.InfoS("Node network configuration", "clusterNetwork", a.cn.String(), "localSubnet", local)
 	return nil
 }
@@ -337,8 +317,8 @@ func (a *Agent) setupHost(ctx context.Context) error {
 			return fmt.Errorf("iptables: %w", err)
 		}
 	}
-	chains := iptables.NodeChains(iptables.Config{ClusterNetworks: a.fc.ClusterNetworks, VXLANPort: a.fc.vxlanPort(),
-		MasqueradeBit: a.cfg.MasqueradeBit, TunnelInterface: Tun0})
+	chains := iptables.NodeChains(iptables.Config{ClusterNetworks: a.fc.ClusterNetworks, VXLANPort: a.fc.VXLANPortOrDefault(),
+		MasqueradeBit: a.cfg.MasqueradeBit, TunnelInterface: pipeline.Tun0})
 	if err := iptables.Ensure(ipt, chains); err != nil {
 		return fmt.Errorf("ensure iptables chains: %w", err)
 	}
@@ -359,18 +339,18 @@ func (a *Agent) connectOVS(ctx context.Context) error {
 		db.Close()
 		return err
 	}
-	a.db = db
-	db.OnPortChange(a.markPods)
+	a.env.db = db
+	db.OnPortChange(a.markPorts)
 	return nil
 }
 
 func (a *Agent) setupOVS(ctx context.Context, db SwitchDB) error {
-	if err := setupBridge(ctx, db, a.cfg.DatapathType, a.fc.vxlanPort(), a.cn.MTU); err != nil {
+	if err := setupBridge(ctx, db, a.cfg.DatapathType, a.fc.VXLANPortOrDefault(), a.cn.MTU); err != nil {
 		return err
 	}
 	gw := netip.PrefixFrom(a.fc.Gateway(), a.fc.LocalSubnet.Bits())
 	routes := append(append([]netip.Prefix{}, a.fc.ClusterNetworks...), a.fc.ServiceNetwork)
-	if err := a.cfg.Host.EnsureGateway(Tun0, gw, routes, a.cn.MTU); err != nil {
+	if err := a.cfg.Host.EnsureGateway(pipeline.Tun0, gw, routes, a.cn.MTU); err != nil {
 		return fmt.Errorf("tun0 gateway: %w", err)
 	}
 	return nil

@@ -21,6 +21,8 @@ import (
 	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
 	"github.com/ovs-sdn/ovs-sdn/pkg/iptables"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/ovsdb"
+	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 )
 
 // fakeSwitch is an in-memory SwitchDB.
@@ -35,7 +37,7 @@ type fakeSwitch struct {
 }
 
 func newFakeSwitch(ports ...SwitchPort) *fakeSwitch {
-	base := []SwitchPort{{Name: VXLANPort, OFPort: 1}, {Name: Tun0, OFPort: 2}}
+	base := []SwitchPort{{Name: pipeline.VXLANPort, OFPort: 1}, {Name: pipeline.Tun0, OFPort: 2}}
 	return &fakeSwitch{ports: append(base, ports...), gone: make(chan struct{})}
 }
 
@@ -91,7 +93,7 @@ func (h *fakeHost) IPTables() (iptables.Interface, error) { return iptables.NewF
 
 func podPort(ns, name, ip string, ofport int) SwitchPort {
 	return SwitchPort{Name: "veth-" + name, OFPort: ofport, ExternalIDs: map[string]string{
-		ExternalIDNamespace: ns, ExternalIDPodName: name, ExternalIDIP: ip, ExternalIDSandbox: "sb-" + name}}
+		ovsdb.ExternalIDPodNamespace: ns, ovsdb.ExternalIDPodName: name, ovsdb.ExternalIDIP: ip, ovsdb.ExternalIDSandbox: "sb-" + name}}
 }
 
 func hostSubnet(name, ip, subnet string) *networkv1.HostSubnet {
@@ -198,27 +200,27 @@ func (e *agentEnv) expect(what string, flows []ovs.Flow) {
 }
 
 var (
-	fc1 = FlowConfig{Mode: clusternetwork.ModeMultitenant, ClusterNetworks: []netip.Prefix{netip.MustParsePrefix("10.128.0.0/14")},
+	fc1 = pipeline.FlowConfig{Mode: clusternetwork.ModeMultitenant, ClusterNetworks: []netip.Prefix{netip.MustParsePrefix("10.128.0.0/14")},
 		ServiceNetwork: netip.MustParsePrefix("172.30.0.0/16"), LocalSubnet: netip.MustParsePrefix("10.128.0.0/23"),
 		NodeIP: netip.MustParseAddr("10.0.0.1"), VXLANPort: 4789}
-	node2 = RemoteNode{Name: "node2", UID: "uid-node2", HostIP: netip.MustParseAddr("10.0.0.2"), Subnet: netip.MustParsePrefix("10.128.2.0/23")}
-	pa    = PodInfo{Namespace: "ns1", Name: "a", IP: netip.MustParseAddr("10.128.0.2"), OFPort: 3, VNID: 11}
-	pb    = PodInfo{Namespace: "ns2", Name: "b", IP: netip.MustParseAddr("10.128.0.3"), OFPort: 4, VNID: 12}
+	node2 = pipeline.RemoteNode{Name: "node2", UID: "uid-node2", HostIP: netip.MustParseAddr("10.0.0.2"), Subnet: netip.MustParsePrefix("10.128.2.0/23")}
+	pa    = pipeline.PodInfo{Namespace: "ns1", Name: "a", IP: netip.MustParseAddr("10.128.0.2"), OFPort: 3, VNID: 11}
+	pb    = pipeline.PodInfo{Namespace: "ns2", Name: "b", IP: netip.MustParseAddr("10.128.0.3"), OFPort: 4, VNID: 12}
 )
 
-func expectedFlows(nodes []RemoteNode, pods []PodInfo) []ovs.Flow {
-	flows := slices.Concat(BaseFlows(fc1), []ovs.Flow{VersionFlow(fc1)})
+func expectedFlows(nodes []pipeline.RemoteNode, pods []pipeline.PodInfo) []ovs.Flow {
+	flows := slices.Concat(pipeline.BaseFlows(fc1), fc1.Isolation().StaticFlows(fc1), []ovs.Flow{pipeline.VersionFlow(fc1)})
 	var ips []netip.Addr
 	for _, n := range nodes {
-		flows = append(flows, RemoteNodeFlows(fc1, n)...)
+		flows = append(flows, pipeline.RemoteNodeFlows(fc1, n)...)
 		ips = append(ips, n.HostIP)
 	}
-	flows = append(flows, MulticastRemoteFlow(fc1, ips))
+	flows = append(flows, pipeline.MulticastRemoteFlow(fc1, ips))
 	vnids := map[uint32]bool{}
 	for _, p := range pods {
-		flows = append(flows, PodFlows(fc1, p)...)
+		flows = append(flows, pipeline.PodFlows(fc1, p)...)
 		if !vnids[p.VNID] {
-			flows = append(flows, TenantFlows(fc1, p.VNID)...)
+			flows = append(flows, fc1.Isolation().TenantFlows(p.VNID)...)
 		}
 		vnids[p.VNID] = true
 	}
@@ -237,7 +239,7 @@ func standardEnv(t *testing.T) *agentEnv {
 
 func TestAgentStartRendersEverything(t *testing.T) {
 	e := standardEnv(t)
-	e.expect("start-up flows", expectedFlows([]RemoteNode{node2}, []PodInfo{pa, pb}))
+	e.expect("start-up flows", expectedFlows([]pipeline.RemoteNode{node2}, []pipeline.PodInfo{pa, pb}))
 	if got := e.host.gateways; !slices.Equal(got, []string{"tun0 10.128.0.1/23"}) {
 		t.Errorf("gateways = %v", got)
 	}
@@ -251,17 +253,17 @@ func TestAgentStartRendersEverything(t *testing.T) {
 
 func TestAgentVNIDChangeRewritesPodFlows(t *testing.T) {
 	e := standardEnv(t)
-	e.expect("start", expectedFlows([]RemoteNode{node2}, []PodInfo{pa, pb}))
+	e.expect("start", expectedFlows([]pipeline.RemoteNode{node2}, []pipeline.PodInfo{pa, pb}))
 	before := e.br.FlowMods()
 	if _, err := e.client.NetworkV1().NetNamespaces().Update(context.Background(), netNamespace("ns2", 11), metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	pb11 := pb
 	pb11.VNID = 11
-	want := expectedFlows([]RemoteNode{node2}, []PodInfo{pa, pb11})
+	want := expectedFlows([]pipeline.RemoteNode{node2}, []pipeline.PodInfo{pa, pb11})
 	e.expect("ns2 joined ns1", want)
-	oldFlows := expectedFlows([]RemoteNode{node2}, []PodInfo{pa, pb})
-	if got, wantMods := e.br.FlowMods()-before, expectedMods(flowState{owners: map[string][]ovs.Flow{"": oldFlows}}, flowState{owners: map[string][]ovs.Flow{"": want}}); got != wantMods {
+	oldFlows := expectedFlows([]pipeline.RemoteNode{node2}, []pipeline.PodInfo{pa, pb})
+	if got, wantMods := e.br.FlowMods()-before, expectedMods(flowState{owners: map[pipeline.Owner][]ovs.Flow{{}: oldFlows}}, flowState{owners: map[pipeline.Owner][]ovs.Flow{{}: want}}); got != wantMods {
 		t.Errorf("VNID change made %d flow mods, want %d (only pod b's changed flows and VNID 12's tenant flows)", got, wantMods)
 	}
 }
@@ -275,35 +277,35 @@ func TestAgentRemoteNodeChanges(t *testing.T) {
 	}
 	n2 := node2
 	n2.HostIP = netip.MustParseAddr("10.0.0.22")
-	e.expect("node2 HostIP changed", expectedFlows([]RemoteNode{n2}, []PodInfo{pa, pb}))
+	e.expect("node2 HostIP changed", expectedFlows([]pipeline.RemoteNode{n2}, []pipeline.PodInfo{pa, pb}))
 	if _, err := e.client.NetworkV1().HostSubnets().Create(ctx, hostSubnet("node3", "10.0.0.3", "10.128.4.0/23"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	n3 := RemoteNode{Name: "node3", UID: "uid-node3", HostIP: netip.MustParseAddr("10.0.0.3"), Subnet: netip.MustParsePrefix("10.128.4.0/23")}
-	e.expect("node3 added", expectedFlows([]RemoteNode{n2, n3}, []PodInfo{pa, pb}))
+	n3 := pipeline.RemoteNode{Name: "node3", UID: "uid-node3", HostIP: netip.MustParseAddr("10.0.0.3"), Subnet: netip.MustParsePrefix("10.128.4.0/23")}
+	e.expect("node3 added", expectedFlows([]pipeline.RemoteNode{n2, n3}, []pipeline.PodInfo{pa, pb}))
 	if err := e.client.NetworkV1().HostSubnets().Delete(ctx, "node2", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	e.expect("node2 deleted", expectedFlows([]RemoteNode{n3}, []PodInfo{pa, pb}))
+	e.expect("node2 deleted", expectedFlows([]pipeline.RemoteNode{n3}, []pipeline.PodInfo{pa, pb}))
 }
 
 func TestAgentPodPortsAndMissingVNID(t *testing.T) {
 	e := standardEnv(t)
 	e.sw.setPorts(podPort("ns1", "a", "10.128.0.2", 3), podPort("nsX", "x", "10.128.0.5", 5))
-	e.expect("pod b gone, pod x has no VNID yet", expectedFlows([]RemoteNode{node2}, []PodInfo{pa}))
+	e.expect("pod b gone, pod x has no VNID yet", expectedFlows([]pipeline.RemoteNode{node2}, []pipeline.PodInfo{pa}))
 	if got := testutil.ToFloat64(e.agent.m.vnidNotFound); got < 1 {
 		t.Errorf("vnid_not_found = %v, want >= 1", got)
 	}
 	if _, err := e.client.NetworkV1().NetNamespaces().Create(context.Background(), netNamespace("nsX", 0), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	px := PodInfo{Namespace: "nsX", Name: "x", IP: netip.MustParseAddr("10.128.0.5"), OFPort: 5, VNID: 0}
-	e.expect("pod x global", expectedFlows([]RemoteNode{node2}, []PodInfo{pa, px}))
+	px := pipeline.PodInfo{Namespace: "nsX", Name: "x", IP: netip.MustParseAddr("10.128.0.5"), OFPort: 5, VNID: 0}
+	e.expect("pod x global", expectedFlows([]pipeline.RemoteNode{node2}, []pipeline.PodInfo{pa, px}))
 }
 
 func TestAgentRestartTouchesNoFlow(t *testing.T) {
 	e := standardEnv(t)
-	want := expectedFlows([]RemoteNode{node2}, []PodInfo{pa, pb})
+	want := expectedFlows([]pipeline.RemoteNode{node2}, []pipeline.PodInfo{pa, pb})
 	e.expect("first agent", want)
 	// A second agent (the restarted one) on the same bridge and OVSDB.
 	before := e.br.FlowMods()
@@ -317,7 +319,7 @@ func TestAgentRestartTouchesNoFlow(t *testing.T) {
 
 func TestAgentRepairsLostFlows(t *testing.T) {
 	e := standardEnv(t)
-	want := expectedFlows([]RemoteNode{node2}, []PodInfo{pa, pb})
+	want := expectedFlows([]pipeline.RemoteNode{node2}, []pipeline.PodInfo{pa, pb})
 	e.expect("start", want)
 	// ovs-vswitchd restart: every flow is gone; the health check sees the
 	// version flow missing and rebuilds.
@@ -338,12 +340,12 @@ func TestAgentRepairsLostFlows(t *testing.T) {
 
 func TestAgentReconnectsToOVSDB(t *testing.T) {
 	e := standardEnv(t)
-	want := expectedFlows([]RemoteNode{node2}, []PodInfo{pa, pb})
+	want := expectedFlows([]pipeline.RemoteNode{node2}, []pipeline.PodInfo{pa, pb})
 	e.expect("start", want)
 	old := e.sw
 	e.sw = newFakeSwitch(podPort("ns1", "a", "10.128.0.2", 3)) // the new connection sees one pod
 	close(old.gone)
-	e.expect("after reconnect", expectedFlows([]RemoteNode{node2}, []PodInfo{pa}))
+	e.expect("after reconnect", expectedFlows([]pipeline.RemoteNode{node2}, []pipeline.PodInfo{pa}))
 	e.mu.Lock()
 	dials := e.dials
 	e.mu.Unlock()

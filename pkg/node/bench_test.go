@@ -34,6 +34,7 @@ import (
 	"github.com/ovs-sdn/ovs-sdn/pkg/node"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/ovstest"
+	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 )
 
 // benchCluster is one node's view of a 10,000-pod / 500-node cluster: the
@@ -58,12 +59,12 @@ var benchClusters = []benchCluster{
 // config is the node's FlowConfig: cluster network 10.128.0.0/12, local
 // subnet at its start (a /18 when the pods do not fit a /23), remote /23s
 // from 10.129.0.0.
-func (c benchCluster) config() node.FlowConfig {
+func (c benchCluster) config() pipeline.FlowConfig {
 	local := netip.MustParsePrefix("10.128.0.0/23")
 	if c.localPods > 500 {
 		local = netip.MustParsePrefix("10.128.0.0/18")
 	}
-	return node.FlowConfig{
+	return pipeline.FlowConfig{
 		Mode:            clusternetwork.ModeNetworkPolicy,
 		ClusterNetworks: []netip.Prefix{netip.MustParsePrefix("10.128.0.0/12")},
 		ServiceNetwork:  netip.MustParsePrefix("172.30.0.0/16"),
@@ -73,11 +74,11 @@ func (c benchCluster) config() node.FlowConfig {
 }
 
 // pod returns local pod i: 100 namespaces, addresses from .2, ports from 3.
-func (c benchCluster) pod(cfg node.FlowConfig, i int) node.PodInfo {
+func (c benchCluster) pod(cfg pipeline.FlowConfig, i int) pipeline.PodInfo {
 	base := cfg.LocalSubnet.Addr().As4()
 	ip := uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(base[2])<<8 | uint32(base[3])
 	ip += uint32(i) + 2
-	return node.PodInfo{
+	return pipeline.PodInfo{
 		Namespace: fmt.Sprintf("ns-%d", i%100),
 		Name:      fmt.Sprintf("pod-%d", i),
 		IP:        netip.AddrFrom4([4]byte{byte(ip >> 24), byte(ip >> 16), byte(ip >> 8), byte(ip)}),
@@ -88,9 +89,9 @@ func (c benchCluster) pod(cfg node.FlowConfig, i int) node.PodInfo {
 
 // remote returns remote node i: host 192.168.<i/250+1>.<i%250+2>, subnet the
 // i-th /23 from 10.129.0.0.
-func benchRemote(i int) node.RemoteNode {
+func benchRemote(i int) pipeline.RemoteNode {
 	subnet := uint32(10)<<24 + uint32(129)<<16 + uint32(i)<<9
-	return node.RemoteNode{
+	return pipeline.RemoteNode{
 		Name:   fmt.Sprintf("node-%d", i),
 		UID:    fmt.Sprintf("00000000-0000-0000-0000-%012d", i),
 		HostIP: netip.AddrFrom4([4]byte{192, 168, byte(i/250 + 1), byte(i%250 + 2)}),
@@ -104,24 +105,25 @@ func (c benchCluster) store(tb testing.TB) *node.FlowStore {
 	tb.Helper()
 	cfg := c.config()
 	s := node.NewFlowStore()
-	set := func(owner string, flows []ovs.Flow) {
+	set := func(owner pipeline.Owner, flows []ovs.Flow) {
 		if err := s.Set(owner, flows); err != nil {
 			tb.Fatal(err)
 		}
 	}
-	set(node.OwnerPipeline, node.BaseFlows(cfg))
-	set(node.OwnerVersion, []ovs.Flow{node.VersionFlow(cfg)})
+	set(pipeline.OwnerPipeline, pipeline.BaseFlows(cfg))
+	set(pipeline.OwnerIsolation, cfg.Isolation().StaticFlows(cfg))
+	set(pipeline.OwnerVersion, []ovs.Flow{pipeline.VersionFlow(cfg)})
 	for i := range c.localPods {
 		p := c.pod(cfg, i)
-		set(node.PodOwner(p.Namespace, p.Name), node.PodFlows(cfg, p))
+		set(pipeline.PodOwner(p.Namespace, p.Name), pipeline.PodFlows(cfg, p))
 	}
 	ips := make([]netip.Addr, 0, c.remoteNodes)
 	for i := range c.remoteNodes {
 		n := benchRemote(i)
-		set(node.NodeOwner(n.Name), node.RemoteNodeFlows(cfg, n))
+		set(n.Owner(), pipeline.RemoteNodeFlows(cfg, n))
 		ips = append(ips, n.HostIP)
 	}
-	set(node.OwnerMulticastRemote, []ovs.Flow{node.MulticastRemoteFlow(cfg, ips)})
+	set(pipeline.OwnerMulticastRemote, []ovs.Flow{pipeline.MulticastRemoteFlow(cfg, ips)})
 	return s
 }
 
@@ -423,8 +425,8 @@ func benchPodChurn(b *testing.B, c benchCluster) {
 		// 50 free addresses after the node's pods, reused in turn.
 		p := c.pod(cfg, c.localPods+i%50)
 		p.Namespace, p.Name = "churn", fmt.Sprintf("churn-%d", i)
-		owner := node.PodOwner(p.Namespace, p.Name)
-		flows := node.PodFlows(cfg, p)
+		owner := pipeline.PodOwner(p.Namespace, p.Name)
+		flows := pipeline.PodFlows(cfg, p)
 		i++
 		b.StopTimer()
 		addFile, delFile := o.bundleFiles(flows)

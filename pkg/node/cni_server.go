@@ -2,63 +2,29 @@ package node
 
 // The agent's side of the CNI (SPEC §5): Agent implements cni.PodNetwork
 // for the CNI server it runs, and writes the CNI conflist once it is ready.
-//
-// # Two sources of local pods, one renderer
-//
-// The agent learns about local pods from two places: the pod ports of br0
-// in OVSDB (read by the sync loop after every port change, the source that
-// survives restarts) and the CNI server's PodAdded/PodDeleted calls, which
-// must return only once the pod's flows are in (or out of) effect. The two
-// disagree for a moment: the agent's OVSDB view shows a new port some time
-// after the server's transaction, and still shows a deleted pod's port
-// after PodDeleted (the server removes the port after the flows). localPods
-// merges them into the one port list renderer.renderPods renders:
-//
-//   - a port PodAdded recorded is rendered even while the OVSDB view does not
-//     show it yet, so a stale listing never removes a just-added pod; once
-//     the view has shown the port, the view decides (the port is gone when it
-//     disappears from it);
-//   - a port PodDeleted removed is never rendered again, even while the view
-//     still lists it;
-//   - one port per pod: when a pod has two ports (a new sandbox added before
-//     the old one's DEL), the one PodAdded recorded last wins, else the
-//     higher ofport.
-//
-// Every renderPods call, from the sync loop or a CNI request, runs under
-// localPods.mu with that merged list, so both paths render the same state
-// and a port change the CNI request already rendered changes nothing when
-// the loop renders it again (renderPods skips unchanged pods).
+// The local pods the calls report are merged with br0's ports in OVSDB by
+// localPods (pods.go) and rendered by the pods feature; every call renders
+// and syncs before it returns, so the pod's flows are in effect (or gone).
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"k8s.io/klog/v2"
 
-	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
 	"github.com/ovs-sdn/ovs-sdn/pkg/cni"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/ovsdb"
+	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 )
 
-const (
-	// cniVNIDWait bounds how long VNID waits for a NetNamespace that is
-	// about to appear (the controller creates it right after the
-	// Namespace).
-	cniVNIDWait = 5 * time.Second
-	// podRecordTTL is how long a PodAdded record whose port the OVSDB view
-	// never showed, and a PodDeleted tombstone whose port the view no longer
-	// shows, are kept. Both normally resolve within milliseconds; the TTL
-	// only bounds records of ports that vanished out of band, and keeps a
-	// tombstone long enough that a view lagging behind the deletion cannot
-	// bring the pod back.
-	podRecordTTL = time.Minute
-)
+// cniVNIDWait bounds how long VNID waits for a NetNamespace that is about
+// to appear (the controller creates it right after the Namespace).
+const cniVNIDWait = 5 * time.Second
 
 var _ cni.PodNetwork = (*Agent)(nil)
 
@@ -88,10 +54,10 @@ func (a *Agent) VNID(ctx context.Context, namespace string) (uint32, error) {
 	if !a.ready.Load() {
 		return 0, errNotReady
 	}
-	if a.fc.Mode == clusternetwork.ModeSubnet {
+	if !a.env.iso.UsesVNIDs() {
 		return 0, nil
 	}
-	id, err := a.vnids.WaitAndGet(ctx, namespace, cniVNIDWait)
+	id, err := a.env.vnids.WaitAndGet(ctx, namespace, cniVNIDWait)
 	if err != nil {
 		a.m.vnidNotFound.Inc()
 		return 0, fmt.Errorf("no NetNamespace %q: %w", namespace, err)
@@ -100,26 +66,34 @@ func (a *Agent) VNID(ctx context.Context, namespace string) (uint32, error) {
 }
 
 // PodAdded implements cni.PodNetwork: it records the pod's port, renders
-// the local pods into the FlowStore and syncs it to br0 before returning.
-// On any error the record is dropped again and the pod has no flows.
+// (the pod's flows, and its namespace's policy flows in the same pass) and
+// syncs the FlowStore to br0 before returning. When the pod did not get
+// flows (no VNID yet, a flow conflict) or the sync fails, the record is
+// dropped again and the pod has no flows.
 func (a *Agent) PodAdded(ctx context.Context, p cni.PodPort) error {
 	if !a.ready.Load() {
 		return errNotReady
 	}
 	sp := switchPortOf(p)
-	if _, ok := podFromPort(sp); !ok {
+	want, ok := podFromPort(sp)
+	if !ok {
 		return fmt.Errorf("pod %s/%s: port %q (ofport %d, ip %s) is not a usable pod port", p.Namespace, p.Name, p.PortName, p.OFPort, p.IP)
 	}
-	if err := a.pods.add(sp); err != nil {
-		return err
+	a.env.pods.add(sp)
+	a.env.mark(featurePods, keyCNI)
+	err := a.sync(ctx)
+	if got, ok := a.renderedPod(pipeline.PodOwner(want.Namespace, want.Name)); err == nil && !(ok && got.IP == want.IP && got.OFPort == want.OFPort) {
+		err = fmt.Errorf("namespace %q has no VNID yet", want.Namespace)
 	}
-	if err := a.store.Sync(ctx, a.br); err != nil {
-		a.pods.forget(sp.Name)
-		a.observeStore()
-		return err
+	if err == nil {
+		return nil
 	}
-	a.observeStore()
-	return nil
+	a.env.pods.forget(sp.Name)
+	a.env.mark(featurePods, keyCNI)
+	if rerr := a.sync(ctx); rerr != nil {
+		klog.ErrorS(rerr, "Syncing local pods after a failed CNI ADD")
+	}
+	return fmt.Errorf("render flows of pod %s/%s: %w", want.Namespace, want.Name, err)
 }
 
 // PodDeleted implements cni.PodNetwork: the pod's port is never rendered
@@ -128,15 +102,12 @@ func (a *Agent) PodAdded(ctx context.Context, p cni.PodPort) error {
 // deletion: no pod can be added until the full sync that makes the agent
 // ready, and that sync applies it.
 func (a *Agent) PodDeleted(ctx context.Context, p cni.PodPort) error {
-	if err := a.pods.remove(p); err != nil {
-		klog.ErrorS(err, "Rendering local pods after a CNI DEL", "pod", p.Namespace+"/"+p.Name)
-	}
+	a.env.pods.remove(p)
+	a.env.mark(featurePods, keyCNI)
 	if !a.ready.Load() {
 		return nil
 	}
-	err := a.store.Sync(ctx, a.br)
-	a.observeStore()
-	return err
+	return a.sync(ctx)
 }
 
 // CheckPod implements cni.PodNetwork: the pod must be rendered with p's
@@ -146,22 +117,22 @@ func (a *Agent) CheckPod(ctx context.Context, p cni.PodPort) error {
 	if !a.ready.Load() {
 		return errNotReady
 	}
-	owner := PodOwner(p.Namespace, p.Name)
-	pod, ok := a.pods.rendered(owner)
+	owner := pipeline.PodOwner(p.Namespace, p.Name)
+	pod, ok := a.renderedPod(owner)
 	switch {
 	case !ok:
 		return fmt.Errorf("the node agent has no flows for pod %s/%s", p.Namespace, p.Name)
 	case pod.IP != p.IP || (p.OFPort != 0 && pod.OFPort != p.OFPort):
 		return fmt.Errorf("pod %s/%s is rendered with IP %s on ofport %d, not IP %s on ofport %d",
 			p.Namespace, p.Name, pod.IP, pod.OFPort, p.IP, p.OFPort)
-	case a.fc.Mode != clusternetwork.ModeSubnet && pod.VNID != p.VNID:
+	case a.env.iso.UsesVNIDs() && pod.VNID != p.VNID:
 		return fmt.Errorf("pod %s/%s is rendered with VNID %d, its namespace has %d", p.Namespace, p.Name, pod.VNID, p.VNID)
 	}
 	stored := a.store.Flows(owner)
-	if missing := missingFlows(PodFlows(a.fc, pod), stored); len(missing) > 0 {
+	if missing := missingFlows(pipeline.PodFlows(a.fc, pod), stored); len(missing) > 0 {
 		return fmt.Errorf("the flow store lacks %d flows of pod %s/%s, e.g. %s", len(missing), p.Namespace, p.Name, missing[0])
 	}
-	dumped, err := a.br.DumpFlows(ctx, ovs.ByCookie(ovs.MatchOwner(ovs.CookiePod, owner)))
+	dumped, err := a.br.DumpFlows(ctx, ovs.ByCookie(owner.CookieMatch()))
 	if err != nil {
 		return fmt.Errorf("dump the flows of pod %s/%s: %w", p.Namespace, p.Name, err)
 	}
@@ -201,207 +172,9 @@ func switchPortOf(p cni.PodPort) SwitchPort {
 		ip = p.IP.String()
 	}
 	return SwitchPort{Name: p.PortName, OFPort: int(p.OFPort), ExternalIDs: map[string]string{
-		ExternalIDSandbox: p.SandboxID, ExternalIDIP: ip,
-		ExternalIDNamespace: p.Namespace, ExternalIDPodName: p.Name,
+		ovsdb.ExternalIDSandbox: p.SandboxID, ovsdb.ExternalIDIP: ip,
+		ovsdb.ExternalIDPodNamespace: p.Namespace, ovsdb.ExternalIDPodName: p.Name,
 	}}
-}
-
-// localPods merges the OVSDB view of br0's ports with the CNI server's
-// PodAdded/PodDeleted calls (see the file comment) and serializes every
-// renderPods call. The zero value is ready to use.
-type localPods struct {
-	mu      sync.Mutex
-	r       *renderer             // nil until the first render
-	listed  []SwitchPort          // the OVSDB view at the last render
-	added   map[string]*addedPort // port name → PodAdded record
-	deleted map[string]time.Time  // port name → when PodDeleted ran
-	now     func() time.Time      // time.Now; tests
-	seq     uint64                // PodAdded order
-	order   map[string]uint64     // port name → seq of its PodAdded
-}
-
-type addedPort struct {
-	port SwitchPort
-	at   time.Time
-	seen bool // the OVSDB view has shown the port with an ofport
-}
-
-func (l *localPods) clock() time.Time {
-	if l.now != nil {
-		return l.now()
-	}
-	return time.Now()
-}
-
-// render renders the local pods from listed, a fresh OVSDB view (the sync
-// loop).
-func (l *localPods) render(r *renderer, listed []SwitchPort) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.r, l.listed = r, listed
-	return l.renderLocked()
-}
-
-func (l *localPods) renderLocked() error {
-	if l.r == nil {
-		return nil
-	}
-	return l.r.renderPods(l.mergeLocked())
-}
-
-// add records the port PodAdded was given and renders; it fails, leaving
-// no record, when the pod did not get flows (no VNID yet, a flow conflict).
-func (l *localPods) add(p SwitchPort) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.added == nil {
-		l.added, l.order = map[string]*addedPort{}, map[string]uint64{}
-	}
-	l.seq++
-	l.added[p.Name] = &addedPort{port: p, at: l.clock()}
-	l.order[p.Name] = l.seq
-	delete(l.deleted, p.Name)
-	err := l.renderLocked()
-	want, _ := podFromPort(p)
-	got, ok := l.r.pods[PodOwner(want.Namespace, want.Name)]
-	if ok && got.IP == want.IP && got.OFPort == want.OFPort {
-		return nil
-	}
-	l.forgetLocked(p.Name)
-	if rerr := l.renderLocked(); rerr != nil {
-		klog.ErrorS(rerr, "Rendering local pods after a failed CNI ADD")
-	}
-	if err == nil {
-		err = fmt.Errorf("namespace %q has no VNID yet", want.Namespace)
-	}
-	return fmt.Errorf("render flows of pod %s/%s: %w", want.Namespace, want.Name, err)
-}
-
-// forget drops the record of port name (a PodAdded whose sync failed) and
-// renders.
-func (l *localPods) forget(name string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.forgetLocked(name)
-	if err := l.renderLocked(); err != nil {
-		klog.ErrorS(err, "Rendering local pods after a failed CNI ADD")
-	}
-}
-
-func (l *localPods) forgetLocked(name string) {
-	delete(l.added, name)
-	delete(l.order, name)
-}
-
-// remove tombstones the pod's port (every port of the pod when p has no
-// PortName) and renders.
-func (l *localPods) remove(p cni.PodPort) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.deleted == nil {
-		l.deleted = map[string]time.Time{}
-	}
-	names := []string{p.PortName}
-	if p.PortName == "" {
-		names = l.portsOfLocked(p.Namespace, p.Name)
-	}
-	for _, n := range names {
-		l.deleted[n] = l.clock()
-		l.forgetLocked(n)
-	}
-	return l.renderLocked()
-}
-
-func (l *localPods) portsOfLocked(ns, name string) []string {
-	var out []string
-	for _, sp := range l.listed {
-		if sp.ExternalIDs[ExternalIDNamespace] == ns && sp.ExternalIDs[ExternalIDPodName] == name {
-			out = append(out, sp.Name)
-		}
-	}
-	for n, ap := range l.added {
-		if ap.port.ExternalIDs[ExternalIDNamespace] == ns && ap.port.ExternalIDs[ExternalIDPodName] == name {
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
-// rendered returns the pod last rendered for owner.
-func (l *localPods) rendered(owner string) (PodInfo, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.r == nil {
-		return PodInfo{}, false
-	}
-	p, ok := l.r.pods[owner]
-	return p, ok
-}
-
-// mergeLocked returns the ports to render: the OVSDB view without
-// tombstoned ports, plus recorded ports the view has not shown yet, one
-// port per pod. It also expires records and tombstones.
-func (l *localPods) mergeLocked() []SwitchPort {
-	now := l.clock()
-	listed := map[string]SwitchPort{}
-	for _, sp := range l.listed {
-		if _, ok := podFromPort(sp); ok {
-			listed[sp.Name] = sp
-		}
-	}
-	for n, at := range l.deleted {
-		if _, ok := listed[n]; !ok && now.Sub(at) > podRecordTTL {
-			delete(l.deleted, n)
-		}
-	}
-	var out []SwitchPort
-	for n, ap := range l.added {
-		_, inView := listed[n]
-		switch {
-		case inView:
-			ap.seen = true
-		case ap.seen || now.Sub(ap.at) > podRecordTTL:
-			l.forgetLocked(n) // gone from the view after it was there, or never showed up
-		default:
-			out = append(out, ap.port)
-		}
-	}
-	for n, sp := range listed {
-		if _, gone := l.deleted[n]; !gone {
-			out = append(out, sp)
-		}
-	}
-	return l.onePerPodLocked(out)
-}
-
-// onePerPodLocked keeps one port per pod: the latest PodAdded, else the
-// highest ofport.
-func (l *localPods) onePerPodLocked(ports []SwitchPort) []SwitchPort {
-	best := map[string]SwitchPort{}
-	for _, sp := range ports {
-		pod, _ := podFromPort(sp)
-		owner := PodOwner(pod.Namespace, pod.Name)
-		cur, ok := best[owner]
-		if !ok || l.newer(sp, cur) {
-			best[owner] = sp
-		}
-	}
-	out := make([]SwitchPort, 0, len(best))
-	for _, sp := range best {
-		out = append(out, sp)
-	}
-	slices.SortFunc(out, func(x, y SwitchPort) int { return cmp.Compare(x.Name, y.Name) })
-	return out
-}
-
-func (l *localPods) newer(a, b SwitchPort) bool {
-	if sa, sb := l.order[a.Name], l.order[b.Name]; sa != sb {
-		return sa > sb
-	}
-	if a.OFPort != b.OFPort {
-		return a.OFPort > b.OFPort
-	}
-	return a.Name > b.Name
 }
 
 // startCNI starts the CNI server when Config.CNISocketPath is set (else it
@@ -414,7 +187,7 @@ func (a *Agent) startCNI(ctx context.Context) (stop func(), err error) {
 	}
 	srv, err := cni.NewServer(cni.ServerConfig{
 		SocketPath: a.cfg.CNISocketPath, StateDir: a.cfg.CNIStateDir, OVSDBEndpoint: a.cfg.OVSDBEndpoint,
-		Bridge: BridgeName, HostNetNS: a.cfg.HostNetNS, PodNetwork: a, Registry: a.cfg.Registry,
+		Bridge: pipeline.BridgeName, HostNetNS: a.cfg.HostNetNS, PodNetwork: a, Registry: a.cfg.Registry,
 	})
 	if err != nil {
 		return nil, err

@@ -18,17 +18,18 @@ import (
 
 	"github.com/ovs-sdn/ovs-sdn/pkg/cni"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 )
 
 // cniPort is the PodPort the CNI server hands PodAdded for pod p on port
 // name.
-func cniPort(p PodInfo, name string) cni.PodPort {
+func cniPort(p pipeline.PodInfo, name string) cni.PodPort {
 	return cni.PodPort{Namespace: p.Namespace, Name: p.Name, SandboxID: "sb-" + name, IP: p.IP,
 		PortName: name, OFPort: p.OFPort, VNID: p.VNID}
 }
 
 // switchPort is how OVSDB shows the port of cniPort(p, name).
-func switchPort(p PodInfo, name string) SwitchPort {
+func switchPort(p pipeline.PodInfo, name string) SwitchPort {
 	return switchPortOf(cniPort(p, name))
 }
 
@@ -37,9 +38,7 @@ func switchPort(p PodInfo, name string) SwitchPort {
 func (e *agentEnv) settle() {
 	e.t.Helper()
 	e.eventually("pod change rendered", func() string {
-		e.agent.mu.Lock()
-		defer e.agent.mu.Unlock()
-		if e.agent.dirty.pods {
+		if e.agent.env.queue.has(featurePods) {
 			return "pods still dirty"
 		}
 		return ""
@@ -56,13 +55,13 @@ func (e *agentEnv) assertNow(what string, flows []ovs.Flow) {
 	}
 }
 
-var pc = PodInfo{Namespace: "ns1", Name: "c", IP: netip.MustParseAddr("10.128.0.4"), OFPort: 5, VNID: 11}
+var pc = pipeline.PodInfo{Namespace: "ns1", Name: "c", IP: netip.MustParseAddr("10.128.0.4"), OFPort: 5, VNID: 11}
 
 func TestCNIPodAddedAndDeletedAheadOfOVSDB(t *testing.T) {
 	e := standardEnv(t)
 	ctx := context.Background()
-	e.expect("start", expectedFlows([]RemoteNode{node2}, []PodInfo{pa, pb}))
-	withC := expectedFlows([]RemoteNode{node2}, []PodInfo{pa, pb, pc})
+	e.expect("start", expectedFlows([]pipeline.RemoteNode{node2}, []pipeline.PodInfo{pa, pb}))
+	withC := expectedFlows([]pipeline.RemoteNode{node2}, []pipeline.PodInfo{pa, pb, pc})
 	if err := e.agent.PodAdded(ctx, cniPort(pc, "veth-c")); err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +88,7 @@ func TestCNIPodAddedAndDeletedAheadOfOVSDB(t *testing.T) {
 
 	// DEL removes the flows while the view still lists the port (the
 	// server deletes it afterwards); later renders must not bring them back.
-	without := expectedFlows([]RemoteNode{node2}, []PodInfo{pa, pb})
+	without := expectedFlows([]pipeline.RemoteNode{node2}, []pipeline.PodInfo{pa, pb})
 	if err := e.agent.PodDeleted(ctx, cni.PodPort{Namespace: "ns1", Name: "c", PortName: "veth-c", SandboxID: "sb-veth-c"}); err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +109,7 @@ func TestCNIPodAddedAndDeletedAheadOfOVSDB(t *testing.T) {
 
 func TestCNIPodAddedWithoutVNIDFails(t *testing.T) {
 	e := standardEnv(t)
-	e.expect("start", expectedFlows([]RemoteNode{node2}, []PodInfo{pa, pb}))
+	e.expect("start", expectedFlows([]pipeline.RemoteNode{node2}, []pipeline.PodInfo{pa, pb}))
 	before := testutil.ToFloat64(e.agent.m.vnidNotFound)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -124,11 +123,11 @@ func TestCNIPodAddedWithoutVNIDFails(t *testing.T) {
 	if got := testutil.ToFloat64(e.agent.m.vnidNotFound); got != before+1 {
 		t.Errorf("ovs_sdn_vnid_not_found_errors_total went %v → %v, want +1", before, got)
 	}
-	px := PodInfo{Namespace: "nsX", Name: "x", IP: netip.MustParseAddr("10.128.0.9"), OFPort: 9}
+	px := pipeline.PodInfo{Namespace: "nsX", Name: "x", IP: netip.MustParseAddr("10.128.0.9"), OFPort: 9}
 	if err := e.agent.PodAdded(context.Background(), cniPort(px, "veth-x")); err == nil {
 		t.Error("PodAdded of a pod without VNID succeeded")
 	}
-	e.assertNow("failed PodAdded leaves no flows", expectedFlows([]RemoteNode{node2}, []PodInfo{pa, pb}))
+	e.assertNow("failed PodAdded leaves no flows", expectedFlows([]pipeline.RemoteNode{node2}, []pipeline.PodInfo{pa, pb}))
 	// A later NetNamespace must not resurrect the failed ADD's record (the
 	// server rolls the port back).
 	if _, err := e.client.NetworkV1().NetNamespaces().Create(context.Background(), netNamespace("nsX", 0), metav1.CreateOptions{}); err != nil {
@@ -138,20 +137,20 @@ func TestCNIPodAddedWithoutVNIDFails(t *testing.T) {
 		t.Errorf("VNID after the NetNamespace appeared = %d, %v", id, err)
 	}
 	e.settle()
-	e.assertNow("after the NetNamespace appeared", expectedFlows([]RemoteNode{node2}, []PodInfo{pa, pb}))
+	e.assertNow("after the NetNamespace appeared", expectedFlows([]pipeline.RemoteNode{node2}, []pipeline.PodInfo{pa, pb}))
 }
 
 func TestCNIPodAddedSyncFailureLeavesNoFlows(t *testing.T) {
 	e := standardEnv(t)
-	e.expect("start", expectedFlows([]RemoteNode{node2}, []PodInfo{pa, pb}))
+	e.expect("start", expectedFlows([]pipeline.RemoteNode{node2}, []pipeline.PodInfo{pa, pb}))
 	e.br.FailNext(errors.New("bundle failed"))
 	if err := e.agent.PodAdded(context.Background(), cniPort(pc, "veth-c")); err == nil {
 		t.Fatal("PodAdded succeeded although the bundle failed")
 	}
 	e.sw.setPorts(podPort("ns1", "a", "10.128.0.2", 3), podPort("ns2", "b", "10.128.0.3", 4))
 	e.settle()
-	e.assertNow("after a failed PodAdded", expectedFlows([]RemoteNode{node2}, []PodInfo{pa, pb}))
-	if owners := e.agent.store.Owners(); slices.Contains(owners, PodOwner("ns1", "c")) {
+	e.assertNow("after a failed PodAdded", expectedFlows([]pipeline.RemoteNode{node2}, []pipeline.PodInfo{pa, pb}))
+	if owners := e.agent.store.Owners(); slices.Contains(owners, pipeline.PodOwner("ns1", "c")) {
 		t.Errorf("the store still holds the failed pod: %v", owners)
 	}
 }
@@ -159,7 +158,7 @@ func TestCNIPodAddedSyncFailureLeavesNoFlows(t *testing.T) {
 func TestCNICheckPod(t *testing.T) {
 	e := standardEnv(t)
 	ctx := context.Background()
-	e.expect("start", expectedFlows([]RemoteNode{node2}, []PodInfo{pa, pb}))
+	e.expect("start", expectedFlows([]pipeline.RemoteNode{node2}, []pipeline.PodInfo{pa, pb}))
 	p := cniPort(pc, "veth-c")
 	if err := e.agent.CheckPod(ctx, p); err == nil {
 		t.Error("CheckPod of a pod never added succeeded")
@@ -181,7 +180,7 @@ func TestCNICheckPod(t *testing.T) {
 		t.Error("CheckPod with the wrong IP succeeded")
 	}
 	// Someone deletes one of the pod's flows on the bridge.
-	victim := PodFlows(fc1, pc)[3]
+	victim := pipeline.PodFlows(fc1, pc)[3]
 	if err := e.br.Bundle(ctx, []ovs.Change{ovs.DeleteFlow(victim)}); err != nil {
 		t.Fatal(err)
 	}
@@ -193,11 +192,11 @@ func TestCNICheckPod(t *testing.T) {
 func TestCNINewSandboxWinsOverOldPort(t *testing.T) {
 	e := standardEnv(t)
 	ctx := context.Background()
-	e.expect("start", expectedFlows([]RemoteNode{node2}, []PodInfo{pa, pb}))
+	e.expect("start", expectedFlows([]pipeline.RemoteNode{node2}, []pipeline.PodInfo{pa, pb}))
 	// Pod a gets a new sandbox (new port, ofport, IP) before the old
 	// sandbox's DEL.
-	pa2 := PodInfo{Namespace: "ns1", Name: "a", IP: netip.MustParseAddr("10.128.0.7"), OFPort: 7, VNID: 11}
-	want := expectedFlows([]RemoteNode{node2}, []PodInfo{pa2, pb})
+	pa2 := pipeline.PodInfo{Namespace: "ns1", Name: "a", IP: netip.MustParseAddr("10.128.0.7"), OFPort: 7, VNID: 11}
+	want := expectedFlows([]pipeline.RemoteNode{node2}, []pipeline.PodInfo{pa2, pb})
 	if err := e.agent.PodAdded(ctx, cniPort(pa2, "veth-a2")); err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +243,7 @@ func TestCNIBeforeReady(t *testing.T) {
 		}
 		return ""
 	})
-	e.expect("first sync without the pod deleted before ready", expectedFlows([]RemoteNode{node2}, []PodInfo{pb}))
+	e.expect("first sync without the pod deleted before ready", expectedFlows([]pipeline.RemoteNode{node2}, []pipeline.PodInfo{pb}))
 	nc, ok := e.agent.NodeConfig()
 	want := cni.NodeConfig{Subnet: netip.MustParsePrefix("10.128.0.0/23"), Gateway: netip.MustParseAddr("10.128.0.1"),
 		ClusterNetworks: []netip.Prefix{netip.MustParsePrefix("10.128.0.0/14")}, ServiceNetwork: netip.MustParsePrefix("172.30.0.0/16"),

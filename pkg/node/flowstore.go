@@ -8,16 +8,15 @@ import (
 	"sync"
 
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 )
 
-// VersionOwner is the owner key of the pipeline version flow (table 253). A
-// full sync writes its flows after every other flow, so a bridge that holds
-// the version note holds the whole pipeline.
-const VersionOwner = "version"
-
-// FlowStore holds the node's desired flows keyed by owner ("pipeline",
-// "version", "pod/<ns>/<name>", "node/<name>", "vnid/<id>") and converges a
-// bridge to them.
+// FlowStore holds the node's desired flows keyed by owner (pipeline.Owner,
+// identified by its String: "pipeline", "version", "pod/<ns>/<name>",
+// "node/<name>", …) and converges a bridge to them. A full sync writes the
+// owners in pipeline.CompareOwners order: the version note (table 253)
+// after every other flow, so a bridge that holds the note holds the whole
+// pipeline.
 //
 // It remembers, per owner, the flows it last applied successfully, so an
 // incremental Sync sends only the difference of the owners changed since:
@@ -35,6 +34,7 @@ type FlowStore struct {
 	syncMu sync.Mutex // serializes Sync and FullSync
 
 	mu       sync.Mutex
+	owners   map[string]pipeline.Owner        // owner key → owner
 	desired  map[string][]storedFlow          // owner → flows, in Set order
 	applied  map[string]map[string]storedFlow // owner → key → flow last applied
 	appliedG map[string]uint64                // owner → generation applied holds
@@ -56,6 +56,7 @@ type storedFlow struct {
 // empties the bridge.
 func NewFlowStore() *FlowStore {
 	return &FlowStore{
+		owners:   map[string]pipeline.Owner{},
 		desired:  map[string][]storedFlow{},
 		applied:  map[string]map[string]storedFlow{},
 		appliedG: map[string]uint64{},
@@ -84,7 +85,8 @@ func (e *ConflictError) Error() string {
 // It is idempotent and all-or-nothing: on a *ConflictError (a key held by
 // another owner, or repeated within flows) nothing changes. Setting no
 // flows is the same as Delete. The change reaches OVS at the next Sync.
-func (s *FlowStore) Set(owner string, flows []ovs.Flow) error {
+func (s *FlowStore) Set(o pipeline.Owner, flows []ovs.Flow) error {
+	owner := o.String()
 	stored := make([]storedFlow, len(flows))
 	seen := make(map[string]struct{}, len(flows))
 	for i, f := range flows {
@@ -106,6 +108,7 @@ func (s *FlowStore) Set(owner string, flows []ovs.Flow) error {
 		return nil
 	}
 	s.removeLocked(owner)
+	s.owners[owner] = o
 	if len(stored) > 0 {
 		s.desired[owner] = stored
 		for _, sf := range stored {
@@ -119,7 +122,8 @@ func (s *FlowStore) Set(owner string, flows []ovs.Flow) error {
 
 // Delete removes every desired flow of owner. Deleting an unknown owner is
 // a no-op.
-func (s *FlowStore) Delete(owner string) {
+func (s *FlowStore) Delete(o pipeline.Owner) {
+	owner := o.String()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.desired[owner]; !ok {
@@ -147,25 +151,26 @@ func sameFlows(a, b []storedFlow) bool {
 }
 
 // Flows returns the desired flows of owner, in the order they were set.
-func (s *FlowStore) Flows(owner string) []ovs.Flow {
+func (s *FlowStore) Flows(owner pipeline.Owner) []ovs.Flow {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]ovs.Flow, 0, len(s.desired[owner]))
-	for _, sf := range s.desired[owner] {
+	desired := s.desired[owner.String()]
+	out := make([]ovs.Flow, 0, len(desired))
+	for _, sf := range desired {
 		out = append(out, sf.flow)
 	}
 	return out
 }
 
-// Owners returns the owners that have desired flows, sorted.
-func (s *FlowStore) Owners() []string {
+// Owners returns the owners that have desired flows, in full-sync order.
+func (s *FlowStore) Owners() []pipeline.Owner {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]string, 0, len(s.desired))
+	out := make([]pipeline.Owner, 0, len(s.desired))
 	for o := range s.desired {
-		out = append(out, o)
+		out = append(out, s.owners[o])
 	}
-	sort.Strings(out)
+	slices.SortFunc(out, pipeline.CompareOwners)
 	return out
 }
 
@@ -208,7 +213,7 @@ func (s *FlowStore) Sync(ctx context.Context, br ovs.Bridge) error {
 	for o := range s.dirty {
 		owners = append(owners, o)
 	}
-	sortOwners(owners)
+	s.sortOwnersLocked(owners)
 	snap := s.snapshotLocked(owners)
 	changes := s.diffLocked(snap)
 	s.mu.Unlock()
@@ -277,19 +282,14 @@ func (s *FlowStore) allOwnersLocked() []string {
 	for o := range set {
 		owners = append(owners, o)
 	}
-	sortOwners(owners)
+	s.sortOwnersLocked(owners)
 	return owners
 }
 
-// sortOwners sorts owner keys, the version owner last.
-func sortOwners(owners []string) {
-	sort.Slice(owners, func(i, j int) bool {
-		vi, vj := owners[i] == VersionOwner, owners[j] == VersionOwner
-		if vi != vj {
-			return vj
-		}
-		return owners[i] < owners[j]
-	})
+// sortOwnersLocked sorts owner keys in pipeline.CompareOwners order (the
+// version owner last).
+func (s *FlowStore) sortOwnersLocked(owners []string) {
+	slices.SortFunc(owners, func(a, b string) int { return pipeline.CompareOwners(s.owners[a], s.owners[b]) })
 }
 
 // flows returns the snapshot's flows in owner order.
@@ -356,6 +356,7 @@ func (s *FlowStore) commitLocked(snap snapshot) {
 			delete(s.dirty, o)
 			if _, live := s.desired[o]; !live {
 				delete(s.gen, o)
+				delete(s.owners, o)
 			}
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 )
 
 // recordingBridge wraps a FakeBridge and records every bundle and replace,
@@ -72,11 +73,11 @@ type testPod struct {
 	vnid     uint32
 }
 
-func (p testPod) owner() string { return "pod/" + p.ns + "/" + p.name }
+func (p testPod) owner() pipeline.Owner { return pipeline.PodOwner(p.ns, p.name) }
 
 func (p testPod) flows() []ovs.Flow {
 	ip := netip.MustParsePrefix(p.ip + "/32")
-	c := ovs.CookieFor(ovs.CookiePod, p.owner())
+	c := p.owner().Cookie()
 	return []ovs.Flow{
 		ovs.NewFlow(ovs.TablePodAntiSpoof, 100).WithCookie(c).MatchInPort(p.port).MatchIPv4().MatchNwSrc(ip).
 			Action(ovs.SrcVNIDField.Load(p.vnid), ovs.Goto(ovs.TablePolicyEgress)),
@@ -96,11 +97,11 @@ func testPipeline() []ovs.Flow {
 }
 
 func testVersion(v byte) []ovs.Flow {
-	return []ovs.Flow{ovs.NewFlow(ovs.TableVersion, 300).WithCookie(ovs.CookieFor(ovs.CookiePipeline, VersionOwner)).
+	return []ovs.Flow{ovs.NewFlow(ovs.TableVersion, 300).WithCookie(pipeline.OwnerVersion.Cookie()).
 		Action(ovs.NoteBytes(0, v))}
 }
 
-func mustSet(t *testing.T, s *FlowStore, owner string, flows []ovs.Flow) {
+func mustSet(t *testing.T, s *FlowStore, owner pipeline.Owner, flows []ovs.Flow) {
 	t.Helper()
 	if err := s.Set(owner, flows); err != nil {
 		t.Fatalf("Set(%s): %v", owner, err)
@@ -139,8 +140,8 @@ var (
 func baseStore(t *testing.T) (*FlowStore, *recordingBridge) {
 	t.Helper()
 	s, br := NewFlowStore(), newRecordingBridge()
-	mustSet(t, s, "pipeline", testPipeline())
-	mustSet(t, s, VersionOwner, testVersion(1))
+	mustSet(t, s, pipeline.OwnerPipeline, testPipeline())
+	mustSet(t, s, pipeline.OwnerVersion, testVersion(1))
 	mustSet(t, s, podA.owner(), podA.flows())
 	mustSet(t, s, podB.owner(), podB.flows())
 	mustSync(t, s, br)
@@ -203,7 +204,7 @@ func TestFlowStoreChangeOnePodSendsOnlyItsChangedFlows(t *testing.T) {
 func TestFlowStoreDelete(t *testing.T) {
 	s, br := baseStore(t)
 	s.Delete(podB.owner())
-	s.Delete("pod/never/existed") // no-op
+	s.Delete(pipeline.PodOwner("never", "existed")) // no-op
 	if s.Pending() != 1 {
 		t.Errorf("Pending = %d after one real delete, want 1", s.Pending())
 	}
@@ -216,7 +217,7 @@ func TestFlowStoreDelete(t *testing.T) {
 	if got := br.lastBundle(t); !slices.Equal(got, want) {
 		t.Errorf("bundle:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	flows, _ := br.DumpFlows(context.Background(), ovs.ByCookie(ovs.MatchOwner(ovs.CookiePod, podB.owner())))
+	flows, _ := br.DumpFlows(context.Background(), ovs.ByCookie(podB.owner().CookieMatch()))
 	if len(flows) != 0 {
 		t.Errorf("pod B still has %d flows", len(flows))
 	}
@@ -292,10 +293,10 @@ func TestFlowStoreConflict(t *testing.T) {
 	thief := testPod{"ns9", "thief", podA.ip, 9, 5} // same IP as podA: same table-70 key
 	err := s.Set(thief.owner(), thief.flows())
 	var ce *ConflictError
-	if !errors.As(err, &ce) || ce.Owner != podA.owner() || ce.Claimer != thief.owner() {
+	if !errors.As(err, &ce) || ce.Owner != podA.owner().String() || ce.Claimer != thief.owner().String() {
 		t.Fatalf("Set = %v, want a ConflictError between %s and %s", err, podA.owner(), thief.owner())
 	}
-	for _, name := range []string{podA.owner(), thief.owner()} {
+	for _, name := range []string{podA.owner().String(), thief.owner().String()} {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("error %q does not name %s", err, name)
 		}
@@ -304,7 +305,7 @@ func TestFlowStoreConflict(t *testing.T) {
 		t.Errorf("a rejected Set changed the store")
 	}
 	dup := append(podC.flows(), podC.flows()[0])
-	if err := s.Set(podC.owner(), dup); !errors.As(err, &ce) || ce.Owner != podC.owner() {
+	if err := s.Set(podC.owner(), dup); !errors.As(err, &ce) || ce.Owner != podC.owner().String() {
 		t.Errorf("Set with a repeated key = %v, want ConflictError", err)
 	}
 	// Ownership can move from one owner to another within one sync.
@@ -334,7 +335,7 @@ func TestFlowStoreKeyMovesBetweenOwners(t *testing.T) {
 // flowState is one named desired state of the whole store.
 type flowState struct {
 	name   string
-	owners map[string][]ovs.Flow
+	owners map[pipeline.Owner][]ovs.Flow
 }
 
 func (st flowState) all() []ovs.Flow {
@@ -346,17 +347,17 @@ func (st flowState) all() []ovs.Flow {
 }
 
 var flowStates = []flowState{
-	{"empty", map[string][]ovs.Flow{}},
-	{"pipeline", map[string][]ovs.Flow{"pipeline": testPipeline(), VersionOwner: testVersion(1)}},
-	{"one pod", map[string][]ovs.Flow{"pipeline": testPipeline(), VersionOwner: testVersion(1), podA.owner(): podA.flows()}},
-	{"three pods", map[string][]ovs.Flow{"pipeline": testPipeline(), VersionOwner: testVersion(1),
+	{"empty", map[pipeline.Owner][]ovs.Flow{}},
+	{"pipeline", map[pipeline.Owner][]ovs.Flow{pipeline.OwnerPipeline: testPipeline(), pipeline.OwnerVersion: testVersion(1)}},
+	{"one pod", map[pipeline.Owner][]ovs.Flow{pipeline.OwnerPipeline: testPipeline(), pipeline.OwnerVersion: testVersion(1), podA.owner(): podA.flows()}},
+	{"three pods", map[pipeline.Owner][]ovs.Flow{pipeline.OwnerPipeline: testPipeline(), pipeline.OwnerVersion: testVersion(1),
 		podA.owner(): podA.flows(), podB.owner(): podB.flows(), podC.owner(): podC.flows()}},
-	{"pod A global", map[string][]ovs.Flow{"pipeline": testPipeline(), VersionOwner: testVersion(1),
+	{"pod A global", map[pipeline.Owner][]ovs.Flow{pipeline.OwnerPipeline: testPipeline(), pipeline.OwnerVersion: testVersion(1),
 		podA.owner(): podA2.flows(), podC.owner(): podC.flows()}},
-	{"pod A moved, new version", map[string][]ovs.Flow{"pipeline": testPipeline(), VersionOwner: testVersion(2),
+	{"pod A moved, new version", map[pipeline.Owner][]ovs.Flow{pipeline.OwnerPipeline: testPipeline(), pipeline.OwnerVersion: testVersion(2),
 		podA.owner(): podA3.flows(), podB.owner(): podB.flows()}},
-	{"IP of A taken by another owner", map[string][]ovs.Flow{"pipeline": testPipeline(), VersionOwner: testVersion(2),
-		"pod/ns9/x": testPod{"ns9", "x", podA.ip, 3, 11}.flows()}},
+	{"IP of A taken by another owner", map[pipeline.Owner][]ovs.Flow{pipeline.OwnerPipeline: testPipeline(), pipeline.OwnerVersion: testVersion(2),
+		pipeline.PodOwner("ns9", "x"): testPod{"ns9", "x", podA.ip, 3, 11}.flows()}},
 }
 
 // setState makes the store's desired state equal st, the way the agent does:
@@ -436,7 +437,7 @@ func TestFlowStoreStates(t *testing.T) {
 
 func TestFlowStoreConcurrentSet(t *testing.T) {
 	s, br := NewFlowStore(), newRecordingBridge()
-	mustSet(t, s, "pipeline", testPipeline())
+	mustSet(t, s, pipeline.OwnerPipeline, testPipeline())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { // the one syncing goroutine

@@ -33,6 +33,7 @@ import (
 	"github.com/ovs-sdn/ovs-sdn/pkg/lab/netlab"
 	"github.com/ovs-sdn/ovs-sdn/pkg/node"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 )
 
 const (
@@ -417,7 +418,7 @@ func (p *cniPod) hasPort(t *testing.T) bool {
 // bridgeFlows returns br0's flows with p's pod cookie.
 func (p *cniPod) bridgeFlows(t *testing.T) []ovs.DumpedFlow {
 	t.Helper()
-	return p.node.dumpFlows(ovs.ByCookie(ovs.MatchOwner(ovs.CookiePod, node.PodOwner(cniPodNS, p.name))).String())
+	return p.node.dumpFlows(ovs.ByCookie(pipeline.PodOwner(cniPodNS, p.name).CookieMatch()).String())
 }
 
 // lease returns p's lease in the node's lease store.
@@ -445,7 +446,7 @@ func (p *cniPod) assertAttached(t *testing.T) {
 	if !p.hasPort(t) {
 		t.Errorf("pod %s: no port %s on br0", p.name, p.portName())
 	}
-	want := p.node.currentAgent().Store().Flows(node.PodOwner(cniPodNS, p.name))
+	want := p.node.currentAgent().Store().Flows(pipeline.PodOwner(cniPodNS, p.name))
 	if got := p.bridgeFlows(t); len(want) == 0 || len(got) != len(want) {
 		t.Errorf("pod %s: %d flows with its cookie on br0, the agent's store has %d", p.name, len(got), len(want))
 	}

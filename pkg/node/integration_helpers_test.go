@@ -40,6 +40,7 @@ import (
 	"github.com/ovs-sdn/ovs-sdn/pkg/lab/netlab"
 	"github.com/ovs-sdn/ovs-sdn/pkg/node"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/ovsdb"
 	"github.com/ovs-sdn/ovs-sdn/pkg/testenv"
 )
 
@@ -401,7 +402,7 @@ func (n *itNode) plugPod(ns, name string, ip netip.Addr) *netlab.Pod {
 	p, err := n.AddTestPod(name, netip.PrefixFrom(ip, n.subnet.Bits()), n.subnet.Addr().Next(), itMTU,
 		netlab.WithRoutes(netip.MustParsePrefix(itClusterCIDR)),
 		netlab.WithExternalIDs(map[string]string{
-			node.ExternalIDNamespace: ns, node.ExternalIDPodName: name,
+			ovsdb.ExternalIDPodNamespace: ns, ovsdb.ExternalIDPodName: name,
 		}))
 	if err != nil {
 		t.Fatalf("add pod %s/%s: %v", ns, name, err)

@@ -16,7 +16,8 @@ type metrics struct {
 	syncDuration  *prometheus.HistogramVec
 	vnidNotFound  prometheus.Counter
 	pendingOwners prometheus.Gauge
-	// NetworkPolicy (networkpolicy mode; policy.go).
+	realization   *prometheus.HistogramVec
+	// NetworkPolicy (networkpolicy mode; feature_policy.go).
 	policyRealization prometheus.Histogram
 	policyFlows       prometheus.Gauge
 }
@@ -37,6 +38,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "ovs_sdn_vnid_not_found_errors_total", Help: "Local pods whose namespace had no known VNID when their flows were rendered."}),
 		pendingOwners: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ovs_sdn_pending_flow_owners", Help: "Flow owners changed but not yet applied to br0 (non-zero after a failed sync)."}),
+		realization: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "ovs_sdn_realization_seconds",
+			Help:    "Time from an event a feature of the agent watches to the bundle that realizes it on br0, by feature.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}, []string{"feature"}),
 		policyRealization: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "ovs_sdn_networkpolicy_realization_seconds",
 			Help:    "Time from a Pod, Namespace, NetworkPolicy or NetNamespace event to the bundle that realizes it on br0.",
@@ -48,7 +53,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.flows, m.ovsOps, m.syncDuration, m.vnidNotFound, m.pendingOwners,
-		m.policyRealization, m.policyFlows} {
+		m.realization, m.policyRealization, m.policyFlows} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -28,6 +28,7 @@ import (
 	"github.com/ovs-sdn/ovs-sdn/pkg/iptables"
 	"github.com/ovs-sdn/ovs-sdn/pkg/networkpolicy"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 )
 
 // gatedBridge is a FakeBridge that records the flows after every
@@ -97,9 +98,9 @@ func (b *gatedBridge) since(n, m int) ([][]ovs.Change, [][]ovs.Flow) {
 // app=web), b (ns1, app=db) and c (ns2, app=client); node2 (10.0.0.2)
 // runs r (ns2, app=client).
 var (
-	polA = PodInfo{Namespace: "ns1", Name: "a", IP: netip.MustParseAddr("10.128.0.2"), OFPort: 3, VNID: 11}
-	polB = PodInfo{Namespace: "ns1", Name: "b", IP: netip.MustParseAddr("10.128.0.3"), OFPort: 4, VNID: 11}
-	polC = PodInfo{Namespace: "ns2", Name: "c", IP: netip.MustParseAddr("10.128.0.4"), OFPort: 5, VNID: 12}
+	polA = pipeline.PodInfo{Namespace: "ns1", Name: "a", IP: netip.MustParseAddr("10.128.0.2"), OFPort: 3, VNID: 11}
+	polB = pipeline.PodInfo{Namespace: "ns1", Name: "b", IP: netip.MustParseAddr("10.128.0.3"), OFPort: 4, VNID: 11}
+	polC = pipeline.PodInfo{Namespace: "ns2", Name: "c", IP: netip.MustParseAddr("10.128.0.4"), OFPort: 5, VNID: 12}
 	polR = netip.MustParseAddr("10.128.2.5")
 )
 
@@ -124,7 +125,7 @@ func newPolModel() *polModel {
 
 // input is the compiler input the agent should derive (written out by
 // hand, independently of policy.go).
-func (m *polModel) input(local ...PodInfo) networkpolicy.Input {
+func (m *polModel) input(local ...pipeline.PodInfo) networkpolicy.Input {
 	var in networkpolicy.Input
 	for _, ns := range slices.Sorted(maps.Keys(m.vnids)) {
 		in.Namespaces = append(in.Namespaces, networkpolicy.Namespace{Name: ns, Labels: m.nsLabels[ns], VNID: m.vnids[ns]})
@@ -144,7 +145,7 @@ func (m *polModel) kubeObjects() []runtime.Object {
 	for ns, l := range m.nsLabels {
 		objs = append(objs, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: l}})
 	}
-	for _, p := range []PodInfo{polA, polB, polC} {
+	for _, p := range []pipeline.PodInfo{polA, polB, polC} {
 		objs = append(objs, m.pod(p.Namespace, p.Name, "node1", ""))
 	}
 	objs = append(objs, m.pod("ns2", "r", "node2", polR.String()))
@@ -203,10 +204,10 @@ func newPolicyEnv(t *testing.T, m *polModel, ports ...SwitchPort) *policyEnv {
 
 // npPolicyFlowsOf returns the flows of the policy owners (compiled flows),
 // sorted canonical lines.
-func npPolicyFlowsOf(owners map[string][]ovs.Flow) []string {
+func npPolicyFlowsOf(owners map[pipeline.Owner][]ovs.Flow) []string {
 	var out []string
 	for o, flows := range owners {
-		if strings.HasPrefix(o, networkpolicy.OwnerNamespacePrefix) || strings.HasPrefix(o, networkpolicy.OwnerMatchPrefix) {
+		if k := o.Kind(); k == pipeline.KindPolicyNamespace || k == pipeline.KindPolicyMatch {
 			for _, f := range flows {
 				out = append(out, f.Canonical())
 			}
@@ -217,7 +218,7 @@ func npPolicyFlowsOf(owners map[string][]ovs.Flow) []string {
 }
 
 func (pe *policyEnv) storePolicyFlows() []string {
-	owners := map[string][]ovs.Flow{}
+	owners := map[pipeline.Owner][]ovs.Flow{}
 	for _, o := range pe.agent.store.Owners() {
 		owners[o] = pe.agent.store.Flows(o)
 	}
@@ -239,7 +240,7 @@ func npBridgePolicyFlows(flows []ovs.Flow) []string {
 
 // expectPolicy waits until the store and the bridge hold exactly the
 // compiled flows of the model with local pods local.
-func (pe *policyEnv) expectPolicy(what string, local ...PodInfo) []string {
+func (pe *policyEnv) expectPolicy(what string, local ...pipeline.PodInfo) []string {
 	pe.t.Helper()
 	owners, _ := networkpolicy.Compile(pe.m.input(local...))
 	want := npPolicyFlowsOf(owners)
@@ -329,12 +330,12 @@ func npAllowFrom(ns, name string, target *metav1.LabelSelector, peers ...network
 
 // Packets (STYLE L10).
 
-func npPodToPod(from PodInfo, to netip.Addr) ovs.Packet {
+func npPodToPod(from pipeline.PodInfo, to netip.Addr) ovs.Packet {
 	return ovs.Packet{InPort: from.OFPort, Proto: ovs.ProtoTCP, Src: from.IP, Dst: to, TpDst: 80}
 }
 
 func npRemoteToPod(src netip.Addr, vnid uint32, to netip.Addr) ovs.Packet {
-	return ovs.Packet{InPort: OFPortVXLAN, Proto: ovs.ProtoTCP, Src: src, Dst: to, TpDst: 80,
+	return ovs.Packet{InPort: pipeline.OFPortVXLAN, Proto: ovs.ProtoTCP, Src: src, Dst: to, TpDst: 80,
 		TunSrc: netip.MustParseAddr("10.0.0.2"), TunID: uint64(vnid)}
 }
 
@@ -607,7 +608,7 @@ func npNextEvent(t *testing.T, rec *record.FakeRecorder) string {
 // its own).
 func TestPolicyNewPodIsolatedFirst(t *testing.T) {
 	const reusedIP = "10.128.0.9"
-	old := PodInfo{Namespace: "ns1", Name: "old", IP: netip.MustParseAddr(reusedIP), OFPort: 9, VNID: 11}
+	old := pipeline.PodInfo{Namespace: "ns1", Name: "old", IP: netip.MustParseAddr(reusedIP), OFPort: 9, VNID: 11}
 	for _, via := range []string{"ovsdb", "cni"} {
 		t.Run(via, func(t *testing.T) {
 			m := newPolModel()
@@ -624,12 +625,12 @@ func TestPolicyNewPodIsolatedFirst(t *testing.T) {
 			// The kubelet: the Pod object first, then the sandbox.
 			npCreatePod(t, pe.kube, m.pod("ns1", "new", "node1", ""))
 			pe.eventually("informer has the new pod", func() string {
-				if _, err := pe.agent.policy.pods.Pods("ns1").Get("new"); err != nil {
+				if _, err := pe.agent.policyFeature().pods.Pods("ns1").Get("new"); err != nil {
 					return err.Error()
 				}
 				return ""
 			})
-			newPod := PodInfo{Namespace: "ns1", Name: "new", IP: old.IP, OFPort: 10, VNID: 11}
+			newPod := pipeline.PodInfo{Namespace: "ns1", Name: "new", IP: old.IP, OFPort: 10, VNID: 11}
 			nb, ns := pe.rb.mark()
 			if via == "ovsdb" {
 				// One OVSDB change: old's port goes, new's comes with the same IP.
@@ -648,7 +649,7 @@ func TestPolicyNewPodIsolatedFirst(t *testing.T) {
 			sawPod := false
 			for i, flows := range states {
 				if !slices.ContainsFunc(flows, func(f ovs.Flow) bool {
-					return f.Table == ovs.TableLocalPod && f.Cookie == PodFlows(fc1, newPod)[0].Cookie
+					return f.Table == ovs.TableLocalPod && f.Cookie == pipeline.PodFlows(fc1, newPod)[0].Cookie
 				}) {
 					continue
 				}
@@ -667,7 +668,7 @@ func TestPolicyNewPodIsolatedFirst(t *testing.T) {
 	}
 }
 
-func npCNIPort(p PodInfo) cni.PodPort {
+func npCNIPort(p pipeline.PodInfo) cni.PodPort {
 	return cni.PodPort{Namespace: p.Namespace, Name: p.Name, SandboxID: "sb-" + p.Name, IP: p.IP,
 		PortName: "veth-" + p.Name, OFPort: p.OFPort, VNID: p.VNID}
 }
@@ -709,10 +710,8 @@ func TestPolicyBatching(t *testing.T) {
 	pe.relabelPod("ns2", "c", "node1", "", map[string]string{"app": "x3"})
 	pe.relabelNamespace("ns2", map[string]string{"team": "y"})
 	pe.eventually("all events handled", func() string {
-		pe.agent.policy.mu.Lock()
-		defer pe.agent.policy.mu.Unlock()
-		if len(pe.agent.policy.dirty) < 2 {
-			return fmt.Sprintf("dirty %v", pe.agent.policy.dirty)
+		if n := pe.agent.env.queue.keyCount(featureNetworkPolicy); n < 2 {
+			return fmt.Sprintf("%d dirty keys", n)
 		}
 		return ""
 	})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -30,14 +29,19 @@ import (
 type purgingBridge struct {
 	ovs.Bridge
 	runDir string
-	// appctl runs ovs-appctl with args; a seam for tests.
-	appctl func(ctx context.Context, args ...string) error
+	// appctl runs ovs-appctl against target with args; a seam for tests.
+	appctl func(ctx context.Context, target string, args ...string) error
 }
 
 // newPurgingBridge wraps br; runDir is the directory of ovs-vswitchd's pidfile
 // and control socket (that of the OVSDB socket by convention).
 func newPurgingBridge(br ovs.Bridge, runDir string) *purgingBridge {
 	return &purgingBridge{Bridge: br, runDir: runDir, appctl: runAppctl}
+}
+
+func runAppctl(ctx context.Context, target string, args ...string) error {
+	_, err := ovs.Appctl(ctx, 5*time.Second, target, args...)
+	return err
 }
 
 // ovsRunDir is the run directory of an OVSDB endpoint "unix:<dir>/db.sock".
@@ -80,15 +84,5 @@ func (b *purgingBridge) purge(ctx context.Context) error {
 		return fmt.Errorf("finding ovs-vswitchd: %w", err)
 	}
 	ctl := filepath.Join(b.runDir, fmt.Sprintf("ovs-vswitchd.%s.ctl", strings.TrimSpace(string(pid))))
-	return b.appctl(ctx, "-t", ctl, "revalidator/purge")
-}
-
-func runAppctl(ctx context.Context, args ...string) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "ovs-appctl", args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("ovs-appctl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return nil
+	return b.appctl(ctx, ctl, "revalidator/purge")
 }

@@ -19,8 +19,8 @@ func TestPurgingBridge(t *testing.T) {
 	fake := ovs.NewFakeBridge()
 	b := newPurgingBridge(fake, dir)
 	var calls []string
-	b.appctl = func(_ context.Context, args ...string) error {
-		calls = append(calls, strings.Join(args, " "))
+	b.appctl = func(_ context.Context, target string, args ...string) error {
+		calls = append(calls, "-t "+target+" "+strings.Join(args, " "))
 		return nil
 	}
 	ctx := context.Background()

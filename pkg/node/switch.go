@@ -3,13 +3,8 @@ package node
 import (
 	"context"
 	"fmt"
-)
 
-// Bridge and port names of the node's OVS (SPEC §4.1).
-const (
-	BridgeName = "br0"
-	VXLANPort  = "vxlan0"
-	Tun0       = "tun0"
+	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 )
 
 // SwitchDB is the part of the OVSDB client the agent uses: the seam between
@@ -44,14 +39,14 @@ type DialFunc func(ctx context.Context, endpoint string) (SwitchDB, error)
 // pipeline expects. It does not touch pod ports or flows, so running it on
 // a working node changes nothing.
 func setupBridge(ctx context.Context, db SwitchDB, datapathType string, vxlanPort uint16, mtu int) error {
-	if err := db.EnsureBridge(ctx, BridgeName, datapathType); err != nil {
-		return fmt.Errorf("ensure bridge %s: %w", BridgeName, err)
+	if err := db.EnsureBridge(ctx, pipeline.BridgeName, datapathType); err != nil {
+		return fmt.Errorf("ensure bridge %s: %w", pipeline.BridgeName, err)
 	}
-	if err := db.EnsureVXLANPort(ctx, BridgeName, VXLANPort, vxlanPort, int(OFPortVXLAN)); err != nil {
-		return fmt.Errorf("ensure port %s: %w", VXLANPort, err)
+	if err := db.EnsureVXLANPort(ctx, pipeline.BridgeName, pipeline.VXLANPort, vxlanPort, int(pipeline.OFPortVXLAN)); err != nil {
+		return fmt.Errorf("ensure port %s: %w", pipeline.VXLANPort, err)
 	}
-	if err := db.EnsureInternalPort(ctx, BridgeName, Tun0, int(OFPortTun0), mtu); err != nil {
-		return fmt.Errorf("ensure port %s: %w", Tun0, err)
+	if err := db.EnsureInternalPort(ctx, pipeline.BridgeName, pipeline.Tun0, int(pipeline.OFPortTun0), mtu); err != nil {
+		return fmt.Errorf("ensure port %s: %w", pipeline.Tun0, err)
 	}
 	return nil
 }

@@ -21,8 +21,9 @@ import (
 	networkfake "github.com/ovs-sdn/ovs-sdn/pkg/client/clientset/versioned/fake"
 	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
 	"github.com/ovs-sdn/ovs-sdn/pkg/networkpolicy"
-	"github.com/ovs-sdn/ovs-sdn/pkg/node"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/ovsdb"
+	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 )
 
 // The --policy scenario: networkpolicy mode, shop (VNID 10) on node1 (10.128.0.0/23) with
@@ -105,9 +106,9 @@ func policyClients() *Clients {
 func policyDump(t *testing.T) []ovs.DumpedFlow {
 	t.Helper()
 	self := traceNodes[0]
-	c := node.FlowConfig{Mode: clusternetwork.ModeNetworkPolicy, ClusterNetworks: []netip.Prefix{netip.MustParsePrefix("10.128.0.0/14")},
+	c := pipeline.FlowConfig{Mode: clusternetwork.ModeNetworkPolicy, ClusterNetworks: []netip.Prefix{netip.MustParsePrefix("10.128.0.0/14")},
 		ServiceNetwork: netip.MustParsePrefix("172.30.0.0/16"), LocalSubnet: self.Subnet, NodeIP: self.HostIP}
-	flows := node.BaseFlows(c)
+	flows := append(pipeline.BaseFlows(c), c.Isolation().StaticFlows(c)...)
 	var in networkpolicy.Input
 	for ns, vnid := range policyVNIDs {
 		in.Namespaces = append(in.Namespaces, networkpolicy.Namespace{Name: ns, VNID: vnid})
@@ -116,7 +117,7 @@ func policyDump(t *testing.T) []ovs.DumpedFlow {
 		ip := netip.MustParseAddr(p.ip)
 		in.Pods = append(in.Pods, networkpolicy.Pod{Namespace: p.ns, Name: p.name, Labels: map[string]string{"app": p.app}, IP: ip, Local: p.nodeName == self.Name})
 		if p.nodeName == self.Name {
-			flows = append(flows, node.PodFlows(c, node.PodInfo{Namespace: p.ns, Name: p.name, IP: ip, OFPort: p.ofport, VNID: policyVNIDs[p.ns]})...)
+			flows = append(flows, pipeline.PodFlows(c, pipeline.PodInfo{Namespace: p.ns, Name: p.name, IP: ip, OFPort: p.ofport, VNID: policyVNIDs[p.ns]})...)
 		}
 	}
 	in.Policies = policyPolicies()
@@ -125,13 +126,26 @@ func policyDump(t *testing.T) []ovs.DumpedFlow {
 		t.Fatal(errs)
 	}
 	flows = append(flows, networkpolicy.Flatten(owners)...)
-	flows = append(flows, node.VersionFlow(c))
+	flows = append(flows, pipeline.VersionFlow(c))
 	if err := ovs.ValidatePipeline(flows); err != nil {
 		t.Fatal(err)
 	}
 	out := make([]ovs.DumpedFlow, 0, len(flows))
 	for _, f := range flows {
 		out = append(out, ovs.DumpedFlow{Flow: f})
+	}
+	return out
+}
+
+// policyPorts are node1's pod ports in its OVSDB, from which sdnctl (like the
+// agent) takes the local pods' addresses.
+func policyPorts() []ovsdb.PortInfo {
+	var out []ovsdb.PortInfo
+	for _, p := range policyPods {
+		if p.nodeName == traceNodes[0].Name {
+			out = append(out, ovsdb.PortInfo{Name: "veth-" + p.name, OFPort: int(p.ofport), ExternalIDs: map[string]string{
+				ovsdb.ExternalIDIP: p.ip, ovsdb.ExternalIDPodNamespace: p.ns, ovsdb.ExternalIDPodName: p.name}})
+		}
 	}
 	return out
 }
@@ -157,7 +171,7 @@ func TestFlowsPolicy(t *testing.T) {
 	dump := policyDump(t)
 	run := func(t *testing.T, args ...string) runResult {
 		t.Helper()
-		b := &cannedBackend{dump: dump}
+		b := &cannedBackend{dump: dump, ports: policyPorts()}
 		got := runFlows(t, Options{Clients: policyClients()}, b.backend(), append([]string{"--node", "node1"}, args...)...)
 		if diff := cmp.Diff([]string{fmt.Sprintf("br0 cookie=%#x/%#x", uint64(ovs.CookiePolicy)<<56, ovs.CategoryMask)}, b.filters); got.code == ExitOK && diff != "" {
 			t.Errorf("dump filters (-want +got):\n%s", diff)
@@ -268,9 +282,9 @@ func TestFlowsPolicy(t *testing.T) {
 	// A flow of another snapshot is listed for no policy, with a note.
 	t.Run("stale flow", func(t *testing.T) {
 		stale := ovs.NewFlow(ovs.TablePolicyIngress, networkpolicy.PriorityPlainAllow).
-			WithCookie(ovs.CookieFor(ovs.CookiePolicy, networkpolicy.NamespaceOwner("shop"))).
+			WithCookie(pipeline.PolicyNamespaceOwner("shop").Cookie()).
 			MatchReg(ovs.DstVNIDField, 10).MatchProto(ovs.ProtoTCP).MatchTpDst(9999).Action(ovs.OutPortField.Output())
-		b := &cannedBackend{dump: append(slices.Clone(dump), ovs.DumpedFlow{Flow: stale})}
+		b := &cannedBackend{dump: append(slices.Clone(dump), ovs.DumpedFlow{Flow: stale}), ports: policyPorts()}
 		got := runFlows(t, Options{Clients: policyClients()}, b.backend(), "--node", "node1", "--policy", "shop/allow-web", "-o", "raw")
 		if want := "note: 1 allow flow of namespace shop is explained by no current NetworkPolicy rule (stale flows, or --node is wrong)\n"; got.code != ExitOK || got.stderr != want {
 			t.Errorf("exit %d, stderr %q, want %q", got.code, got.stderr, want)

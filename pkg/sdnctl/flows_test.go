@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/ovstest"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -13,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/ovstest"
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,10 +24,9 @@ import (
 	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
 	networkfake "github.com/ovs-sdn/ovs-sdn/pkg/client/clientset/versioned/fake"
 	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
-	"github.com/ovs-sdn/ovs-sdn/pkg/networkpolicy"
-	"github.com/ovs-sdn/ovs-sdn/pkg/node"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/ovsdb"
+	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 )
 
 // The flows scenario: node1 (10.128.0.0/23, multitenant) with local pods proj1/client-1
@@ -36,49 +36,49 @@ import (
 // testdata/flows/dump.txt is ovs-ofctl's dump of this scenario on a real bridge, with a
 // few counters edited in.
 var (
-	fxFlowsConfig = node.FlowConfig{
+	fxFlowsConfig = pipeline.FlowConfig{
 		Mode:            clusternetwork.ModeMultitenant,
 		ClusterNetworks: []netip.Prefix{netip.MustParsePrefix("10.128.0.0/14")},
 		ServiceNetwork:  netip.MustParsePrefix("172.30.0.0/16"),
 		LocalSubnet:     netip.MustParsePrefix("10.128.0.0/23"),
 		NodeIP:          netip.MustParseAddr("192.168.126.10"),
 	}
-	fxClient = node.PodInfo{Namespace: "proj1", Name: "client-1", IP: netip.MustParseAddr("10.128.0.5"), OFPort: 3, VNID: 10}
-	fxServer = node.PodInfo{Namespace: "proj1", Name: "server-1", IP: netip.MustParseAddr("10.128.0.6"), OFPort: 4, VNID: 10}
-	fxStale  = node.PodInfo{Namespace: "proj2", Name: "db", IP: netip.MustParseAddr("10.128.0.7"), OFPort: 5, VNID: 11}
-	fxNode2  = node.RemoteNode{Name: "node2", UID: "4f0c3a52-7d7e-4d1a-9d1e-000000000002",
+	fxClient = pipeline.PodInfo{Namespace: "proj1", Name: "client-1", IP: netip.MustParseAddr("10.128.0.5"), OFPort: 3, VNID: 10}
+	fxServer = pipeline.PodInfo{Namespace: "proj1", Name: "server-1", IP: netip.MustParseAddr("10.128.0.6"), OFPort: 4, VNID: 10}
+	fxStale  = pipeline.PodInfo{Namespace: "proj2", Name: "db", IP: netip.MustParseAddr("10.128.0.7"), OFPort: 5, VNID: 11}
+	fxNode2  = pipeline.RemoteNode{Name: "node2", UID: "4f0c3a52-7d7e-4d1a-9d1e-000000000002",
 		HostIP: netip.MustParseAddr("192.168.126.11"), Subnet: netip.MustParsePrefix("10.128.2.0/23")}
-	fxNode3 = node.RemoteNode{Name: "node3", UID: "4f0c3a52-7d7e-4d1a-9d1e-000000000003",
+	fxNode3 = pipeline.RemoteNode{Name: "node3", UID: "4f0c3a52-7d7e-4d1a-9d1e-000000000003",
 		HostIP: netip.MustParseAddr("192.168.126.12"), Subnet: netip.MustParsePrefix("10.129.0.0/23")}
 )
 
 // flowsScenario is every flow of the scenario, as installed on br0.
 func flowsScenario() []ovs.Flow {
 	c := fxFlowsConfig
-	flows := node.BaseFlows(c)
-	for _, p := range []node.PodInfo{fxClient, fxServer, fxStale} {
-		flows = append(flows, node.PodFlows(c, p)...)
+	flows := append(pipeline.BaseFlows(c), c.Isolation().StaticFlows(c)...)
+	for _, p := range []pipeline.PodInfo{fxClient, fxServer, fxStale} {
+		flows = append(flows, pipeline.PodFlows(c, p)...)
 	}
-	for _, n := range []node.RemoteNode{fxNode2, fxNode3} {
-		flows = append(flows, node.RemoteNodeFlows(c, n)...)
+	for _, n := range []pipeline.RemoteNode{fxNode2, fxNode3} {
+		flows = append(flows, pipeline.RemoteNodeFlows(c, n)...)
 	}
-	flows = append(flows, node.TenantFlows(c, 10)...)
-	flows = append(flows, node.TenantFlows(c, 11)...)
-	flows = append(flows, node.MulticastRemoteFlow(c, []netip.Addr{fxNode2.HostIP, fxNode3.HostIP}))
+	flows = append(flows, c.Isolation().TenantFlows(10)...)
+	flows = append(flows, c.Isolation().TenantFlows(11)...)
+	flows = append(flows, pipeline.MulticastRemoteFlow(c, []netip.Addr{fxNode2.HostIP, fxNode3.HostIP}))
 	flows = append(flows,
 		ovs.NewFlow(ovs.TablePolicyIngress, 150).
-			WithCookie(ovs.CookieFor(ovs.CookiePolicy, networkpolicy.NamespaceOwner("proj1"))).
+			WithCookie(pipeline.PolicyNamespaceOwner("proj1").Cookie()).
 			MatchProto(ovs.ProtoTCP).MatchReg(ovs.DstVNIDField, 10).MatchTpDst(8080).
 			Action(ovs.OutPortField.Output()),
 		ovs.NewFlow(ovs.TableClassifier, 5000).MatchInPort(9).Action(ovs.Drop{}),
-		node.VersionFlow(c),
+		pipeline.VersionFlow(c),
 	)
 	return flows
 }
 
 // fxPorts are br0's ports as OVSDB lists them: the stale pod has none.
 func fxPorts() []ovsdb.PortInfo {
-	port := func(name string, p node.PodInfo) ovsdb.PortInfo {
+	port := func(name string, p pipeline.PodInfo) ovsdb.PortInfo {
 		return ovsdb.PortInfo{Name: name, OFPort: int(p.OFPort), ExternalIDs: map[string]string{
 			ovsdb.ExternalIDSandbox: "sandbox-" + p.Name, ovsdb.ExternalIDIP: p.IP.String(),
 			ovsdb.ExternalIDPodNamespace: p.Namespace, ovsdb.ExternalIDPodName: p.Name,
@@ -114,31 +114,30 @@ type cannedBackend struct {
 	filters []string
 }
 
-func (b *cannedBackend) backend() flowsBackend {
-	return flowsBackend{
-		dump: func(_ context.Context, target string, f ovs.Filter) ([]ovs.DumpedFlow, error) {
-			b.filters = append(b.filters, target+" "+f.String())
-			if b.dumpErr != nil {
-				return nil, b.dumpErr
-			}
-			var out []ovs.DumpedFlow
-			for _, d := range b.dump {
-				if f.Selects(d.Flow) {
-					out = append(out, d)
-				}
-			}
-			return out, nil
-		},
-		ports: func(_ context.Context, endpoint, bridge string) ([]ovsdb.PortInfo, error) {
-			if b.portErr != nil {
-				return nil, b.portErr
-			}
-			if endpoint != defaultOVSDB || bridge != "br0" {
-				return nil, fmt.Errorf("unexpected OVSDB lookup %s %s", endpoint, bridge)
-			}
-			return b.ports, nil
-		},
+func (b *cannedBackend) backend() OVSBackend { return b }
+
+func (b *cannedBackend) DumpFlows(_ context.Context, target string, f ovs.Filter) ([]ovs.DumpedFlow, error) {
+	b.filters = append(b.filters, target+" "+f.String())
+	if b.dumpErr != nil {
+		return nil, b.dumpErr
 	}
+	var out []ovs.DumpedFlow
+	for _, d := range b.dump {
+		if f.Selects(d.Flow) {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+func (b *cannedBackend) Ports(_ context.Context, endpoint, bridge string) ([]ovsdb.PortInfo, error) {
+	if b.portErr != nil {
+		return nil, b.portErr
+	}
+	if endpoint != defaultOVSDB || bridge != "br0" {
+		return nil, fmt.Errorf("unexpected OVSDB lookup %s %s", endpoint, bridge)
+	}
+	return b.ports, nil
 }
 
 func loadCannedDump(t *testing.T) []ovs.DumpedFlow {
@@ -155,11 +154,12 @@ func loadCannedDump(t *testing.T) []ovs.DumpedFlow {
 }
 
 // runFlows runs `sdnctl flows args…` against backend.
-func runFlows(t *testing.T, opts Options, b flowsBackend, args ...string) runResult {
+func runFlows(t *testing.T, opts Options, b OVSBackend, args ...string) runResult {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	opts.Out, opts.ErrOut = &out, &errOut
-	code := Main(withFlowsBackend(context.Background(), b), append([]string{"flows"}, args...), opts)
+	opts.OVS = b
+	code := Main(context.Background(), append([]string{"flows"}, args...), opts)
 	return runResult{stdout: out.String(), stderr: errOut.String(), code: code}
 }
 
@@ -213,7 +213,7 @@ func TestFlowsCanned(t *testing.T) {
 // TestFlowsCannedFilters checks what is asked of ovs-ofctl: --pod is a cookie filter on
 // the pod's owner (every round), --table a table filter, --owner a category filter.
 func TestFlowsCannedFilters(t *testing.T) {
-	podCookie := ovs.CookieFor(ovs.CookiePod, node.PodOwner("proj1", "client-1"))
+	podCookie := pipeline.PodOwner("proj1", "client-1").Cookie()
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -241,7 +241,7 @@ func TestFlowsCannedFilters(t *testing.T) {
 		}
 	}
 	got := runFlows(t, Options{Clients: &Clients{Network: networkfake.NewSimpleClientset()}}, b.backend(), "--pod", "proj1/client-1", "-o", "raw")
-	want := node.PodFlows(fxFlowsConfig, fxClient)
+	want := pipeline.PodFlows(fxFlowsConfig, fxClient)
 	for i := range want {
 		want[i].Cookie = ovs.WithRound(want[i].Cookie, 7)
 	}
@@ -338,7 +338,7 @@ func TestFlowsOVS(t *testing.T) {
 	}
 	for _, p := range []struct {
 		port string
-		pod  node.PodInfo
+		pod  pipeline.PodInfo
 	}{{"veth-client", fxClient}, {"veth-server", fxServer}} {
 		addPodPort(t, in, p.port, p.pod)
 	}
@@ -365,13 +365,13 @@ func TestFlowsOVS(t *testing.T) {
 	assertSameFlows(t, want, parseRaw(t, run("-o", "raw")))
 
 	// --pod: exactly the pod's five flows, named from its port.
-	assertSameFlows(t, node.PodFlows(fxFlowsConfig, fxClient), parseRaw(t, run("--pod", "proj1/client-1", "-o", "raw")))
+	assertSameFlows(t, pipeline.PodFlows(fxFlowsConfig, fxClient), parseRaw(t, run("--pod", "proj1/client-1", "-o", "raw")))
 	podOut, podErr := runFull("--pod", "proj1/client-1")
 	if podErr != "" {
 		t.Errorf("--pod wrote to stderr: %s", podErr)
 	}
 	wantHeader := fmt.Sprintf("# pod proj1/client-1 (port veth-client ofport 3, 10.128.0.5; cookie %#x, 5 flows)\n",
-		ovs.CookieFor(ovs.CookiePod, node.PodOwner("proj1", "client-1")))
+		pipeline.PodOwner("proj1", "client-1").Cookie())
 	if !strings.Contains(podOut, wantHeader) {
 		t.Errorf("--pod output lacks %q:\n%s", wantHeader, podOut)
 	}
@@ -419,7 +419,7 @@ func TestFlowsOVS(t *testing.T) {
 
 // addPodPort adds a veth (created in the OVS instance's netns) to br0 as the port of
 // pod, with the external_ids the CNI server writes, and removes it in cleanup.
-func addPodPort(t *testing.T, in *ovstest.Instance, port string, pod node.PodInfo) {
+func addPodPort(t *testing.T, in *ovstest.Instance, port string, pod pipeline.PodInfo) {
 	t.Helper()
 	peer := port + "-p"
 	if out, err := exec.Command("ip", "netns", "exec", in.NetNS, "ip", "link", "add", port, "type", "veth", "peer", "name", peer).CombinedOutput(); err != nil {

@@ -2,11 +2,12 @@ package sdnctl
 
 import (
 	"bytes"
-	"github.com/ovs-sdn/ovs-sdn/pkg/testutil"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ovs-sdn/ovs-sdn/pkg/testutil"
 
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"

@@ -26,6 +26,9 @@ type Options struct {
 
 	// Clients, when set, are used instead of clients built from the kubeconfig.
 	Clients *Clients
+	// OVS, when set, reaches the nodes' Open vSwitch instead of ovs-ofctl and
+	// OVSDB (flows, trace).
+	OVS OVSBackend
 	// Now is the clock of AGE columns; time.Now when nil.
 	Now func() time.Time
 	// PodNetworkBackoff is how pod-network polls for the controller to apply a change;

@@ -2,26 +2,20 @@ package sdnctl
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
 	"github.com/ovs-sdn/ovs-sdn/pkg/networkpolicy"
-	"github.com/ovs-sdn/ovs-sdn/pkg/node"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/ovsdb"
+	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 )
 
 // defaultOVSRunDir is where a node's OVS keeps br0.mgmt, db.sock and the ovs-vswitchd
@@ -158,15 +152,6 @@ func (e endpoint) name() string {
 	return e.ip.String()
 }
 
-// traceCluster is what the API says about the cluster.
-type traceCluster struct {
-	pods     []corev1.Pod
-	subnets  []networkv1.HostSubnet
-	vnids    map[string]uint32
-	nsLabels map[string]map[string]string
-	policies []*networkingv1.NetworkPolicy
-}
-
 func (o *traceOptions) run(ctx context.Context, c *cli, cmdPath, srcArg, dstArg string) error {
 	proto, ok := map[string]ovs.Proto{"tcp": ovs.ProtoTCP, "udp": ovs.ProtoUDP, "sctp": ovs.ProtoSCTP}[strings.ToLower(o.protocol)]
 	if !ok {
@@ -175,7 +160,7 @@ func (o *traceOptions) run(ctx context.Context, c *cli, cmdPath, srcArg, dstArg 
 	if o.port == 0 {
 		return usageErrorf(cmdPath, "--port must be 1..65535")
 	}
-	cl, err := loadTraceCluster(ctx, c)
+	cl, err := loadAPIView(ctx, c, "sdnctl trace")
 	if err != nil {
 		return err
 	}
@@ -194,11 +179,11 @@ func (o *traceOptions) run(ctx context.Context, c *cli, cmdPath, srcArg, dstArg 
 	fmt.Fprintf(w, "Trace %s %s -> %s port %d\n", strings.ToLower(o.protocol), src.ip, dst.ip, o.port)
 	fmt.Fprintf(w, "  source:      %s\n  destination: %s\n", cl.describe(src), cl.describe(dst))
 
-	t := &tracer{o: o, cl: cl, src: src, dst: dst, proto: proto, w: w}
+	t := &tracer{o: o, cl: cl, backend: c.ovsBackend(), src: src, dst: dst, proto: proto, w: w}
 	return t.run(ctx, c, srcArg, dstArg)
 }
 
-func (cl *traceCluster) describe(e endpoint) string {
+func (cl *apiView) describe(e endpoint) string {
 	s := e.name()
 	if e.pod != nil {
 		s += " " + e.ip.String()
@@ -216,12 +201,11 @@ func (cl *traceCluster) describe(e endpoint) string {
 }
 
 // resolve turns NS/POD or an IP into an endpoint.
-func (cl *traceCluster) resolve(arg string) (endpoint, error) {
+func (cl *apiView) resolve(arg string) (endpoint, error) {
 	e := endpoint{arg: arg}
 	if ip, err := netip.ParseAddr(arg); err == nil {
 		e.ip = ip.Unmap()
-		for i := range cl.pods {
-			p := &cl.pods[i]
+		for _, p := range cl.pods {
 			if !p.Spec.HostNetwork && p.Status.PodIP == e.ip.String() && p.DeletionTimestamp == nil {
 				e.pod = p
 			}
@@ -231,8 +215,8 @@ func (cl *traceCluster) resolve(arg string) (endpoint, error) {
 		if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
 			return e, fmt.Errorf("%q is neither NAMESPACE/POD nor an IP address", arg)
 		}
-		for i := range cl.pods {
-			if p := &cl.pods[i]; p.Namespace == ns && p.Name == name {
+		for _, p := range cl.pods {
+			if p.Namespace == ns && p.Name == name {
 				e.pod = p
 			}
 		}
@@ -264,51 +248,11 @@ func (cl *traceCluster) resolve(arg string) (endpoint, error) {
 	return e, nil
 }
 
-func (cl *traceCluster) subnet(nodeName string) (networkv1.HostSubnet, bool) {
-	for _, hs := range cl.subnets {
-		if hs.Host == nodeName || hs.Name == nodeName {
-			return hs, true
-		}
-	}
-	return networkv1.HostSubnet{}, false
-}
-
-func (cl *traceCluster) nodeByIP(ip netip.Addr) (networkv1.HostSubnet, bool) {
-	for _, hs := range cl.subnets {
-		if hs.HostIP == ip.String() {
-			return hs, true
-		}
-	}
-	return networkv1.HostSubnet{}, false
-}
-
-// input is the NetworkPolicy compiler's view of the cluster for one node.
-func (cl *traceCluster) input(nodeName string) networkpolicy.Input {
-	var in networkpolicy.Input
-	for name, vnid := range cl.vnids {
-		in.Namespaces = append(in.Namespaces, networkpolicy.Namespace{Name: name, VNID: vnid, Labels: cl.nsLabels[name]})
-	}
-	for _, p := range cl.pods {
-		ip, _ := netip.ParseAddr(p.Status.PodIP)
-		np := networkpolicy.Pod{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels, IP: ip,
-			HostNetwork: p.Spec.HostNetwork, Local: p.Spec.NodeName == nodeName}
-		for _, ctr := range p.Spec.Containers {
-			for _, cp := range ctr.Ports {
-				if cp.Name != "" {
-					np.Ports = append(np.Ports, networkpolicy.ContainerPort{Name: cp.Name, Protocol: cp.Protocol, Port: uint16(cp.ContainerPort)})
-				}
-			}
-		}
-		in.Pods = append(in.Pods, np)
-	}
-	in.Policies = cl.policies
-	return in
-}
-
 // tracer runs the halves and prints them.
 type tracer struct {
 	o        *traceOptions
-	cl       *traceCluster
+	cl       *apiView
+	backend  OVSBackend
 	src, dst endpoint
 	proto    ovs.Proto
 	w        io.Writer
@@ -318,7 +262,7 @@ type tracer struct {
 func (t *tracer) run(ctx context.Context, c *cli, srcArg, dstArg string) error {
 	if t.src.pod == nil {
 		// Host or outside traffic: it enters the destination node from tun0 with VNID 0.
-		flow := t.packetFields(fmt.Sprintf("in_port=%d", node.OFPortTun0))
+		flow := t.packetFields(fmt.Sprintf("in_port=%d", pipeline.OFPortTun0))
 		_, err := t.half(ctx, t.dst.node, flow, srcArg, dstArg)
 		return err
 	}
@@ -349,7 +293,7 @@ func (t *tracer) continueRemote(ctx context.Context, srcArg, dstArg string) erro
 	if _, ok := t.cl.subnet(t.src.node); !ok {
 		return nil
 	}
-	v := ovs.Verdict{Kind: ovs.VerdictTunnel, Port: node.OFPortVXLAN, TunID: uint64(t.src.vnid)}
+	v := ovs.Verdict{Kind: ovs.VerdictTunnel, Port: pipeline.OFPortVXLAN, TunID: uint64(t.src.vnid)}
 	if dstHS, ok := t.cl.subnet(t.dst.node); ok {
 		v.TunDst, _ = netip.ParseAddr(dstHS.HostIP)
 	}
@@ -364,7 +308,7 @@ func (t *tracer) tunnelHalf(ctx context.Context, srcNode string, v ovs.Verdict, 
 		return nil
 	}
 	srcHS, _ := t.cl.subnet(srcNode)
-	flow := t.packetFields(fmt.Sprintf("in_port=%d,tun_src=%s,tun_dst=%s,tun_id=%#x", node.OFPortVXLAN, srcHS.HostIP, dstHS.HostIP, v.TunID))
+	flow := t.packetFields(fmt.Sprintf("in_port=%d,tun_src=%s,tun_dst=%s,tun_id=%#x", pipeline.OFPortVXLAN, srcHS.HostIP, dstHS.HostIP, v.TunID))
 	_, err := t.half(ctx, dstHS.Host, flow, srcArg, dstArg)
 	return err
 }
@@ -373,10 +317,10 @@ func (t *tracer) tunnelHalf(ctx context.Context, srcNode string, v ovs.Verdict, 
 func (t *tracer) packetFields(prefix string) string {
 	fields := []string{prefix, t.proto.String()}
 	if t.src.pod != nil {
-		fields = append(fields, "dl_src="+node.PodMAC(t.src.ip).String())
+		fields = append(fields, "dl_src="+pipeline.PodMAC(t.src.ip).String())
 	}
 	if t.dst.pod != nil {
-		fields = append(fields, "dl_dst="+node.PodMAC(t.dst.ip).String())
+		fields = append(fields, "dl_dst="+pipeline.PodMAC(t.dst.ip).String())
 	}
 	fields = append(fields, "nw_src="+t.src.ip.String(), "nw_dst="+t.dst.ip.String(), "nw_ttl=64",
 		fmt.Sprintf("%[1]s_src=40000,%[1]s_dst=%[2]d", t.proto, t.o.port))
@@ -394,7 +338,7 @@ func (t *tracer) sourcePort(ctx context.Context, n nodeOVS) (uint32, string, err
 	var errs []string
 	if n.ovsdb != "" {
 		lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
-		ports, err := ovsdbPorts(lctx, n.ovsdb, t.o.bridge)
+		ports, err := t.backend.Ports(lctx, n.ovsdb, t.o.bridge)
 		cancel()
 		if err == nil {
 			for _, p := range ports {
@@ -409,7 +353,7 @@ func (t *tracer) sourcePort(ctx context.Context, n nodeOVS) (uint32, string, err
 	}
 	if n.ofctl != "" {
 		lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
-		flows, err := ofctlDump(lctx, n.ofctl, ovs.InTable(ovs.TablePodAntiSpoof))
+		flows, err := t.backend.DumpFlows(lctx, n.ofctl, ovs.InTable(ovs.TablePodAntiSpoof))
 		cancel()
 		if err == nil {
 			for _, f := range flows {
@@ -442,18 +386,6 @@ func antiSpoofPort(f ovs.Flow, ip netip.Addr) (uint32, bool) {
 // traceCapture, when set (tests), sees every raw ofproto/trace output.
 var traceCapture func(nodeName, flow, out string)
 
-// runAppctl runs ovs-appctl against a control socket.
-func runAppctl(ctx context.Context, target string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 3*lookupTimeout)
-	defer cancel()
-	argv := append([]string{"-t", target, "--timeout=10"}, args...)
-	out, err := exec.CommandContext(ctx, "ovs-appctl", argv...).CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("ovs-appctl %s: %v: %s", strings.Join(argv, " "), err, strings.TrimSpace(string(out)))
-	}
-	return string(out), nil
-}
-
 // half traces flow on nodeName and prints the path and the verdict.
 func (t *tracer) half(ctx context.Context, nodeName, flow, srcArg, dstArg string) (*ofTrace, error) {
 	n, ok := t.o.reach(nodeName)
@@ -462,7 +394,7 @@ func (t *tracer) half(ctx context.Context, nodeName, flow, srcArg, dstArg string
 		return nil, nil
 	}
 	fmt.Fprintf(t.w, "\n%s: ovs-appctl ofproto/trace %s '%s'\n", nodeName, t.o.bridge, flow)
-	out, err := runAppctl(ctx, n.appctl, "ofproto/trace", t.o.bridge, flow)
+	out, err := ovs.Appctl(ctx, 3*lookupTimeout, n.appctl, "ofproto/trace", t.o.bridge, flow)
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w (is ovs-vswitchd running there? pass --appctl-target %s=PATH)", nodeName, err, nodeName)
 	}
@@ -473,13 +405,25 @@ func (t *tracer) half(ctx context.Context, nodeName, flow, srcArg, dstArg string
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", nodeName, err)
 	}
-	t.print(nodeName, tr)
+	t.print(nodeName, tr, t.explainer(ctx, nodeName, n))
 	return tr, nil
 }
 
+// explainer compiles the node's policies as its agent does, with the pod
+// ports of its OVSDB when reachable.
+func (t *tracer) explainer(ctx context.Context, nodeName string, n nodeOVS) *networkpolicy.Explainer {
+	var local map[string]netip.Addr
+	if n.ovsdb != "" {
+		var err error
+		if local, err = localIPs(ctx, t.backend, n.ovsdb, t.o.bridge); err != nil {
+			fmt.Fprintf(t.w, "  note: policies compiled with the pods' status addresses: %v\n", err)
+		}
+	}
+	return t.cl.explainer(nodeName, local)
+}
+
 // print writes the steps with explanations and the half's verdict.
-func (t *tracer) print(nodeName string, tr *ofTrace) {
-	ex := networkpolicy.NewExplainer(t.cl.input(nodeName))
+func (t *tracer) print(nodeName string, tr *ofTrace, ex *networkpolicy.Explainer) {
 	pkt := networkpolicy.Packet{Src: t.src.ip, Dst: t.dst.ip, SrcVNID: t.src.vnid, DstVNID: t.dst.vnid, Proto: t.proto, Port: t.o.port}
 	var policyWords string
 	for _, s := range tr.Steps {
@@ -568,7 +512,7 @@ func (t *tracer) verdictWords(nodeName string, tr *ofTrace, policyWords string) 
 		return fmt.Sprintf("sent through the VXLAN tunnel to %s with VNID %d", to, v.TunID)
 	case ovs.VerdictOutput:
 		switch {
-		case v.Port == node.OFPortTun0:
+		case v.Port == pipeline.OFPortTun0:
 			return "delivered to tun0 (the host: services, or traffic leaving the cluster)"
 		case t.dst.pod != nil && t.dst.node == nodeName:
 			return fmt.Sprintf("delivered to pod %s (ofport %d) on %s", t.dst.name(), v.Port, nodeName)
@@ -585,52 +529,4 @@ func (t *tracer) verdictWords(nodeName string, tr *ofTrace, policyWords string) 
 		}
 	}
 	return s
-}
-
-// loadTraceCluster reads pods, namespaces, policies, HostSubnets and NetNamespaces.
-func loadTraceCluster(ctx context.Context, c *cli) (*traceCluster, error) {
-	clients, err := c.Clients()
-	if err != nil {
-		return nil, err
-	}
-	if clients.Kube == nil || clients.Network == nil {
-		return nil, errors.New("sdnctl trace needs the Kubernetes and network.openshift.io APIs")
-	}
-	cl := &traceCluster{vnids: map[string]uint32{}, nsLabels: map[string]map[string]string{}}
-	pods, err := clients.Kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, err
-	}
-	cl.pods = pods.Items
-	nss, err := clients.Kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, err
-	}
-	for _, ns := range nss.Items {
-		cl.nsLabels[ns.Name] = ns.Labels
-	}
-	nps, err := clients.Kube.NetworkingV1().NetworkPolicies("").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, err
-	}
-	for i := range nps.Items {
-		cl.policies = append(cl.policies, &nps.Items[i])
-	}
-	hss, err := clients.Network.NetworkV1().HostSubnets().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, err
-	}
-	cl.subnets = hss.Items
-	netnss, err := clients.Network.NetworkV1().NetNamespaces().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, err
-	}
-	for _, nn := range netnss.Items {
-		cl.vnids[nn.NetName] = nn.NetID
-		if nn.NetName == "" {
-			cl.vnids[nn.Name] = nn.NetID
-		}
-	}
-	slices.SortFunc(cl.subnets, func(a, b networkv1.HostSubnet) int { return strings.Compare(a.Name, b.Name) })
-	return cl, nil
 }

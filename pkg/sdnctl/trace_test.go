@@ -21,9 +21,9 @@ import (
 	networkfake "github.com/ovs-sdn/ovs-sdn/pkg/client/clientset/versioned/fake"
 	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
 	"github.com/ovs-sdn/ovs-sdn/pkg/networkpolicy"
-	"github.com/ovs-sdn/ovs-sdn/pkg/node"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/ovstest"
+	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 	"github.com/ovs-sdn/ovs-sdn/pkg/testutil"
 )
 
@@ -50,7 +50,7 @@ var tracePods = []tracePod{
 	{"proj2", "db-1", "10.128.2.6", "node2", "db", 4},
 }
 
-var traceNodes = []node.RemoteNode{
+var traceNodes = []pipeline.RemoteNode{
 	{Name: "node1", UID: "uid-node1", HostIP: netip.MustParseAddr("192.168.126.10"), Subnet: netip.MustParsePrefix("10.128.0.0/23")},
 	{Name: "node2", UID: "uid-node2", HostIP: netip.MustParseAddr("192.168.126.11"), Subnet: netip.MustParsePrefix("10.128.2.0/23")},
 }
@@ -130,21 +130,21 @@ func traceInput(nodeName string) networkpolicy.Input {
 }
 
 // traceNodeFlows is everything the agent installs on one node of the scenario.
-func traceNodeFlows(t testing.TB, self node.RemoteNode) ([]ovs.Flow, []node.PodInfo) {
-	c := node.FlowConfig{Mode: clusternetwork.ModeNetworkPolicy, ClusterNetworks: []netip.Prefix{netip.MustParsePrefix("10.128.0.0/14")},
+func traceNodeFlows(t testing.TB, self pipeline.RemoteNode) ([]ovs.Flow, []pipeline.PodInfo) {
+	c := pipeline.FlowConfig{Mode: clusternetwork.ModeNetworkPolicy, ClusterNetworks: []netip.Prefix{netip.MustParsePrefix("10.128.0.0/14")},
 		ServiceNetwork: netip.MustParsePrefix("172.30.0.0/16"), LocalSubnet: self.Subnet, NodeIP: self.HostIP}
-	flows := node.BaseFlows(c)
-	var pods []node.PodInfo
+	flows := append(pipeline.BaseFlows(c), c.Isolation().StaticFlows(c)...)
+	var pods []pipeline.PodInfo
 	for _, p := range tracePods {
 		if p.nodeName == self.Name {
-			pi := node.PodInfo{Namespace: p.ns, Name: p.name, IP: netip.MustParseAddr(p.ip), OFPort: p.ofport, VNID: traceVNIDs[p.ns]}
+			pi := pipeline.PodInfo{Namespace: p.ns, Name: p.name, IP: netip.MustParseAddr(p.ip), OFPort: p.ofport, VNID: traceVNIDs[p.ns]}
 			pods = append(pods, pi)
-			flows = append(flows, node.PodFlows(c, pi)...)
+			flows = append(flows, pipeline.PodFlows(c, pi)...)
 		}
 	}
 	for _, n := range traceNodes {
 		if n.Name != self.Name {
-			flows = append(flows, node.RemoteNodeFlows(c, n)...)
+			flows = append(flows, pipeline.RemoteNodeFlows(c, n)...)
 		}
 	}
 	owners, errs := networkpolicy.Compile(traceInput(self.Name))
@@ -152,7 +152,7 @@ func traceNodeFlows(t testing.TB, self node.RemoteNode) ([]ovs.Flow, []node.PodI
 		t.Fatal(errs)
 	}
 	flows = append(flows, networkpolicy.Flatten(owners)...)
-	flows = append(flows, node.VersionFlow(c))
+	flows = append(flows, pipeline.VersionFlow(c))
 	if err := ovs.ValidatePipeline(flows); err != nil {
 		t.Fatalf("%s: %v", self.Name, err)
 	}
@@ -160,7 +160,7 @@ func traceNodeFlows(t testing.TB, self node.RemoteNode) ([]ovs.Flow, []node.PodI
 }
 
 // startTraceNode runs a private OVS with node's br0, vxlan0, tun0 and pod ports.
-func startTraceNode(t *testing.T, self node.RemoteNode) *ovstest.Instance {
+func startTraceNode(t *testing.T, self pipeline.RemoteNode) *ovstest.Instance {
 	in := ovstest.Start(t)
 	br := in.AddBridge("br0")
 	flows, pods := traceNodeFlows(t, self)

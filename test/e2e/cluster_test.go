@@ -120,8 +120,14 @@ func testNamespaceLifecycle(t *testing.T, l *lab.Lab) {
 		t.Fatalf("NetNamespace %s still exists after its Namespace was deleted: %v", ns, err)
 	}
 	for i, n := range l.Nodes() {
-		if dump := dumpFlows(t, n); strings.Contains(dump, "nw_src="+ips[keys[i]].String()+" ") || strings.Contains(dump, "nw_dst="+ips[keys[i]].String()+" ") {
-			t.Errorf("node %s still has flows for deleted pod %s (%s)", n.Name, keys[i], ips[keys[i]])
+		var left []string
+		for _, line := range flowLines(dumpFlows(t, n)) {
+			if strings.Contains(line, "nw_src="+ips[keys[i]].String()+" ") || strings.Contains(line, "nw_dst="+ips[keys[i]].String()+" ") {
+				left = append(left, line)
+			}
+		}
+		if len(left) > 0 {
+			t.Errorf("node %s still has flows for deleted pod %s (%s):\n%s", n.Name, keys[i], ips[keys[i]], strings.Join(left, "\n"))
 		}
 	}
 }

@@ -56,7 +56,7 @@ func buildBinaries(dir string) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/sdn-cni", "./cmd/sdn-lab", "./cmd/sdnctl")
+	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/sdn-cni", "./cmd/sdn-node", "./cmd/sdn-lab", "./cmd/sdnctl")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("building the binaries: %v\n%s", err, out)
@@ -86,12 +86,17 @@ func startLab(t *testing.T, prefix, plugin string) *lab.Lab {
 	defer cancel()
 	start := time.Now()
 	l, err := lab.Up(ctx, lab.Config{Nodes: 3, PluginName: plugin, StateDir: dir, Prefix: prefix,
-		CNIPlugin: filepath.Join(binDir, "sdn-cni"), Out: testWriter{t}})
+		CNIPlugin: filepath.Join(binDir, "sdn-cni"), NodeAgent: filepath.Join(binDir, "sdn-node"), Out: testWriter{t}})
 	if err != nil {
 		t.Fatalf("lab up: %v", err)
 	}
 	t.Logf("lab %s up in %v", prefix, time.Since(start).Round(time.Millisecond))
 	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range l.Nodes() {
+				t.Logf("node %s: the end of its agent's log %s:\n%s", n.Name, n.AgentLog(), tailFile(n.AgentLog(), 6000))
+			}
+		}
 		if err := l.Close(); err != nil {
 			t.Errorf("lab close: %v", err)
 		}
@@ -208,4 +213,16 @@ func flowLines(dump string) []string {
 		}
 	}
 	return out
+}
+
+// tailFile returns the last max bytes of the file at path, or why not.
+func tailFile(path string, max int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	if len(b) > max {
+		b = b[len(b)-max:]
+	}
+	return string(b)
 }

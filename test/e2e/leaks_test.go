@@ -52,7 +52,7 @@ func testCancelledMidSetup(t *testing.T) {
 	// Cancel when node3's namespace is being made: nodes 1 and 2 have OVS,
 	// and their kubelets and agents may be starting.
 	_, err := lab.Up(ctx, lab.Config{Nodes: 3, PluginName: networkv1.NetworkPolicyPluginName,
-		StateDir: dir, Prefix: prefix, CNIPlugin: filepath.Join(binDir, "sdn-cni"),
+		StateDir: dir, Prefix: prefix, CNIPlugin: filepath.Join(binDir, "sdn-cni"), NodeAgent: filepath.Join(binDir, "sdn-node"),
 		Out: cancelOn{t: t, trigger: "node3: namespace", cancel: cancel}})
 	if err == nil {
 		t.Fatal("Up succeeded although its context was cancelled during node setup")

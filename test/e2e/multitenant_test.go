@@ -32,10 +32,9 @@ func TestMultitenantLab(t *testing.T) {
 	}
 	// Join b to a the way an operator does: sdnctl sets the change-network
 	// annotation and waits until the controller has given b a's VNID.
-	var errOut strings.Builder
-	args := []string{"pod-network", "join-projects", "--to=e2e-ten-a", "e2e-ten-b", "--kubeconfig", l.Kubeconfig()}
-	if code := sdnctl.Main(ctx, args, sdnctl.Options{Out: io.Discard, ErrOut: &errOut}); code != 0 {
-		t.Fatalf("sdnctl %v: exit %d: %s", args, code, errOut.String())
+	clients := &sdnctl.Clients{Kube: l.Kube, Network: l.Network}
+	if err := sdnctl.ChangePodNetwork(ctx, clients, sdnctl.PodNetworkJoin, "e2e-ten-a", []string{"e2e-ten-b"}, io.Discard); err != nil {
+		t.Fatalf("sdnctl pod-network join-projects --to=e2e-ten-a e2e-ten-b: %v", err)
 	}
 	ids, err := l.WaitNetNamespaces(ctx, "e2e-ten-a", "e2e-ten-b")
 	if err != nil {

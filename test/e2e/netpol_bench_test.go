@@ -128,7 +128,7 @@ func runNPBench(b *testing.B) (*npBenchResult, error) {
 	res := &npBenchResult{flows: map[string][2]int{}, load: loadavg()}
 	prefix := "e2enpbench"
 	l, err := lab.Up(ctx, lab.Config{Nodes: 3, PluginName: networkv1.NetworkPolicyPluginName,
-		StateDir: filepath.Join("/run", prefix), Prefix: prefix, CNIPlugin: filepath.Join(binDir, "sdn-cni")})
+		StateDir: filepath.Join("/run", prefix), Prefix: prefix, CNIPlugin: filepath.Join(binDir, "sdn-cni"), NodeAgent: filepath.Join(binDir, "sdn-node")})
 	if err != nil {
 		return nil, fmt.Errorf("lab up: %w", err)
 	}
@@ -189,7 +189,7 @@ func runNPBench(b *testing.B) (*npBenchResult, error) {
 	if _, ok := c.waitOutcome(ctx, from, targets, kubelet.Connected, time.Time{}, 30*time.Second); !ok {
 		return nil, fmt.Errorf("policies not removed within 30 s")
 	}
-	res.flows["base"] = [2]int{l.Node("node1").Agent.Store().Len(), l.Node("node2").Agent.Store().Len()}
+	res.flows["base"] = [2]int{agentFlows(ctx, l.Node("node1")), agentFlows(ctx, l.Node("node2"))}
 	for range iperfRuns {
 		bps, err := c.iperf(ctx, client, server)
 		if err != nil {
@@ -213,7 +213,7 @@ func runNPBench(b *testing.B) (*npBenchResult, error) {
 		return nil, fmt.Errorf("with %d policies, %s → %s:80 is %v, want TimedOut", len(many), client, server, out)
 	}
 	b.Logf("%d policies realized in %v", len(many), time.Since(start).Round(time.Millisecond))
-	res.flows["policies"] = [2]int{l.Node("node1").Agent.Store().Len(), l.Node("node2").Agent.Store().Len()}
+	res.flows["policies"] = [2]int{agentFlows(ctx, l.Node("node1")), agentFlows(ctx, l.Node("node2"))}
 	for range iperfRuns {
 		bps, err := c.iperf(ctx, client, server)
 		if err != nil {
@@ -399,13 +399,22 @@ func (c *npCluster) firstOutcome(ctx context.Context, from, to types.NamespacedN
 	return time.Time{}
 }
 
+// agentFlows is the node agent's flow count (-1 when it cannot be read).
+func agentFlows(ctx context.Context, n *lab.Node) int {
+	v, err := n.AgentFlows(ctx)
+	if err != nil {
+		return -1
+	}
+	return v
+}
+
 // waitFlowsSettled waits until no agent's flow count changed for 3 s.
 func waitFlowsSettled(ctx context.Context, l *lab.Lab, within time.Duration) error {
 	last, since := map[string]int{}, time.Now()
-	return wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, within, true, func(context.Context) (bool, error) {
+	return wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, within, true, func(ctx context.Context) (bool, error) {
 		changed := false
 		for _, n := range l.Nodes() {
-			if v := n.Agent.Store().Len(); v != last[n.Name] {
+			if v := agentFlows(ctx, n); v != last[n.Name] {
 				last[n.Name], changed = v, true
 			}
 		}

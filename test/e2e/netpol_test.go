@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	corev1 "k8s.io/api/core/v1"
 	"net/netip"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
 
 	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
 	"github.com/ovs-sdn/ovs-sdn/pkg/lab/kubelet"

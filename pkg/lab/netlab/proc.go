@@ -70,16 +70,20 @@ type Process struct {
 	waitErr error
 }
 
-// startProcess starts argv inside ns with env, logging to logPath and recording a pidfile in
-// the lab's pids dir. detached selects a new session without Pdeathsig (sdn-lab); otherwise
-// the child gets its own process group and Pdeathsig=SIGKILL.
+// startProcess starts argv inside ns (the caller's own namespace when ns is the zero
+// NetNS) with env, logging to logPath and recording a pidfile in the lab's pids dir.
+// detached selects a new session without Pdeathsig (sdn-lab); otherwise the child gets its
+// own process group and Pdeathsig=SIGKILL.
 func (l *Lab) startProcess(name string, ns NetNS, env []string, logPath string, argv ...string) (*Process, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	defer logf.Close()
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.Name}, argv...)...)
+	if ns.Name != "" {
+		argv = append([]string{"ip", "netns", "exec", ns.Name}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -96,6 +100,14 @@ func (l *Lab) startProcess(name string, ns NetNS, env []string, logPath string, 
 	}
 	go p.reap()
 	return p, err
+}
+
+// StartHost starts a long-lived process in the caller's own network namespace (the root
+// namespace of sdn-lab and the tests), e.g. a node agent that reaches the API server on
+// loopback and its node through --host-netns. It logs to logPath; Close stops it, Sweep
+// kills it after a crash.
+func (l *Lab) StartHost(name string, env []string, logPath string, argv ...string) (*Process, error) {
+	return l.startTracked(name, NetNS{}, env, logPath, argv...)
 }
 
 func (p *Process) reap() {

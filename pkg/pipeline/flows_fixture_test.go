@@ -1,12 +1,12 @@
-package node_test
+package pipeline_test
 
 import (
 	"net/netip"
 
 	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
 	"github.com/ovs-sdn/ovs-sdn/pkg/networkpolicy"
-	"github.com/ovs-sdn/ovs-sdn/pkg/node"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 )
 
 // Fixtures for the flow renderer tests: one node "node-a" with subnet
@@ -23,22 +23,21 @@ var (
 	fxUnknownNode = netip.MustParseAddr("192.168.126.99")
 )
 
-func fxConfig(mode clusternetwork.Mode, cidrs ...netip.Prefix) node.FlowConfig {
+func fxConfig(mode clusternetwork.Mode, cidrs ...netip.Prefix) pipeline.FlowConfig {
 	if len(cidrs) == 0 {
 		cidrs = []netip.Prefix{fxClusterCIDR}
 	}
-	return node.FlowConfig{
+	return pipeline.FlowConfig{
 		Mode:            mode,
 		ClusterNetworks: cidrs,
 		ServiceNetwork:  fxServiceCIDR,
 		LocalSubnet:     fxLocalSubnet,
 		NodeIP:          fxNodeIP,
-		TunMAC:          ovs.MAC{0x0a, 0x58, 0x0a, 0x80, 0x00, 0x01},
 	}
 }
 
-func fxPod(ns, name, ip string, port, vnid uint32) node.PodInfo {
-	return node.PodInfo{Namespace: ns, Name: name, IP: netip.MustParseAddr(ip), OFPort: port, VNID: vnid}
+func fxPod(ns, name, ip string, port, vnid uint32) pipeline.PodInfo {
+	return pipeline.PodInfo{Namespace: ns, Name: name, IP: netip.MustParseAddr(ip), OFPort: port, VNID: vnid}
 }
 
 // Local pods. VNIDs: 0 global, 10 and 11 two projects.
@@ -49,8 +48,8 @@ var (
 	podRouter = fxPod("default", "router", "10.128.0.5", 6, 0)
 )
 
-func fxNode(name, uid, ip, subnet string) node.RemoteNode {
-	return node.RemoteNode{Name: name, UID: uid, HostIP: netip.MustParseAddr(ip), Subnet: netip.MustParsePrefix(subnet)}
+func fxNode(name, uid, ip, subnet string) pipeline.RemoteNode {
+	return pipeline.RemoteNode{Name: name, UID: uid, HostIP: netip.MustParseAddr(ip), Subnet: netip.MustParsePrefix(subnet)}
 }
 
 var (
@@ -63,7 +62,7 @@ var (
 
 // fixedVNIDNode is an external host with the fixed-vnid-host annotation,
 // in a second cluster network.
-func fixedVNIDNode() node.RemoteNode {
+func fixedVNIDNode() pipeline.RemoteNode {
 	n := fxNode("f5", "6c1b6a6e-0b5d-4c55-9d59-0e3f4a1b2c03", "192.168.126.50", "10.132.0.0/23")
 	vnid := uint32(7)
 	n.FixedVNID = &vnid
@@ -73,38 +72,40 @@ func fixedVNIDNode() node.RemoteNode {
 // fxScenario is a node's complete desired flow state.
 type fxScenario struct {
 	name  string
-	cfg   node.FlowConfig
-	pods  []node.PodInfo
-	nodes []node.RemoteNode
+	cfg   pipeline.FlowConfig
+	pods  []pipeline.PodInfo
+	nodes []pipeline.RemoteNode
 }
 
 // flows renders everything the agent would install, as it would: base,
-// per-object flows, tenant rules per VNID in use, table 111, version last.
+// isolation statics, per-object flows, tenant rules per VNID in use, table
+// 111, version last.
 func (s fxScenario) flows() []ovs.Flow {
-	flows := node.BaseFlows(s.cfg)
+	iso := s.cfg.Isolation()
+	flows := append(pipeline.BaseFlows(s.cfg), iso.StaticFlows(s.cfg)...)
 	inUse := map[uint32]bool{}
 	for _, p := range s.pods {
-		flows = append(flows, node.PodFlows(s.cfg, p)...)
+		flows = append(flows, pipeline.PodFlows(s.cfg, p)...)
 		if !inUse[p.VNID] {
 			inUse[p.VNID] = true
-			flows = append(flows, node.TenantFlows(s.cfg, p.VNID)...)
+			flows = append(flows, iso.TenantFlows(p.VNID)...)
 		}
 	}
 	var ips []netip.Addr
 	for _, n := range s.nodes {
-		flows = append(flows, node.RemoteNodeFlows(s.cfg, n)...)
+		flows = append(flows, pipeline.RemoteNodeFlows(s.cfg, n)...)
 		ips = append(ips, n.HostIP)
 	}
-	flows = append(flows, node.MulticastRemoteFlow(s.cfg, ips))
+	flows = append(flows, pipeline.MulticastRemoteFlow(s.cfg, ips))
 	flows = append(flows, s.policyFlows()...)
-	return append(flows, node.VersionFlow(s.cfg))
+	return append(flows, pipeline.VersionFlow(s.cfg))
 }
 
 // policyFlows are the compiled NetworkPolicy flows of a networkpolicy-mode
 // scenario without policies: each namespace with local pods is allowed in
 // both directions (what the agent installs for it).
 func (s fxScenario) policyFlows() []ovs.Flow {
-	if s.cfg.Mode != clusternetwork.ModeNetworkPolicy {
+	if !s.cfg.Isolation().EnforcesNetworkPolicy() {
 		return nil
 	}
 	var in networkpolicy.Input
@@ -126,27 +127,27 @@ func fxScenarios() []fxScenario {
 		{
 			name:  "networkpolicy",
 			cfg:   fxConfig(clusternetwork.ModeNetworkPolicy),
-			pods:  []node.PodInfo{podWeb, podBlog},
-			nodes: []node.RemoteNode{nodeB, nodeC},
+			pods:  []pipeline.PodInfo{podWeb, podBlog},
+			nodes: []pipeline.RemoteNode{nodeB, nodeC},
 		},
 		{
 			name:  "multitenant",
 			cfg:   fxConfig(clusternetwork.ModeMultitenant),
-			pods:  []node.PodInfo{podWeb, podDB, podBlog, podRouter},
-			nodes: []node.RemoteNode{nodeB},
+			pods:  []pipeline.PodInfo{podWeb, podDB, podBlog, podRouter},
+			nodes: []pipeline.RemoteNode{nodeB},
 		},
 		{
 			name:  "subnet",
 			cfg:   fxConfig(clusternetwork.ModeSubnet),
-			pods:  []node.PodInfo{podWeb, podBlog},
-			nodes: []node.RemoteNode{nodeB},
+			pods:  []pipeline.PodInfo{podWeb, podBlog},
+			nodes: []pipeline.RemoteNode{nodeB},
 		},
 		{
 			name: "two_cluster_networks",
 			cfg: fxConfig(clusternetwork.ModeNetworkPolicy,
 				fxClusterCIDR, netip.MustParsePrefix("10.132.0.0/14")),
-			pods:  []node.PodInfo{podWeb},
-			nodes: []node.RemoteNode{nodeB, fixedVNIDNode()},
+			pods:  []pipeline.PodInfo{podWeb},
+			nodes: []pipeline.RemoteNode{nodeB, fixedVNIDNode()},
 		},
 	}
 }

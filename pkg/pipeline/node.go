@@ -1,4 +1,4 @@
-package node
+package pipeline
 
 import (
 	"net/netip"
@@ -10,8 +10,8 @@ import (
 // RemoteNode is another node's HostSubnet as the pipeline sees it.
 type RemoteNode struct {
 	// Name is the node (HostSubnet) name; UID the HostSubnet's UID, which
-	// keys the cookie (see the owner keys in flows_config.go). An empty UID
-	// falls back to the owner key "node/<name>".
+	// keys the cookie (NodeOwner). An empty UID falls back to the owner key
+	// "node/<name>".
 	Name, UID string
 	HostIP    netip.Addr
 	Subnet    netip.Prefix
@@ -32,17 +32,12 @@ func RemoteNodeFlows(c FlowConfig, n RemoteNode) []ovs.Flow {
 		ovs.NewFlow(ovs.TableARPRemote, 100).MatchARP().MatchArpTpa(n.Subnet).Action(tunnel...),
 		ovs.NewFlow(ovs.TableRemotePod, 100).MatchIPv4().MatchNwDst(n.Subnet).Action(tunnel...),
 	}
-	return withCookie(nodeCookie(n), flows)
+	return n.Owner().Stamp(flows)
 }
 
-// nodeCookie hashes the HostSubnet UID (reference §2, origin PR #19080).
-func nodeCookie(n RemoteNode) uint64 {
-	key := n.UID
-	if key == "" {
-		key = NodeOwner(n.Name)
-	}
-	return ovs.CookieFor(ovs.CookieNode, key)
-}
+// Owner is the owner of the node's flows; the cookie hashes the HostSubnet
+// UID (reference §2, origin PR #19080).
+func (n RemoteNode) Owner() Owner { return NodeOwner(n.Name, n.UID) }
 
 // tunnelKeyActions puts the source VNID, or fixed, into the VXLAN key.
 // pkg/ovs cannot load a constant into tun_id, so a fixed VNID goes through
@@ -72,6 +67,6 @@ func MulticastRemoteFlow(c FlowConfig, remoteIPs []netip.Addr) ovs.Flow {
 		actions = append(actions, ovs.SetTunnelDst(ip), ovs.Output(OFPortVXLAN))
 	}
 	return ovs.NewFlow(ovs.TableMulticastToRemote, 100).
-		WithCookie(ovs.CookieFor(ovs.CookieMulticast, OwnerMulticastRemote)).
+		WithCookie(OwnerMulticastRemote.Cookie()).
 		Action(append(actions, ovs.Goto(ovs.TableMulticastToLocal))...)
 }

@@ -1,4 +1,4 @@
-package node_test
+package pipeline_test
 
 import (
 	"context"
@@ -11,9 +11,9 @@ import (
 	"testing"
 
 	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
-	"github.com/ovs-sdn/ovs-sdn/pkg/node"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/ovstest"
+	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 )
 
 // pipelineFingerprint is the SHA-256 of every scenario's golden rendering
@@ -22,6 +22,7 @@ import (
 var pipelineFingerprint = map[int]string{
 	0x10: "975baa4b818a05be7cb3dd5e839c20a450073dc16d23d64794c32a07eeb48604",
 	0x11: "428d0ca9ff842c98351eaf7dd0b0a87d5f52b183e4083742c274bf7a41566454", // placeholder gone, compiled policy in the networkpolicy scenarios
+	0x12: "9f251470595a7f15b946823913f79d21998fa0a1b3c3a3cfdcd6a5b0d1541518", // the mode's static flows carry OwnerIsolation's cookie
 }
 
 // TestFlowsGolden compares each scenario with testdata/flows_<name>.flows.
@@ -33,7 +34,7 @@ func TestFlowsGolden(t *testing.T) {
 			ovstest.AssertGolden(t, "flows_"+s.name, s.flows())
 			if t.Failed() {
 				t.Errorf("the rendered pipeline changed: if intended, run with -update, " +
-					"bump PipelineVersion in flows_config.go and record the new fingerprint")
+					"bump PipelineVersion in config.go and record the new fingerprint")
 			}
 		})
 	}
@@ -49,10 +50,10 @@ func fingerprintScenarios() string {
 
 func TestPipelineVersionPinned(t *testing.T) {
 	got := fingerprintScenarios()
-	want, ok := pipelineFingerprint[node.PipelineVersion]
+	want, ok := pipelineFingerprint[pipeline.PipelineVersion]
 	if !ok || want != got {
 		t.Errorf("rendered flows changed but PipelineVersion is still %#x (fingerprint %q, recorded %q): "+
-			"bump PipelineVersion and record pipelineFingerprint[new version] = %q", node.PipelineVersion, got, want, got)
+			"bump PipelineVersion and record pipelineFingerprint[new version] = %q", pipeline.PipelineVersion, got, want, got)
 	}
 }
 
@@ -116,45 +117,49 @@ func TestPipelineValidatorRejectsBroken(t *testing.T) {
 }
 
 // TestFlowsCounts pins the flow counts of reference §3.2, adjusted as the
-// essay in flows_base.go explains: base (1 cluster CIDR, without 253 and
-// the table-111 flow) 49 = OpenShift's 51 − 253 − 111 − two table-10
-// migration flows + drops in 60 and 111.
+// package doc explains: base (1 cluster CIDR, without 253, the table-111
+// flow and the mode's flows) 49 = OpenShift's 51 − 253 − 111 − two
+// table-10 migration flows + drops in 60 and 111; the isolation statics
+// are OpenShift's "mode start-up flows".
 func TestFlowsCounts(t *testing.T) {
 	second := netip.MustParsePrefix("10.132.0.0/14")
 	tests := []struct {
-		mode  clusternetwork.Mode
-		cidrs []netip.Prefix
-		want  int
+		mode        clusternetwork.Mode
+		cidrs       []netip.Prefix
+		base, modeN int
 	}{
-		{clusternetwork.ModeSubnet, nil, 49 + 2},
-		{clusternetwork.ModeMultitenant, nil, 49 + 3},
-		{clusternetwork.ModeNetworkPolicy, nil, 49 + 3 + 1},
-		{clusternetwork.ModeSubnet, []netip.Prefix{fxClusterCIDR, second}, 49 + 7 + 2},
-		{clusternetwork.ModeMultitenant, []netip.Prefix{fxClusterCIDR, second}, 49 + 7 + 3},
-		{clusternetwork.ModeNetworkPolicy, []netip.Prefix{fxClusterCIDR, second}, 49 + 7 + 3 + 4},
+		{clusternetwork.ModeSubnet, nil, 49, 2},
+		{clusternetwork.ModeMultitenant, nil, 49, 3},
+		{clusternetwork.ModeNetworkPolicy, nil, 49, 3 + 1},
+		{clusternetwork.ModeSubnet, []netip.Prefix{fxClusterCIDR, second}, 49 + 7, 2},
+		{clusternetwork.ModeMultitenant, []netip.Prefix{fxClusterCIDR, second}, 49 + 7, 3},
+		{clusternetwork.ModeNetworkPolicy, []netip.Prefix{fxClusterCIDR, second}, 49 + 7, 3 + 4},
 	}
 	for _, tt := range tests {
 		cfg := fxConfig(tt.mode, tt.cidrs...)
-		if got := len(node.BaseFlows(cfg)); got != tt.want {
-			t.Errorf("%s with %d cluster CIDRs: %d base flows, want %d", tt.mode, len(cfg.ClusterNetworks), got, tt.want)
+		if got := len(pipeline.BaseFlows(cfg)); got != tt.base {
+			t.Errorf("%s with %d cluster CIDRs: %d base flows, want %d", tt.mode, len(cfg.ClusterNetworks), got, tt.base)
+		}
+		if got := len(cfg.Isolation().StaticFlows(cfg)); got != tt.modeN {
+			t.Errorf("%s with %d cluster CIDRs: %d isolation flows, want %d", tt.mode, len(cfg.ClusterNetworks), got, tt.modeN)
 		}
 	}
 	cfg := fxConfig(clusternetwork.ModeMultitenant)
-	if got := len(node.PodFlows(cfg, podWeb)); got != 5 {
+	if got := len(pipeline.PodFlows(cfg, podWeb)); got != 5 {
 		t.Errorf("per-pod flows = %d, want 5", got)
 	}
-	if got := len(node.RemoteNodeFlows(cfg, nodeB)); got != 3 {
+	if got := len(pipeline.RemoteNodeFlows(cfg, nodeB)); got != 3 {
 		t.Errorf("per-remote-node flows = %d, want 3", got)
 	}
-	if got := len(node.TenantFlows(cfg, 10)); got != 1 {
+	if got := len(cfg.Isolation().TenantFlows(10)); got != 1 {
 		t.Errorf("multitenant TenantFlows(10) = %d flows, want 1", got)
 	}
 	for _, mode := range []clusternetwork.Mode{clusternetwork.ModeSubnet, clusternetwork.ModeNetworkPolicy} {
-		if got := node.TenantFlows(fxConfig(mode), 10); got != nil {
+		if got := fxConfig(mode).Isolation().TenantFlows(10); got != nil {
 			t.Errorf("%s: TenantFlows = %v, want nil", mode, got)
 		}
 	}
-	if got := node.TenantFlows(cfg, 0); got != nil {
+	if got := cfg.Isolation().TenantFlows(0); got != nil {
 		t.Errorf("TenantFlows(0) = %v, want nil (covered by the reg0=0/reg1=0 rules)", got)
 	}
 }
@@ -171,16 +176,17 @@ func TestFlowsCookies(t *testing.T) {
 			}
 		}
 	}
-	check("base", node.BaseFlows(cfg), ovs.CookiePipeline, node.OwnerPipeline)
-	check("version", []ovs.Flow{node.VersionFlow(cfg)}, ovs.CookiePipeline, node.OwnerVersion)
-	check("pod", node.PodFlows(cfg, podWeb), ovs.CookiePod, "pod/shop/web")
-	check("node", node.RemoteNodeFlows(cfg, nodeB), ovs.CookieNode, nodeB.UID)
+	check("base", pipeline.BaseFlows(cfg), ovs.CookiePipeline, "pipeline")
+	check("isolation", cfg.Isolation().StaticFlows(cfg), ovs.CookiePipeline, "isolation")
+	check("version", []ovs.Flow{pipeline.VersionFlow(cfg)}, ovs.CookiePipeline, "version")
+	check("pod", pipeline.PodFlows(cfg, podWeb), ovs.CookiePod, "pod/shop/web")
+	check("node", pipeline.RemoteNodeFlows(cfg, nodeB), ovs.CookieNode, nodeB.UID)
 	noUID := nodeB
 	noUID.UID = ""
-	check("node without UID", node.RemoteNodeFlows(cfg, noUID), ovs.CookieNode, "node/node-b")
-	check("tenant", node.TenantFlows(cfg, 10), ovs.CookieNamespace, "vnid/10")
-	check("multicast", []ovs.Flow{node.MulticastRemoteFlow(cfg, nil)}, ovs.CookieMulticast, node.OwnerMulticastRemote)
-	if a, b := node.PodFlows(cfg, podWeb)[0].Cookie, node.PodFlows(cfg, podDB)[0].Cookie; a == b {
+	check("node without UID", pipeline.RemoteNodeFlows(cfg, noUID), ovs.CookieNode, "node/node-b")
+	check("tenant", cfg.Isolation().TenantFlows(10), ovs.CookieNamespace, "vnid/10")
+	check("multicast", []ovs.Flow{pipeline.MulticastRemoteFlow(cfg, nil)}, ovs.CookieMulticast, "multicast/remote")
+	if a, b := pipeline.PodFlows(cfg, podWeb)[0].Cookie, pipeline.PodFlows(cfg, podDB)[0].Cookie; a == b {
 		t.Errorf("two pods share cookie %#x", a)
 	}
 }
@@ -192,8 +198,8 @@ func TestFlowsVersionNote(t *testing.T) {
 		clusternetwork.ModeNetworkPolicy: 2,
 		"Bogus":                          0xff,
 	} {
-		want := fmt.Sprintf(" actions=note:%02x.%02x.", plugin, node.PipelineVersion)
-		f := node.VersionFlow(fxConfig(mode))
+		want := fmt.Sprintf(" actions=note:%02x.%02x.", plugin, pipeline.PipelineVersion)
+		f := pipeline.VersionFlow(fxConfig(mode))
 		if got := f.String(); f.Table != ovs.TableVersion || !strings.Contains(got, want) {
 			t.Errorf("%s: version flow %s, want table %s with%s…", mode, got, ovs.TableVersion.Named(), want)
 		}
@@ -206,12 +212,12 @@ func TestFlowsConfigGateway(t *testing.T) {
 		"10.128.2.5/23":   "10.128.2.1", // host bits are ignored
 		"10.131.254.0/24": "10.131.254.1",
 	} {
-		c := node.FlowConfig{LocalSubnet: netip.MustParsePrefix(subnet)}
+		c := pipeline.FlowConfig{LocalSubnet: netip.MustParsePrefix(subnet)}
 		if got := c.Gateway().String(); got != want {
 			t.Errorf("Gateway(%s) = %s, want %s", subnet, got, want)
 		}
 	}
-	if got := node.PodMAC(netip.MustParseAddr("10.128.0.17")).String(); got != "0a:58:0a:80:00:11" {
+	if got := pipeline.PodMAC(netip.MustParseAddr("10.128.0.17")).String(); got != "0a:58:0a:80:00:11" {
 		t.Errorf("PodMAC = %s", got)
 	}
 }
@@ -219,12 +225,12 @@ func TestFlowsConfigGateway(t *testing.T) {
 func TestFlowsMulticastRemoteSortedAndDeduplicated(t *testing.T) {
 	cfg := fxConfig(clusternetwork.ModeNetworkPolicy)
 	a, b := netip.MustParseAddr("192.168.126.12"), netip.MustParseAddr("192.168.126.9")
-	got := node.MulticastRemoteFlow(cfg, []netip.Addr{a, b, a}).String()
+	got := pipeline.MulticastRemoteFlow(cfg, []netip.Addr{a, b, a}).String()
 	want := "set_field:192.168.126.9->tun_dst,output:1,set_field:192.168.126.12->tun_dst,output:1,goto_table:"
 	if !strings.Contains(got, want) || strings.Count(got, "tun_dst") != 2 {
 		t.Errorf("MulticastRemoteFlow = %s, want sorted, deduplicated %s…", got, want)
 	}
-	if got := node.MulticastRemoteFlow(cfg, nil); len(got.Actions) != 1 {
+	if got := pipeline.MulticastRemoteFlow(cfg, nil); len(got.Actions) != 1 {
 		t.Errorf("without remote nodes: %s, want only the goto", got)
 	}
 }

@@ -1,9 +1,8 @@
-package node
+package pipeline
 
 import (
 	"net/netip"
 
-	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 )
 
@@ -14,7 +13,8 @@ type PodInfo struct {
 	Namespace, Name string
 	IP              netip.Addr
 	OFPort          uint32
-	// VNID is the pod namespace's VNID; ignored (0 is used) in subnet mode.
+	// VNID is the pod namespace's VNID; the isolation mode decides what
+	// the pod carries (Isolation.PodVNID: 0 in subnet mode).
 	VNID uint32
 }
 
@@ -35,10 +35,7 @@ var podSHAMask = ovs.MAC{0, 0, 0xff, 0xff, 0xff, 0xff}
 // iptables; table 40 ARP delivery; table 70, which loads the destination
 // VNID and port before the ingress checks of table 80.
 func PodFlows(c FlowConfig, p PodInfo) []ovs.Flow {
-	vnid := p.VNID
-	if c.Mode == clusternetwork.ModeSubnet {
-		vnid = 0
-	}
+	vnid := c.Isolation().PodVNID(p.VNID)
 	ip := host(p.IP)
 	loadSrc := ovs.SrcVNIDField.Load(vnid)
 	fromPod := ovs.NewFlow(ovs.TablePodAntiSpoof, 100).MatchInPort(p.OFPort)
@@ -52,5 +49,5 @@ func PodFlows(c FlowConfig, p PodInfo) []ovs.Flow {
 		ovs.NewFlow(ovs.TableLocalPod, 100).MatchIPv4().MatchNwDst(ip).
 			Action(ovs.DstVNIDField.Load(vnid), ovs.OutPortField.Load(p.OFPort), ovs.Goto(ovs.TablePolicyIngress)),
 	}
-	return withCookie(ovs.CookieFor(ovs.CookiePod, PodOwner(p.Namespace, p.Name)), flows)
+	return PodOwner(p.Namespace, p.Name).Stamp(flows)
 }

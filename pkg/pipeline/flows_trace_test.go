@@ -1,4 +1,4 @@
-package node_test
+package pipeline_test
 
 import (
 	"net/netip"
@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
-	"github.com/ovs-sdn/ovs-sdn/pkg/node"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 )
 
 // packetFlowTest is one policy fact checked by tracing a packet through a
@@ -68,23 +68,23 @@ func tableNames(ts []ovs.Table) string {
 // Packet constructors.
 
 // fromPod is an IP packet sent by a local pod.
-func fromPod(p node.PodInfo, dst netip.Addr, proto ovs.Proto, port uint16) ovs.Packet {
+func fromPod(p pipeline.PodInfo, dst netip.Addr, proto ovs.Proto, port uint16) ovs.Packet {
 	return ovs.Packet{InPort: p.OFPort, Proto: proto, Src: p.IP, Dst: dst, TpDst: port}
 }
 
 // arpFromPod is an ARP request from a pod whose sender MAC is sha.
-func arpFromPod(p node.PodInfo, target netip.Addr, sha ovs.MAC) ovs.Packet {
+func arpFromPod(p pipeline.PodInfo, target netip.Addr, sha ovs.MAC) ovs.Packet {
 	return ovs.Packet{InPort: p.OFPort, Proto: ovs.ProtoARP, Src: p.IP, Dst: target, SrcMAC: sha}
 }
 
 // fromTunnel is a VXLAN-decapsulated packet from node tunSrc with key vnid.
 func fromTunnel(tunSrc, src, dst netip.Addr, vnid uint32) ovs.Packet {
-	return ovs.Packet{InPort: node.OFPortVXLAN, Proto: ovs.ProtoTCP, Src: src, Dst: dst, TpDst: 80, TunSrc: tunSrc, TunID: uint64(vnid)}
+	return ovs.Packet{InPort: pipeline.OFPortVXLAN, Proto: ovs.ProtoTCP, Src: src, Dst: dst, TpDst: 80, TunSrc: tunSrc, TunID: uint64(vnid)}
 }
 
 // fromHost is an IP packet entering from tun0.
 func fromHost(src, dst netip.Addr) ovs.Packet {
-	return ovs.Packet{InPort: node.OFPortTun0, Proto: ovs.ProtoTCP, Src: src, Dst: dst, TpDst: 8080}
+	return ovs.Packet{InPort: pipeline.OFPortTun0, Proto: ovs.ProtoTCP, Src: src, Dst: dst, TpDst: 8080}
 }
 
 func tunnel(to netip.Addr, vnid uint32) string {
@@ -127,30 +127,30 @@ func TestTraceNetworkPolicyNode(t *testing.T) {
 		{name: "unknown pod port: dropped",
 			packet: ovs.Packet{InPort: 9, Proto: ovs.ProtoTCP, Src: mustAddr("10.128.0.9"), Dst: podWeb.IP}, want: dropIn(ovs.TablePodAntiSpoof)},
 		{name: "ARP with the pod's sha: delivered",
-			packet: arpFromPod(podWeb, podBlog.IP, node.PodMAC(podWeb.IP)), want: output(5)},
+			packet: arpFromPod(podWeb, podBlog.IP, pipeline.PodMAC(podWeb.IP)), want: output(5)},
 		{name: "ARP for a remote pod: tunnelled",
-			packet: arpFromPod(podWeb, remoteOnB, node.PodMAC(podWeb.IP)), want: tunnel(nodeB.HostIP, 10)},
+			packet: arpFromPod(podWeb, remoteOnB, pipeline.PodMAC(podWeb.IP)), want: tunnel(nodeB.HostIP, 10)},
 		{name: "ARP for the gateway: to tun0",
-			packet: arpFromPod(podWeb, fxGateway, node.PodMAC(podWeb.IP)), want: output(node.OFPortTun0)},
+			packet: arpFromPod(podWeb, fxGateway, pipeline.PodMAC(podWeb.IP)), want: output(pipeline.OFPortTun0)},
 		{name: "ARP with spoofed sha: dropped",
-			packet: arpFromPod(podWeb, podBlog.IP, node.PodMAC(podBlog.IP)), want: dropIn(ovs.TablePodAntiSpoof)},
+			packet: arpFromPod(podWeb, podBlog.IP, pipeline.PodMAC(podBlog.IP)), want: dropIn(ovs.TablePodAntiSpoof)},
 		{name: "pod-sent VXLAN: dropped",
 			packet: fromPod(podWeb, remoteOnB, ovs.ProtoUDP, 4789), want: dropIn(ovs.TablePodAntiSpoof)},
 		{name: "pod to service CIDR: to tun0",
-			packet: fromPod(podWeb, fxService, ovs.ProtoTCP, 443), want: output(node.OFPortTun0),
+			packet: fromPod(podWeb, fxService, ovs.ProtoTCP, 443), want: output(pipeline.OFPortTun0),
 			via: []ovs.Table{ovs.TablePolicyEgress, ovs.TableRouting, ovs.TableServices}},
 		{name: "service traffic DNATed back from the host: VNID reloaded, delivered",
 			packet: fromHost(podWeb.IP, podBlog.IP), want: output(5),
 			via:  []ovs.Table{ovs.TableServiceReturn, ovs.TablePolicyEgress, ovs.TableLocalPod},
 			regs: map[ovs.RegField]uint32{ovs.SrcVNIDField: 10}},
 		{name: "pod to external: to tun0 via egress tables",
-			packet: fromPod(podWeb, fxExternal, ovs.ProtoTCP, 443), want: output(node.OFPortTun0),
+			packet: fromPod(podWeb, fxExternal, ovs.ProtoTCP, 443), want: output(pipeline.OFPortTun0),
 			via: []ovs.Table{ovs.TableRouting, ovs.TableEgressPrelim, ovs.TableEgressFirewall, ovs.TableEgressRouting}},
 		{name: "pod DNS to the node IP: to tun0 from table 99",
-			packet: fromPod(podWeb, fxNodeIP, ovs.ProtoUDP, 53), want: output(node.OFPortTun0),
+			packet: fromPod(podWeb, fxNodeIP, ovs.ProtoUDP, 53), want: output(pipeline.OFPortTun0),
 			via: []ovs.Table{ovs.TableEgressPrelim}},
 		{name: "pod to the gateway: to tun0",
-			packet: fromPod(podWeb, fxGateway, ovs.ProtoTCP, 10250), want: output(node.OFPortTun0)},
+			packet: fromPod(podWeb, fxGateway, ovs.ProtoTCP, 10250), want: output(pipeline.OFPortTun0)},
 		{name: "host to pod (nw_src = gateway): allowed",
 			packet: fromHost(fxGateway, podBlog.IP), want: output(5),
 			via:  []ovs.Table{ovs.TableConntrackCommit, ovs.TableLocalPod, ovs.TablePolicyIngress},
@@ -163,7 +163,7 @@ func TestTraceNetworkPolicyNode(t *testing.T) {
 			packet: ovs.Packet{InPort: podBlog.OFPort, Proto: ovs.ProtoTCP, Src: podBlog.IP, Dst: podWeb.IP, CtReply: true}, want: output(3),
 			via: []ovs.Table{ovs.TablePolicyEgress, ovs.TableRouting, ovs.TableLocalPod, ovs.TablePolicyIngress}},
 		{name: "ARP to a local IP without pod: dropped",
-			packet: arpFromPod(podWeb, mustAddr("10.128.1.200"), node.PodMAC(podWeb.IP)), want: dropIn(ovs.TableARPLocal)},
+			packet: arpFromPod(podWeb, mustAddr("10.128.1.200"), pipeline.PodMAC(podWeb.IP)), want: dropIn(ovs.TableARPLocal)},
 		{name: "IP to a local IP without pod: dropped",
 			packet: fromPod(podWeb, mustAddr("10.128.1.200"), ovs.ProtoTCP, 80), want: dropIn(ovs.TableLocalPod)},
 		{name: "IP to a cluster subnet without node: dropped",
@@ -196,7 +196,7 @@ func TestTraceMultitenantNode(t *testing.T) {
 		{name: "pod to remote pod: key = source VNID",
 			packet: fromPod(podBlog, remoteOnB, ovs.ProtoTCP, 80), want: tunnel(nodeB.HostIP, 11)},
 		{name: "ARP across VNIDs: not isolated",
-			packet: arpFromPod(podWeb, podBlog.IP, node.PodMAC(podWeb.IP)), want: output(5)},
+			packet: arpFromPod(podWeb, podBlog.IP, pipeline.PodMAC(podWeb.IP)), want: output(5)},
 	}
 	runPacketFlowTests(t, s.flows(), tests)
 }
@@ -212,8 +212,8 @@ func TestTraceSubnetNode(t *testing.T) {
 			packet: fromTunnel(nodeB.HostIP, remoteOnB, podWeb.IP, 0), want: output(3)},
 		{name: "pod to remote: VNID 0 in the key",
 			packet: fromPod(podBlog, remoteOnB, ovs.ProtoTCP, 80), want: tunnel(nodeB.HostIP, 0)},
-		{name: "pod to service", packet: fromPod(podBlog, fxService, ovs.ProtoTCP, 80), want: output(node.OFPortTun0)},
-		{name: "pod to external", packet: fromPod(podBlog, fxExternal, ovs.ProtoTCP, 80), want: output(node.OFPortTun0)},
+		{name: "pod to service", packet: fromPod(podBlog, fxService, ovs.ProtoTCP, 80), want: output(pipeline.OFPortTun0)},
+		{name: "pod to external", packet: fromPod(podBlog, fxExternal, ovs.ProtoTCP, 80), want: output(pipeline.OFPortTun0)},
 		{name: "host to pod", packet: fromHost(fxGateway, podWeb.IP), want: output(3)},
 		{name: "still no spoofing",
 			packet: ovs.Packet{InPort: podWeb.OFPort, Proto: ovs.ProtoTCP, Src: podBlog.IP, Dst: remoteOnB}, want: dropIn(ovs.TablePodAntiSpoof)},
@@ -229,7 +229,7 @@ func TestTraceTwoClusterNetworks(t *testing.T) {
 		{name: "to the fixed-VNID host: key = its fixed VNID",
 			packet: fromPod(podWeb, inF5, ovs.ProtoTCP, 80), want: tunnel(f5.HostIP, 7)},
 		{name: "ARP to the fixed-VNID host: key = its fixed VNID",
-			packet: arpFromPod(podWeb, inF5, node.PodMAC(podWeb.IP)), want: tunnel(f5.HostIP, 7)},
+			packet: arpFromPod(podWeb, inF5, pipeline.PodMAC(podWeb.IP)), want: tunnel(f5.HostIP, 7)},
 		{name: "to node-b: key = source VNID",
 			packet: fromPod(podWeb, remoteOnB, ovs.ProtoTCP, 80), want: tunnel(nodeB.HostIP, 10)},
 		{name: "from the second cluster network over VXLAN: delivered",

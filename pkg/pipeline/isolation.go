@@ -1,0 +1,192 @@
+package pipeline
+
+import (
+	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
+	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+)
+
+// Isolation is the isolation mode (ClusterNetwork.pluginName) as the
+// pipeline and the agent see it, in the way openshift/sdn's osdnPolicy is:
+// every difference between the modes is a method here, so no other code
+// branches on clusternetwork.Mode. Implementations are pure, immutable and
+// safe for concurrent use; IsolationFor returns them.
+type Isolation interface {
+	// Mode is the mode this strategy implements.
+	Mode() clusternetwork.Mode
+	// PluginID is the plugin byte of the version note (reference §1):
+	// 0 subnet, 1 multitenant, 2 networkpolicy.
+	PluginID() byte
+	// UsesVNIDs reports whether namespaces have their own VNIDs
+	// (NetNamespaces); without, every pod carries VNID 0.
+	UsesVNIDs() bool
+	// PodVNID is the VNID a pod carries in reg0/reg1, given its
+	// namespace's VNID.
+	PodVNID(namespaceVNID uint32) uint32
+	// EnforcesNetworkPolicy reports whether NetworkPolicy is compiled into
+	// tables 27 and 80.
+	EnforcesNetworkPolicy() bool
+	// StaticFlows are the mode's flows that depend on the configuration
+	// only (owner OwnerIsolation).
+	StaticFlows(c FlowConfig) []ovs.Flow
+	// TenantFlows are the flows of one VNID used by a local pod (owner
+	// TenantOwner(vnid)); nil when the mode has none.
+	TenantFlows(vnid uint32) []ovs.Flow
+	// Stage is the bands of StaticFlows and TenantFlows.
+	Stage() Stage
+}
+
+// IsolationFor returns the strategy of m. An unknown mode gets a strategy
+// with no flows and plugin byte 0xff: tables 27 and 80 then drop all pod
+// traffic except from the gateway (fail closed), and an agent
+// misconfigured so never matches a bridge's version note.
+func IsolationFor(m clusternetwork.Mode) Isolation {
+	switch m {
+	case clusternetwork.ModeSubnet:
+		return subnetIsolation{}
+	case clusternetwork.ModeMultitenant:
+		return multitenantIsolation{}
+	case clusternetwork.ModeNetworkPolicy:
+		return networkPolicyIsolation{}
+	}
+	return unknownIsolation{mode: m}
+}
+
+var (
+	egressTable  = ovs.TablePolicyEgress
+	ingressTable = ovs.TablePolicyIngress
+	toPod        = ovs.OutPortField.Output()
+	toCommit     = ovs.Goto(ovs.TableConntrackCommit)
+)
+
+// subnetIsolation is the flat network (reference §5.1): VNID 0 everywhere,
+// everything allowed.
+type subnetIsolation struct{}
+
+func (subnetIsolation) Mode() clusternetwork.Mode   { return clusternetwork.ModeSubnet }
+func (subnetIsolation) PluginID() byte              { return 0 }
+func (subnetIsolation) UsesVNIDs() bool             { return false }
+func (subnetIsolation) PodVNID(uint32) uint32       { return 0 }
+func (subnetIsolation) EnforcesNetworkPolicy() bool { return false }
+func (subnetIsolation) TenantFlows(uint32) []ovs.Flow {
+	return nil
+}
+
+func (subnetIsolation) StaticFlows(FlowConfig) []ovs.Flow {
+	return OwnerIsolation.Stamp([]ovs.Flow{
+		ovs.NewFlow(egressTable, 500).Action(toCommit),
+		ovs.NewFlow(ingressTable, 200).Action(toPod),
+	})
+}
+
+func (subnetIsolation) Stage() Stage {
+	return Stage{Name: "isolation (subnet)", Bands: []Band{
+		band(egressTable, 500, 500, "allow all"),
+		band(ingressTable, 200, 200, "allow all"),
+	}}
+}
+
+// multitenantIsolation isolates VNIDs (reference §5.2): VNID 0 ("global")
+// reaches and is reached by every VNID; pods of one VNID (one project, or
+// joined projects) reach each other through their VNID's tenant rule.
+type multitenantIsolation struct{}
+
+func (multitenantIsolation) Mode() clusternetwork.Mode   { return clusternetwork.ModeMultitenant }
+func (multitenantIsolation) PluginID() byte              { return 1 }
+func (multitenantIsolation) UsesVNIDs() bool             { return true }
+func (multitenantIsolation) PodVNID(v uint32) uint32     { return v }
+func (multitenantIsolation) EnforcesNetworkPolicy() bool { return false }
+
+func (multitenantIsolation) StaticFlows(FlowConfig) []ovs.Flow {
+	return OwnerIsolation.Stamp([]ovs.Flow{
+		ovs.NewFlow(egressTable, 500).Action(toCommit),
+		ovs.NewFlow(ingressTable, 200).MatchReg(ovs.SrcVNIDField, 0).Action(toPod),
+		ovs.NewFlow(ingressTable, 200).MatchReg(ovs.DstVNIDField, 0).Action(toPod),
+	})
+}
+
+// TenantFlows is table 80, priority 100, reg0=V, reg1=V → output to reg2.
+// VNID 0 has none: the reg0=0/reg1=0 rules cover it.
+func (multitenantIsolation) TenantFlows(vnid uint32) []ovs.Flow {
+	if vnid == 0 {
+		return nil
+	}
+	return TenantOwner(vnid).Stamp([]ovs.Flow{
+		ovs.NewFlow(ingressTable, 100).MatchReg(ovs.SrcVNIDField, vnid).MatchReg(ovs.DstVNIDField, vnid).Action(toPod),
+	})
+}
+
+func (multitenantIsolation) Stage() Stage {
+	return Stage{Name: "isolation (multitenant)", Bands: []Band{
+		band(egressTable, 500, 500, "allow all"),
+		band(ingressTable, 200, 200, "global VNID 0"),
+		band(ingressTable, 100, 100, "tenant"),
+	}}
+}
+
+// networkPolicyIsolation enforces Kubernetes NetworkPolicy (reference §6.2):
+// egress is checked after DNAT (service traffic passes 27 and is checked
+// when it comes back through 25), replies of allowed connections always
+// pass, and pod-network-internal connections are committed in 30 so that
+// replies are recognised. Only traffic between cluster CIDRs is committed:
+// traffic leaving the pod network must still meet host iptables untracked
+// by us. Everything else of tables 27 and 80 is the compiler's
+// (StageNetworkPolicy).
+type networkPolicyIsolation struct{}
+
+func (networkPolicyIsolation) Mode() clusternetwork.Mode     { return clusternetwork.ModeNetworkPolicy }
+func (networkPolicyIsolation) PluginID() byte                { return 2 }
+func (networkPolicyIsolation) UsesVNIDs() bool               { return true }
+func (networkPolicyIsolation) PodVNID(v uint32) uint32       { return v }
+func (networkPolicyIsolation) EnforcesNetworkPolicy() bool   { return true }
+func (networkPolicyIsolation) TenantFlows(uint32) []ovs.Flow { return nil }
+
+func (networkPolicyIsolation) StaticFlows(c FlowConfig) []ovs.Flow {
+	flows := []ovs.Flow{
+		ovs.NewFlow(egressTable, 300).MatchIPv4().MatchNwDst(c.ServiceNetwork).Action(toCommit),
+		ovs.NewFlow(egressTable, 200).MatchIPv4().MatchCtState(ovs.CtRpl, 0).Action(toCommit),
+		ovs.NewFlow(ingressTable, 200).MatchIPv4().MatchCtState(ovs.CtRpl, 0).Action(toPod),
+	}
+	for _, src := range c.ClusterNetworks {
+		for _, dst := range c.ClusterNetworks {
+			flows = append(flows, ovs.NewFlow(ovs.TableConntrackCommit, 100).
+				MatchIPv4().MatchNwSrc(src).MatchNwDst(dst).MatchCtState(0, ovs.CtRpl).
+				Action(ovs.CTThen(ovs.TableRouting, true, false)))
+		}
+	}
+	return OwnerIsolation.Stamp(flows)
+}
+
+func (networkPolicyIsolation) Stage() Stage {
+	return Stage{Name: "isolation (networkpolicy)", Bands: []Band{
+		band(egressTable, 300, 300, "services"),
+		band(egressTable, 200, 200, "replies"),
+		band(ingressTable, 200, 200, "replies"),
+		band(ovs.TableConntrackCommit, 100, 100, "commit"),
+	}}
+}
+
+// unknownIsolation renders nothing (see IsolationFor).
+type unknownIsolation struct{ mode clusternetwork.Mode }
+
+func (u unknownIsolation) Mode() clusternetwork.Mode       { return u.mode }
+func (unknownIsolation) PluginID() byte                    { return 0xff }
+func (unknownIsolation) UsesVNIDs() bool                   { return true }
+func (unknownIsolation) PodVNID(v uint32) uint32           { return v }
+func (unknownIsolation) EnforcesNetworkPolicy() bool       { return false }
+func (unknownIsolation) StaticFlows(FlowConfig) []ovs.Flow { return nil }
+func (unknownIsolation) TenantFlows(uint32) []ovs.Flow     { return nil }
+func (unknownIsolation) Stage() Stage                      { return Stage{Name: "isolation (unknown mode)"} }
+
+// PolicyAllowAllFlows is what OpenShift's p50 per-namespace allows
+// collapse to when NetworkPolicy is not enforced: table 27 and 80 p50 "ip
+// → pass", owned by OwnerPolicyAllowAll. The agent installs it only in
+// networkpolicy mode without a Kubernetes client (labs and tests that have
+// no Pods/Namespaces/NetworkPolicies), and logs that policies are not
+// enforced. The compiled flows (p60 and up) would still win over it for
+// every namespace with local pods.
+func PolicyAllowAllFlows() []ovs.Flow {
+	return OwnerPolicyAllowAll.Stamp([]ovs.Flow{
+		ovs.NewFlow(egressTable, 50).MatchIPv4().Action(toCommit),
+		ovs.NewFlow(ingressTable, 50).MatchIPv4().Action(toPod),
+	})
+}
