@@ -45,7 +45,8 @@ type Config struct {
 	// dot is optional). At least one.
 	Zones []string
 	// Addrs are the addresses to listen on, UDP and TCP on each; port 0 picks a free port
-	// (the same one for UDP and TCP; see Server.Addrs). At least one.
+	// (the same one for UDP and TCP, and again after a restart; see Server.Addrs). At
+	// least one.
 	Addrs []netip.AddrPort
 	// NetNSPath is the network namespace to listen in (e.g. /run/netns/lab-ext); "" means
 	// the caller's.
@@ -71,7 +72,7 @@ type Server struct {
 	chase   bool
 	queries []Query
 	running []*dns.Server
-	bound   []netip.AddrPort
+	bound   []netip.AddrPort // the addresses of the first Start, kept for restarts
 }
 
 // New validates cfg and returns a stopped server with no records.
@@ -113,8 +114,12 @@ func (s *Server) Start() error {
 func (s *Server) listen() ([]*dns.Server, []netip.AddrPort, error) {
 	var servers []*dns.Server
 	var bound []netip.AddrPort
+	addrs := s.cfg.Addrs
+	if s.bound != nil { // a restart: the ports port 0 picked the first time
+		addrs = s.bound
+	}
 	err := s.inNetNS(func() error {
-		for _, a := range s.cfg.Addrs {
+		for _, a := range addrs {
 			pc, ln, ap, err := listenPair(a)
 			if err != nil {
 				return err
@@ -242,7 +247,18 @@ func (s *Server) reply(w dns.ResponseWriter, r *dns.Msg) (*dns.Msg, bool) {
 		return reply, true
 	}
 	s.data.answer(q, s.chase, reply)
+	if w.LocalAddr().Network() == "udp" {
+		reply.Truncate(udpSize(r)) // sets TC when records had to go: the client retries over TCP
+	}
 	return reply, true
+}
+
+// udpSize is the largest UDP reply the client accepts: its EDNS0 size, or 512.
+func udpSize(r *dns.Msg) int {
+	if opt := r.IsEdns0(); opt != nil {
+		return max(int(opt.UDPSize()), dns.MinMsgSize)
+	}
+	return dns.MinMsgSize
 }
 
 func addrPortOf(a net.Addr) netip.AddrPort {

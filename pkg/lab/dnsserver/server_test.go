@@ -209,6 +209,9 @@ func TestFailureModesAndRestart(t *testing.T) {
 	if err := s.Start(); err == nil {
 		t.Error("second Start accepted")
 	}
+	if got := s.Addrs(); len(got) != 1 || got[0] != addr {
+		t.Errorf("after restart listening on %v, want %v (the port picked first)", got, addr)
+	}
 	if got := answer(query(t, s, "udp", "www.lab.example", dns.TypeA)); got != "www.lab.example. 30 A 203.0.113.9" {
 		t.Errorf("after restart: %q", got)
 	}
@@ -307,5 +310,20 @@ func TestMaxQueriesPerWindow(t *testing.T) {
 		if got := MaxQueriesPerWindow(at(c.ms...), time.Second); got != c.want {
 			t.Errorf("%v: %d, want %d", c.ms, got, c.want)
 		}
+	}
+}
+
+func TestTruncation(t *testing.T) {
+	s := startLoopback(t)
+	var addrs []string
+	for i := 1; i <= 100; i++ {
+		addrs = append(addrs, netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}).String())
+	}
+	mustSetA(t, s, "many.lab.example", 30, addrs...)
+	if r := query(t, s, "udp", "many.lab.example", dns.TypeA); !r.Truncated || len(r.Answer) >= 100 {
+		t.Errorf("UDP answer of 100 A records: truncated=%v, %d records", r.Truncated, len(r.Answer))
+	}
+	if r := query(t, s, "tcp", "many.lab.example", dns.TypeA); r.Truncated || len(r.Answer) != 100 {
+		t.Errorf("TCP answer: truncated=%v, %d records", r.Truncated, len(r.Answer))
 	}
 }
