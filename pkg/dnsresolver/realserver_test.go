@@ -14,7 +14,7 @@ import (
 
 // Real-time tests: the Resolver with its default rules and the real DNS client, against the
 // lab DNS server on loopback. They take ~12 s (the subtests run in parallel), so -short skips
-// them. The netns variant is in pkg/lab/netlab's external-host test.
+// them. The netns variant is TestThroughNodeNetNS.
 
 // timedChanges records OnChange calls with their wall-clock time.
 type timedChanges struct {
@@ -77,11 +77,19 @@ func realResolver(t *testing.T, servers ...netip.AddrPort) (*Resolver, *timedCha
 	if err != nil {
 		t.Fatal(err)
 	}
+	runResolver(t, r)
+	return r, ch
+}
+
+// runResolver runs r until the returned stop is called or the test ends.
+func runResolver(t *testing.T, r *Resolver) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); r.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return r, ch
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
 }
 
 func track(t *testing.T, r *Resolver, name string) {
