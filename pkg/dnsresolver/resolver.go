@@ -75,8 +75,9 @@ type Config struct {
 	Lookuper Lookuper
 	// OnChange is called with a name (as Normalize returns it) and its new addresses
 	// (sorted; empty when the name lost its addresses) whenever they change, also on the
-	// first resolution. It runs on the Run goroutine; it should only record the change and
-	// return (it may call Track, Untrack and Addrs).
+	// first resolution. It runs on the Run goroutine, one call at a time; it should only
+	// record the change and return (it may call Track, Untrack and Addrs). A call may arrive
+	// just after the name's last Untrack; ignore names no longer used.
 	OnChange func(name string, addrs []netip.Addr)
 	// Registerer receives the metrics (nil: not registered).
 	Registerer prometheus.Registerer

@@ -95,6 +95,9 @@ func (s *schedule) untrack(name string) bool {
 // due hands out up to limit names whose query is due at now and not in flight, earliest
 // first (then by name), and marks them in flight.
 func (s *schedule) due(now time.Time, limit int) []ticket {
+	if limit <= 0 {
+		return nil
+	}
 	var names []string
 	for n, st := range s.names {
 		if !st.inFlight && !st.next.After(now) {

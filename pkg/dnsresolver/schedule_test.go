@@ -296,6 +296,9 @@ func TestDueOrderAndLimit(t *testing.T) {
 	s.track("b", t0)
 	s.track("a", t0)
 	s.track("later", t0.Add(time.Second))
+	if tk := s.due(t0, 0); tk != nil {
+		t.Errorf("due with no free slot: %v", tk)
+	}
 	var got []string
 	for _, tk := range s.due(t0, 2) {
 		got = append(got, tk.name)

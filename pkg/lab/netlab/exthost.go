@@ -65,10 +65,10 @@ func (c *ExternalConfig) complete() error {
 		c.ExtraAddrs = []netip.Addr{DefaultExternalDNSAddr}
 	}
 	if c.TCPPorts == nil {
-		c.TCPPorts = DefaultExternalTCPPorts
+		c.TCPPorts = slices.Clone(DefaultExternalTCPPorts)
 	}
 	if c.UDPPorts == nil {
-		c.UDPPorts = DefaultExternalUDPPorts
+		c.UDPPorts = slices.Clone(DefaultExternalUDPPorts)
 	}
 	for _, a := range append(slices.Clone(c.Addrs), c.ExtraAddrs...) {
 		if !a.Is4() || !c.Network.Contains(a) {
@@ -95,8 +95,9 @@ func (c *ExternalConfig) complete() error {
 // arrives on eth0 (also those no server accepts: a SYN whose handshake never completes, a
 // datagram to a closed port), for "not one packet with a wrong source" assertions.
 //
-// Probes from the host (DialTCP, TCPHello, UDPExchange, Ping) play the client outside the
-// cluster, e.g. for NodePort. Lab.Close removes the host (its sockets, then its netns); as
+// Probes from the host's netns (h.NetNS.DialTCP, TCPHello, UDPExchange, UDPHello, Ping)
+// play the client outside the cluster, e.g. for NodePort; DialTCP can pick one of the
+// service addresses as the source (the nodes route the replies back through the host). Lab.Close removes the host (its sockets, then its netns); as
 // everything runs in the calling process and the netns carries the lab's prefix, Sweep
 // removes what a killed run left.
 type ExternalHost struct {
