@@ -73,6 +73,18 @@
 // with the test binary; WithDetachedProcesses drops that (and starts each in its own session)
 // for cmd/sdn-lab, whose daemons must outlive the CLI; they are then removed by Sweep.
 //
+// # The outside world
+//
+// AddExternalHost adds a host that is not a node (exthost.go): netns <prefix>-<name> on the
+// underlay at 198.18.0.254/24 (above the node range .11–.210), with 203.0.113.1–.16 (TEST-NET-3)
+// on its loopback, each running TCP echo servers on ports 80 and 443 and UDP echo servers on
+// 53 and 5353, and 203.0.113.53 reserved for the lab DNS server (pkg/lab/dnsserver). Every
+// node routes 203.0.113.0/24 via 198.18.0.254 on br-phy (re-added whenever br-phy is
+// recreated), so pod traffic reaches it through the node's own egress path. The servers
+// answer with the client address they see and log every contact; a packet socket on the
+// host's eth0 logs every IPv4 packet that arrives. The host has no default route and does
+// not forward.
+//
 // # Traffic
 //
 // Probes (Pod.Ping, Pod.TCPConnect, Pod.ServeTCP) run in the calling process: a socket belongs

@@ -56,6 +56,8 @@ type Lab struct {
 	netns   []string    // every netns created, in creation order
 	closers []io.Closer // probe servers: their sockets pin pod namespaces
 	procs   []*Process  // processes started with Node.Start / Pod.Start
+	// externals are the external hosts (exthost.go), whose networks every node routes to.
+	externals []*ExternalHost
 }
 
 // New creates the lab's state dir and underlay. It fails if a netns or state dir with the

@@ -80,9 +80,10 @@ func (n *Node) setup() error {
 	return n.ensurePhysBridge()
 }
 
-// ensurePhysBridge creates br-phy (netdev) with eth0 as a port and puts the node IP on
-// br-phy's internal interface. Idempotent; also used after ovs-vswitchd restarts (the tap
-// behind br-phy, and with it the address, disappears with the vswitchd).
+// ensurePhysBridge creates br-phy (netdev) with eth0 as a port, puts the node IP on
+// br-phy's internal interface and routes the external hosts' networks through it.
+// Idempotent; also used after ovs-vswitchd restarts (the tap behind br-phy, and with it the
+// address and the routes, disappears with the vswitchd).
 func (n *Node) ensurePhysBridge() error {
 	_, err := n.Vsctl("--may-exist", "add-br", PhysBridge,
 		"--", "set", "Bridge", PhysBridge, "datapath_type=netdev",
@@ -96,7 +97,7 @@ func (n *Node) ensurePhysBridge() error {
 	if err := n.NetNS.ip("link", "set", PhysBridge, "up"); err != nil {
 		return fmt.Errorf("%s up: %w", PhysBridge, err)
 	}
-	return nil
+	return n.lab.routeToExternalHosts(n) // routes through br-phy died with it too
 }
 
 // Env is the environment that points the OVS tools at this node's OVS (OVS_RUNDIR & co.).

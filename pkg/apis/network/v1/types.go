@@ -227,15 +227,24 @@ const (
 // EgressNetworkPolicyPeer is the destination of a rule: exactly one of CIDRSelector and DNSName.
 // +kubebuilder:validation:XValidation:rule="has(self.cidrSelector) != has(self.dnsName)",message="exactly one of cidrSelector and dnsName must be set"
 type EgressNetworkPolicyPeer struct {
-	// CIDRSelector is the destination IPv4 CIDR.
+	// CIDRSelector is the destination IPv4 CIDR, a network address (host bits zero).
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:validation:XValidation:rule="isCIDR(self) && cidr(self).ip().family() == 4",message="must be an IPv4 CIDR such as 1.2.3.0/24"
+	// +kubebuilder:validation:XValidation:rule="!isCIDR(self) || cidr(self) == cidr(self).masked()",message="must be a network address (host bits zero)"
 	CIDRSelector string `json:"cidrSelector,omitempty"`
-	// DNSName is the destination host name.
+	// DNSName is the destination host name: DNS-1123 subdomain syntax (dot-separated labels
+	// of letters, digits and '-', 1-63 characters each, starting and ending with a letter or
+	// digit; at most 253 characters), compared case-insensitively, optionally with one
+	// trailing '.' (the name is always absolute: no search domains apply). Wildcards are not
+	// accepted (an A query cannot enumerate the names of a zone) and neither is an IP address
+	// (that is a cidrSelector).
 	// +optional
-	// +kubebuilder:validation:MaxLength=253
-	// +kubebuilder:validation:Pattern=`^([A-Za-z0-9-]+\.)*[A-Za-z0-9-]+\.?$`
+	// +kubebuilder:validation:MaxLength=254
+	// +kubebuilder:validation:XValidation:rule="!self.contains('*')",message="wildcards are not supported: list each host name"
+	// +kubebuilder:validation:XValidation:rule="self.contains('*') || self.matches('^([a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?[.])*[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?[.]?$')",message="must be a DNS-1123 subdomain: dot-separated labels of letters, digits and '-' (1-63 characters, starting and ending with a letter or digit), optionally one trailing '.'"
+	// +kubebuilder:validation:XValidation:rule="size(self) <= 253 || (size(self) == 254 && self.endsWith('.'))",message="must be at most 253 characters, not counting a trailing '.'"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('(^|[.])[0-9]+[.]?$')",message="must be a host name, not an IP address (use cidrSelector): the last label must not be all digits"
 	DNSName string `json:"dnsName,omitempty"`
 }
 

@@ -235,7 +235,7 @@ func netNamespaceCases() []validationCase {
 func rule(typ string, to map[string]any) any { return map[string]any{"type": typ, "to": to} }
 
 func egressPolicy(rules ...any) map[string]any {
-	return object("EgressNetworkPolicy", map[string]any{"spec": map[string]any{"egress": rules}})
+	return object("EgressNetworkPolicy", map[string]any{"spec": map[string]any{"egress": append([]any{}, rules...)}})
 }
 
 func egressNetworkPolicyCases() []validationCase {
@@ -248,22 +248,71 @@ func egressNetworkPolicyCases() []validationCase {
 		}
 		return rules
 	}
+	ok := func(name string, rules ...any) validationCase {
+		return validationCase{name: "EgressNetworkPolicy/" + name, resource: res, object: egressPolicy(rules...)}
+	}
 	bad := func(name, field, reason string, rules ...any) validationCase {
 		return validationCase{name: "EgressNetworkPolicy/" + name, resource: res, object: egressPolicy(rules...), wantField: field, wantReason: reason}
 	}
-	return []validationCase{
-		{name: "EgressNetworkPolicy/valid", resource: res, object: egressPolicy(
-			rule("Allow", map[string]any{"dnsName": "www.example.com"}), rule("Deny", map[string]any{"cidrSelector": "0.0.0.0/0"}))},
-		{name: "EgressNetworkPolicy/1000 rules", resource: res, object: egressPolicy(many(1000)...)},
+	cases := []validationCase{
+		ok("valid", rule("Allow", dnsName("www.example.com")), rule("Deny", cidrSel("0.0.0.0/0"))),
+		ok("no rules"),
+		ok("1000 rules", many(1000)...),
+		ok("every rule form", rule("Allow", cidrSel("203.0.113.0/24")), rule("Deny", cidrSel("203.0.113.8/29")),
+			rule("Allow", cidrSel("203.0.113.9/32")), rule("Allow", cidrSel("0.0.0.0/32")), rule("Deny", dnsName("example.com"))),
 		bad("1001 rules", "spec.egress", "must have at most 1000 items", many(1001)...),
 		bad("both cidrSelector and dnsName", "spec.egress[0].to", "exactly one of cidrSelector and dnsName",
 			rule("Allow", map[string]any{"cidrSelector": "192.0.2.0/24", "dnsName": "example.com"})),
 		bad("neither cidrSelector nor dnsName", "spec.egress[0].to", "exactly one of cidrSelector and dnsName",
 			rule("Allow", map[string]any{})),
 		bad("type Maybe", "spec.egress[0].type", `Unsupported value: "Maybe"`, rule("Maybe", cidr)),
-		bad("cidrSelector not a CIDR", "spec.egress[1].to.cidrSelector", "must be an IPv4 CIDR",
-			rule("Allow", cidr), rule("Deny", map[string]any{"cidrSelector": "192.0.2.1"})),
-		bad("dnsName with spaces", "spec.egress[0].to.dnsName", "should match",
-			rule("Allow", map[string]any{"dnsName": "not a host"})),
+		bad("type lower case", "spec.egress[0].type", `Unsupported value: "allow"`, rule("allow", cidr)),
+		bad("type missing", "spec.egress[0].type", "Required value", map[string]any{"to": cidr}),
+		bad("to missing", "spec.egress[0].to", "Required value", map[string]any{"type": "Allow"}),
+		{name: "EgressNetworkPolicy/egress missing", resource: res, wantField: "spec.egress", wantReason: "Required value",
+			object: object("EgressNetworkPolicy", map[string]any{"spec": map[string]any{}})},
 	}
+	// The third rule is the bad one: the error must name its index.
+	for _, c := range []struct{ name, cidr, reason string }{
+		{"not a CIDR", "192.0.2.1", "must be an IPv4 CIDR"},
+		{"prefix length 33", "192.0.2.0/33", "must be an IPv4 CIDR"},
+		{"octet 256", "192.0.256.0/24", "must be an IPv4 CIDR"},
+		{"IPv6", "2001:db8::/32", "must be an IPv4 CIDR"},
+		{"empty", "", "must be an IPv4 CIDR"},
+		{"host bits set", "192.0.2.1/24", "must be a network address (host bits zero)"},
+	} {
+		cases = append(cases, bad("cidrSelector "+c.name, "spec.egress[2].to.cidrSelector", c.reason,
+			rule("Allow", cidr), rule("Deny", dnsName("example.com")), rule("Deny", cidrSel(c.cidr))))
+	}
+	label63 := strings.Repeat("a", 63)
+	name253 := strings.Repeat(label63+".", 3) + strings.Repeat("b", 61) // 3*64 + 61 = 253
+	for _, name := range []string{"example.com", "example.com.", "Example.COM", "a", "localhost",
+		"xn--bcher-kva.example", "1.example.com", "a-b.c-d.example", label63 + ".example", name253, name253 + "."} {
+		cases = append(cases, ok("dnsName "+name, rule("Allow", dnsName(name))))
+	}
+	const subdomain = "must be a DNS-1123 subdomain"
+	for _, c := range []struct{ name, dns, reason string }{
+		{"with spaces", "not a host", subdomain},
+		{"wildcard", "*.example.com", "wildcards are not supported"},
+		{"inner wildcard", "www.*.example.com", "wildcards are not supported"},
+		{"empty label", "www..example.com", subdomain},
+		{"leading dot", ".example.com", subdomain},
+		{"two trailing dots", "example.com..", subdomain},
+		{"label starts with -", "-www.example.com", subdomain},
+		{"label ends with -", "www-.example.com", subdomain},
+		{"underscore", "_sip.example.com", subdomain},
+		{"label of 64", strings.Repeat("a", 64) + ".example", subdomain},
+		{"254 characters", name253 + "b", "must be at most 253 characters"},
+		{"IPv4 address", "192.0.2.1", "not an IP address (use cidrSelector)"},
+		{"all-digit last label", "example.123.", "not an IP address"},
+		{"empty", "", subdomain},
+		{"URL", "https://example.com/", subdomain},
+	} {
+		cases = append(cases, bad("dnsName "+c.name, "spec.egress[1].to.dnsName", c.reason,
+			rule("Allow", cidr), rule("Allow", dnsName(c.dns))))
+	}
+	return cases
 }
+
+func cidrSel(s string) map[string]any { return map[string]any{"cidrSelector": s} }
+func dnsName(s string) map[string]any { return map[string]any{"dnsName": s} }
