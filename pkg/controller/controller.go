@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -56,6 +57,11 @@ type controller struct {
 
 	hostSubnetQueue   *workQueue
 	netNamespaceQueue *workQueue
+	conflictQueue     *workQueue // one key: conflictsKey
+
+	// conflictingHostSubnets is the number of losing HostSubnets found by
+	// the last conflict reconcile (a gauge).
+	conflictingHostSubnets atomic.Int64
 }
 
 func newController(opts Options, cfg *clusternetwork.Config, m *metrics) *controller {
@@ -64,6 +70,7 @@ func newController(opts Options, cfg *clusternetwork.Config, m *metrics) *contro
 	c.networkInformers = externalversions.NewSharedInformerFactory(opts.Network, 0)
 	c.hostSubnetQueue = newWorkQueue("hostsubnets", &hostSubnetReconciler{c: c}, opts.MaxRetryDelay)
 	c.netNamespaceQueue = newWorkQueue("netnamespaces", &netNamespaceReconciler{c: c}, opts.MaxRetryDelay)
+	c.conflictQueue = newWorkQueue("hostsubnet-conflicts", &hostSubnetConflictReconciler{c: c}, opts.MaxRetryDelay)
 	return c
 }
 
@@ -100,14 +107,22 @@ func (c *controller) run(ctx context.Context) error {
 	klog.InfoS("Caches synced and allocators rebuilt; reconciling", "mode", c.cfg.Mode,
 		"hostSubnets", c.subnets.Allocated(), "vnids", c.vnids.Allocated())
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); c.hostSubnetQueue.run(ctx, c.opts.Workers) }()
-	if c.cfg.Mode.UsesVNIDs() {
+	for q, workers := range c.queues() {
 		wg.Add(1)
-		go func() { defer wg.Done(); c.netNamespaceQueue.run(ctx, c.opts.Workers) }()
+		go func() { defer wg.Done(); q.run(ctx, workers) }()
 	}
 	wg.Wait()
 	return nil
+}
+
+// queues returns the work queues of this mode with their number of workers.
+// Queues with a single key get one worker.
+func (c *controller) queues() map[*workQueue]int {
+	qs := map[*workQueue]int{c.hostSubnetQueue: c.opts.Workers, c.conflictQueue: 1}
+	if c.cfg.Mode.UsesVNIDs() {
+		qs[c.netNamespaceQueue] = c.opts.Workers
+	}
+	return qs
 }
 
 // startEvents connects an EventRecorder (component sdn-controller) to the API.
@@ -125,6 +140,9 @@ func (c *controller) startEvents() {
 func (c *controller) subnetsAllocated() int { return c.subnets.Allocated() }
 func (c *controller) subnetsFree() int      { return c.subnets.Free() }
 func (c *controller) vnidsAllocated() int   { return c.vnids.Allocated() }
+func (c *controller) hostSubnetConflicts() int {
+	return int(c.conflictingHostSubnets.Load())
+}
 func (c *controller) multicastNamespaces() int {
 	if c.netNamespaces == nil {
 		return 0 // subnet mode: no NetNamespace informer

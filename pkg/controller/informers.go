@@ -116,6 +116,7 @@ func (c *controller) hostSubnetHandlers() cache.ResourceEventHandlerFuncs {
 			if hs, ok := tombstone[*networkv1.HostSubnet](obj); ok {
 				c.markSubnet(hs)
 				c.hostSubnetQueue.add(hs.Name)
+				c.conflictQueue.add(conflictsKey)
 			}
 		},
 		UpdateFunc: func(oldObj, newObj any) {
@@ -129,11 +130,13 @@ func (c *controller) hostSubnetHandlers() cache.ResourceEventHandlerFuncs {
 				c.releaseSubnetIfUnused(o.Subnet)
 			}
 			c.hostSubnetQueue.add(n.Name)
+			c.conflictQueue.add(conflictsKey)
 		},
 		DeleteFunc: func(obj any) {
 			if hs, ok := tombstone[*networkv1.HostSubnet](obj); ok {
 				c.releaseSubnetIfUnused(hs.Subnet)
 				c.hostSubnetQueue.add(hs.Name)
+				c.conflictQueue.add(conflictsKey)
 			}
 		},
 	}

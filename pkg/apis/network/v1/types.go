@@ -40,6 +40,15 @@ const (
 	ChangePodNetworkAnnotation = "pod.network.openshift.io/multitenant.change-network"
 )
 
+// Annotations of ovs-sdn's own (not OpenShift's), written by the sdn-controller.
+const (
+	// HostSubnetConflictAnnotation on a HostSubnet says, in words, that it conflicts
+	// with an older HostSubnet (overlapping subnet or the same hostIP) and is ignored
+	// by every node (pkg/hostsubnet). It is informational: agents decide with
+	// hostsubnet.Resolve on their own cache, not from this annotation.
+	HostSubnetConflictAnnotation = "network.ovs-sdn.io/conflict"
+)
+
 // +genclient
 // +genclient:nonNamespaced
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
