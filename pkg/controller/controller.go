@@ -12,6 +12,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	netlisters "k8s.io/client-go/listers/networking/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
@@ -41,8 +42,9 @@ type controller struct {
 	namespaces       corelisters.NamespaceLister
 	hostSubnets      networklisters.HostSubnetLister
 	netNamespaces    networklisters.NetNamespaceLister
-	hostSubnetIndex  cache.Indexer // HostSubnets, also indexed by subnet
-	netNamespaceIdx  cache.Indexer // NetNamespaces, also indexed by netid
+	networkPolicies  netlisters.NetworkPolicyLister // networkpolicy mode only
+	hostSubnetIndex  cache.Indexer                  // HostSubnets, also indexed by subnet
+	netNamespaceIdx  cache.Indexer                  // NetNamespaces, also indexed by netid
 	informersSynced  []cache.InformerSynced
 
 	subnets *subnet.Allocator
@@ -58,10 +60,13 @@ type controller struct {
 	hostSubnetQueue   *workQueue
 	netNamespaceQueue *workQueue
 	conflictQueue     *workQueue // one key: conflictsKey
+	policyQueue       *workQueue // networkpolicy mode: "namespace/name"
 
 	// conflictingHostSubnets is the number of losing HostSubnets found by
 	// the last conflict reconcile (a gauge).
 	conflictingHostSubnets atomic.Int64
+	// invalidPolicies are the NetworkPolicies Validate currently rejects.
+	invalidPolicies keySet
 }
 
 func newController(opts Options, cfg *clusternetwork.Config, m *metrics) *controller {
@@ -71,6 +76,7 @@ func newController(opts Options, cfg *clusternetwork.Config, m *metrics) *contro
 	c.hostSubnetQueue = newWorkQueue("hostsubnets", &hostSubnetReconciler{c: c}, opts.MaxRetryDelay)
 	c.netNamespaceQueue = newWorkQueue("netnamespaces", &netNamespaceReconciler{c: c}, opts.MaxRetryDelay)
 	c.conflictQueue = newWorkQueue("hostsubnet-conflicts", &hostSubnetConflictReconciler{c: c}, opts.MaxRetryDelay)
+	c.policyQueue = newWorkQueue("networkpolicies", &networkPolicyReconciler{c: c}, opts.MaxRetryDelay)
 	return c
 }
 
@@ -122,6 +128,9 @@ func (c *controller) queues() map[*workQueue]int {
 	if c.cfg.Mode.UsesVNIDs() {
 		qs[c.netNamespaceQueue] = c.opts.Workers
 	}
+	if c.cfg.Mode == clusternetwork.ModeNetworkPolicy {
+		qs[c.policyQueue] = c.opts.Workers
+	}
 	return qs
 }
 
@@ -137,9 +146,10 @@ func (c *controller) startEvents() {
 }
 
 // gaugeSource implementation, read on metric scrapes.
-func (c *controller) subnetsAllocated() int { return c.subnets.Allocated() }
-func (c *controller) subnetsFree() int      { return c.subnets.Free() }
-func (c *controller) vnidsAllocated() int   { return c.vnids.Allocated() }
+func (c *controller) subnetsAllocated() int       { return c.subnets.Allocated() }
+func (c *controller) subnetsFree() int            { return c.subnets.Free() }
+func (c *controller) vnidsAllocated() int         { return c.vnids.Allocated() }
+func (c *controller) invalidNetworkPolicies() int { return c.invalidPolicies.len() }
 func (c *controller) hostSubnetConflicts() int {
 	return int(c.conflictingHostSubnets.Load())
 }

@@ -6,10 +6,12 @@ import (
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/tools/cache"
 
 	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
+	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
 )
 
 // Cache indexes: HostSubnets by normalised subnet, NetNamespaces by netid.
@@ -57,7 +59,37 @@ func (c *controller) setupInformers() error {
 		return fmt.Errorf("netnamespace informer: %w", err)
 	}
 	c.informersSynced = append(c.informersSynced, nsInf.Informer().HasSynced, netnsInf.Informer().HasSynced)
+	if c.cfg.Mode != clusternetwork.ModeNetworkPolicy {
+		return nil
+	}
+	npInf := c.kubeInformers.Networking().V1().NetworkPolicies()
+	c.networkPolicies = npInf.Lister()
+	if _, err := npInf.Informer().AddEventHandler(c.networkPolicyHandlers()); err != nil {
+		return fmt.Errorf("networkpolicy informer: %w", err)
+	}
+	c.informersSynced = append(c.informersSynced, npInf.Informer().HasSynced)
 	return nil
+}
+
+// networkPolicyHandlers enqueue a policy when it appears, goes or its spec
+// changes (a new generation); metadata-only updates are ignored.
+func (c *controller) networkPolicyHandlers() cache.ResourceEventHandlerFuncs {
+	enqueue := func(obj any) {
+		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+			c.policyQueue.add(key)
+		}
+	}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc: enqueue,
+		UpdateFunc: func(oldObj, newObj any) {
+			o, ok1 := oldObj.(*networkingv1.NetworkPolicy)
+			n, ok2 := newObj.(*networkingv1.NetworkPolicy)
+			if ok1 && ok2 && o.Generation != n.Generation {
+				enqueue(n)
+			}
+		},
+		DeleteFunc: enqueue,
+	}
 }
 
 func indexBySubnet(obj any) ([]string, error) {

@@ -21,6 +21,7 @@ type gaugeSource interface {
 	vnidsAllocated() int
 	multicastNamespaces() int
 	hostSubnetConflicts() int
+	invalidNetworkPolicies() int
 }
 
 // metrics are the ovs_sdn_controller_* series, mirroring openshift_sdn /
@@ -57,6 +58,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 		m.gaugeFunc("hostsubnets_free", "Node subnets still free in the cluster networks.", gaugeSource.subnetsFree),
 		m.gaugeFunc("vnids_allocated", "VNIDs (>= 10) currently allocated.", gaugeSource.vnidsAllocated),
 		m.gaugeFunc("num_multicast_enabled_namespaces", "NetNamespaces with multicast enabled.", gaugeSource.multicastNamespaces),
+		m.gaugeFunc("networkpolicies_invalid", "NetworkPolicies the compiler rejects (in part): they allow nothing in the rejected direction.", gaugeSource.invalidNetworkPolicies),
 		m.gaugeFunc("hostsubnet_conflicts", "HostSubnets that conflict with an older one (overlapping subnet or same hostIP) and are ignored by every node.", gaugeSource.hostSubnetConflicts),
 	}
 	var errs []error
