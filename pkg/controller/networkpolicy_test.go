@@ -46,9 +46,9 @@ func npPort(proto string, port *intstr.IntOrString, end *int32) networkingv1.Net
 	return p
 }
 
-func intPort(v int32) *intstr.IntOrString  { p := intstr.FromInt32(v); return &p }
+func intPort(v int32) *intstr.IntOrString    { p := intstr.FromInt32(v); return &p }
 func namedPort(s string) *intstr.IntOrString { p := intstr.FromString(s); return &p }
-func i32(v int32) *int32                      { return &v }
+func i32(v int32) *int32                     { return &v }
 
 func nsSelector(reqs ...metav1.LabelSelectorRequirement) networkingv1.NetworkPolicyPeer {
 	return networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{MatchExpressions: reqs}}
