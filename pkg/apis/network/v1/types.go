@@ -47,6 +47,10 @@ const (
 	// by every node (pkg/hostsubnet). It is informational: agents decide with
 	// hostsubnet.Resolve on their own cache, not from this annotation.
 	HostSubnetConflictAnnotation = "network.ovs-sdn.io/conflict"
+	// EgressUnreachableAnnotation on a HostSubnet of an egress node says that the
+	// controller's health check finds the node down (value: RFC 3339 time since when).
+	// Its egress IPs are inactive (pkg/egressip); automatically assigned ones move.
+	EgressUnreachableAnnotation = "network.ovs-sdn.io/egress-unreachable"
 )
 
 // +genclient
