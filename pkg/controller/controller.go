@@ -61,6 +61,11 @@ type controller struct {
 	netNamespaceQueue *workQueue
 	conflictQueue     *workQueue // one key: conflictsKey
 	policyQueue       *workQueue // networkpolicy mode: "namespace/name"
+	egressQueue       *workQueue // VNID modes; one key: egressKey
+
+	// egressHealth is the reachability of egress nodes (VNID modes).
+	egressHealth *egressHealth
+	egress       egressGauges
 
 	// conflictingHostSubnets is the number of losing HostSubnets found by
 	// the last conflict reconcile (a gauge).
@@ -77,6 +82,8 @@ func newController(opts Options, cfg *clusternetwork.Config, m *metrics) *contro
 	c.netNamespaceQueue = newWorkQueue("netnamespaces", &netNamespaceReconciler{c: c}, opts.MaxRetryDelay)
 	c.conflictQueue = newWorkQueue("hostsubnet-conflicts", &hostSubnetConflictReconciler{c: c}, opts.MaxRetryDelay)
 	c.policyQueue = newWorkQueue("networkpolicies", &networkPolicyReconciler{c: c}, opts.MaxRetryDelay)
+	c.egressQueue = newWorkQueue("egressips", &egressReconciler{c: c}, opts.MaxRetryDelay)
+	c.egressHealth = newEgressHealth(opts)
 	return c
 }
 
@@ -117,6 +124,13 @@ func (c *controller) run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); q.run(ctx, workers) }()
 	}
+	if c.cfg.Mode.UsesVNIDs() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.egressHealth.run(ctx, c.egressTargets, func() { c.egressQueue.add(egressKey) })
+		}()
+	}
 	wg.Wait()
 	return nil
 }
@@ -127,6 +141,7 @@ func (c *controller) queues() map[*workQueue]int {
 	qs := map[*workQueue]int{c.hostSubnetQueue: c.opts.Workers, c.conflictQueue: 1}
 	if c.cfg.Mode.UsesVNIDs() {
 		qs[c.netNamespaceQueue] = c.opts.Workers
+		qs[c.egressQueue] = 1
 	}
 	if c.cfg.Mode == clusternetwork.ModeNetworkPolicy {
 		qs[c.policyQueue] = c.opts.Workers
@@ -150,6 +165,9 @@ func (c *controller) subnetsAllocated() int       { return c.subnets.Allocated()
 func (c *controller) subnetsFree() int            { return c.subnets.Free() }
 func (c *controller) vnidsAllocated() int         { return c.vnids.Allocated() }
 func (c *controller) invalidNetworkPolicies() int { return c.invalidPolicies.len() }
+func (c *controller) egressIPsAssigned() int      { return int(c.egress.assigned.Load()) }
+func (c *controller) egressIPsActive() int        { return int(c.egress.active.Load()) }
+func (c *controller) egressNodesUnreachable() int { return int(c.egress.unreachable.Load()) }
 func (c *controller) hostSubnetConflicts() int {
 	return int(c.conflictingHostSubnets.Load())
 }

@@ -149,6 +149,7 @@ func (c *controller) hostSubnetHandlers() cache.ResourceEventHandlerFuncs {
 				c.markSubnet(hs)
 				c.hostSubnetQueue.add(hs.Name)
 				c.conflictQueue.add(conflictsKey)
+				c.egressQueue.add(egressKey)
 			}
 		},
 		UpdateFunc: func(oldObj, newObj any) {
@@ -163,12 +164,14 @@ func (c *controller) hostSubnetHandlers() cache.ResourceEventHandlerFuncs {
 			}
 			c.hostSubnetQueue.add(n.Name)
 			c.conflictQueue.add(conflictsKey)
+			c.egressQueue.add(egressKey)
 		},
 		DeleteFunc: func(obj any) {
 			if hs, ok := tombstone[*networkv1.HostSubnet](obj); ok {
 				c.releaseSubnetIfUnused(hs.Subnet)
 				c.hostSubnetQueue.add(hs.Name)
 				c.conflictQueue.add(conflictsKey)
+				c.egressQueue.add(egressKey)
 			}
 		},
 	}
@@ -189,6 +192,7 @@ func (c *controller) netNamespaceHandlers() cache.ResourceEventHandlerFuncs {
 			if netns, ok := tombstone[*networkv1.NetNamespace](obj); ok {
 				c.markVNID(netns)
 				c.netNamespaceQueue.add(netns.Name)
+				c.egressQueue.add(egressKey)
 			}
 		},
 		UpdateFunc: func(oldObj, newObj any) {
@@ -202,11 +206,13 @@ func (c *controller) netNamespaceHandlers() cache.ResourceEventHandlerFuncs {
 				c.releaseVNIDIfUnused(o.NetID)
 			}
 			c.netNamespaceQueue.add(n.Name)
+			c.egressQueue.add(egressKey)
 		},
 		DeleteFunc: func(obj any) {
 			if netns, ok := tombstone[*networkv1.NetNamespace](obj); ok {
 				c.releaseVNIDIfUnused(netns.NetID)
 				c.netNamespaceQueue.add(netns.Name)
+				c.egressQueue.add(egressKey)
 			}
 		},
 	}
