@@ -41,7 +41,11 @@ func (c *controller) setupInformers() error {
 	if _, err := hsInf.Informer().AddEventHandler(c.hostSubnetHandlers()); err != nil {
 		return fmt.Errorf("hostsubnet informer: %w", err)
 	}
-	c.informersSynced = []cache.InformerSynced{nodeInf.Informer().HasSynced, hsInf.Informer().HasSynced}
+	cnInf := c.networkInformers.Network().V1().ClusterNetworks()
+	if _, err := cnInf.Informer().AddEventHandler(c.clusterNetworkHandlers()); err != nil {
+		return fmt.Errorf("clusternetwork informer: %w", err)
+	}
+	c.informersSynced = []cache.InformerSynced{nodeInf.Informer().HasSynced, hsInf.Informer().HasSynced, cnInf.Informer().HasSynced}
 	if !c.cfg.Mode.UsesVNIDs() {
 		return nil // subnet mode: no NetNamespaces are managed
 	}
