@@ -39,6 +39,9 @@ type flags struct {
 	metricsAddress string
 	qps            float32
 	burst          int
+	egressInterval time.Duration
+	egressTimeout  time.Duration
+	egressFailures int
 }
 
 func main() {
@@ -75,6 +78,9 @@ func newCommand() *cobra.Command {
 	fs.StringVar(&f.metricsAddress, "metrics-bind-address", "127.0.0.1:29100", "address serving /metrics, /healthz and /readyz (empty disables)")
 	fs.Float32Var(&f.qps, "kube-api-qps", 50, "sustained requests per second to the API server")
 	fs.IntVar(&f.burst, "kube-api-burst", 100, "request burst to the API server")
+	fs.DurationVar(&f.egressInterval, "egress-probe-interval", controller.DefaultEgressProbeInterval, "how often egress nodes are health-checked (TCP to hostIP port 9)")
+	fs.DurationVar(&f.egressTimeout, "egress-probe-timeout", controller.DefaultEgressProbeTimeout, "how long one egress health check waits for an answer")
+	fs.IntVar(&f.egressFailures, "egress-probe-failures", controller.DefaultEgressProbeFailures, "consecutive failed health checks after which an egress node is unreachable and its automatic egress IPs move")
 	klogFlags := flag.NewFlagSet("klog", flag.ExitOnError)
 	klog.InitFlags(klogFlags)
 	fs.AddGoFlagSet(klogFlags)
@@ -110,5 +116,6 @@ func (f *flags) run(ctx context.Context) error {
 		LeaseNamespace: f.leaseNamespace, LeaseName: f.leaseName,
 		LeaseDuration: f.leaseDuration, RenewDeadline: f.renewDeadline, RetryPeriod: f.retryPeriod,
 		Registry: reg, Status: status,
+		EgressProbeInterval: f.egressInterval, EgressProbeTimeout: f.egressTimeout, EgressProbeFailures: f.egressFailures,
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -11,6 +12,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	netlisters "k8s.io/client-go/listers/networking/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
@@ -40,8 +42,9 @@ type controller struct {
 	namespaces       corelisters.NamespaceLister
 	hostSubnets      networklisters.HostSubnetLister
 	netNamespaces    networklisters.NetNamespaceLister
-	hostSubnetIndex  cache.Indexer // HostSubnets, also indexed by subnet
-	netNamespaceIdx  cache.Indexer // NetNamespaces, also indexed by netid
+	networkPolicies  netlisters.NetworkPolicyLister // networkpolicy mode only
+	hostSubnetIndex  cache.Indexer                  // HostSubnets, also indexed by subnet
+	netNamespaceIdx  cache.Indexer                  // NetNamespaces, also indexed by netid
 	informersSynced  []cache.InformerSynced
 
 	subnets *subnet.Allocator
@@ -56,6 +59,19 @@ type controller struct {
 
 	hostSubnetQueue   *workQueue
 	netNamespaceQueue *workQueue
+	conflictQueue     *workQueue // one key: conflictsKey
+	policyQueue       *workQueue // networkpolicy mode: "namespace/name"
+	egressQueue       *workQueue // VNID modes; one key: egressKey
+
+	// egressHealth is the reachability of egress nodes (VNID modes).
+	egressHealth *egressHealth
+	egress       egressGauges
+
+	// conflictingHostSubnets is the number of losing HostSubnets found by
+	// the last conflict reconcile (a gauge).
+	conflictingHostSubnets atomic.Int64
+	// invalidPolicies are the NetworkPolicies Validate currently rejects.
+	invalidPolicies keySet
 }
 
 func newController(opts Options, cfg *clusternetwork.Config, m *metrics) *controller {
@@ -64,6 +80,10 @@ func newController(opts Options, cfg *clusternetwork.Config, m *metrics) *contro
 	c.networkInformers = externalversions.NewSharedInformerFactory(opts.Network, 0)
 	c.hostSubnetQueue = newWorkQueue("hostsubnets", &hostSubnetReconciler{c: c}, opts.MaxRetryDelay)
 	c.netNamespaceQueue = newWorkQueue("netnamespaces", &netNamespaceReconciler{c: c}, opts.MaxRetryDelay)
+	c.conflictQueue = newWorkQueue("hostsubnet-conflicts", &hostSubnetConflictReconciler{c: c}, opts.MaxRetryDelay)
+	c.policyQueue = newWorkQueue("networkpolicies", &networkPolicyReconciler{c: c}, opts.MaxRetryDelay)
+	c.egressQueue = newWorkQueue("egressips", &egressReconciler{c: c}, opts.MaxRetryDelay)
+	c.egressHealth = newEgressHealth(opts)
 	return c
 }
 
@@ -100,14 +120,33 @@ func (c *controller) run(ctx context.Context) error {
 	klog.InfoS("Caches synced and allocators rebuilt; reconciling", "mode", c.cfg.Mode,
 		"hostSubnets", c.subnets.Allocated(), "vnids", c.vnids.Allocated())
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); c.hostSubnetQueue.run(ctx, c.opts.Workers) }()
+	for q, workers := range c.queues() {
+		wg.Add(1)
+		go func() { defer wg.Done(); q.run(ctx, workers) }()
+	}
 	if c.cfg.Mode.UsesVNIDs() {
 		wg.Add(1)
-		go func() { defer wg.Done(); c.netNamespaceQueue.run(ctx, c.opts.Workers) }()
+		go func() {
+			defer wg.Done()
+			c.egressHealth.run(ctx, c.egressTargets, func() { c.egressQueue.add(egressKey) })
+		}()
 	}
 	wg.Wait()
 	return nil
+}
+
+// queues returns the work queues of this mode with their number of workers.
+// Queues with a single key get one worker.
+func (c *controller) queues() map[*workQueue]int {
+	qs := map[*workQueue]int{c.hostSubnetQueue: c.opts.Workers, c.conflictQueue: 1}
+	if c.cfg.Mode.UsesVNIDs() {
+		qs[c.netNamespaceQueue] = c.opts.Workers
+		qs[c.egressQueue] = 1
+	}
+	if c.cfg.Mode == clusternetwork.ModeNetworkPolicy {
+		qs[c.policyQueue] = c.opts.Workers
+	}
+	return qs
 }
 
 // startEvents connects an EventRecorder (component sdn-controller) to the API.
@@ -122,9 +161,16 @@ func (c *controller) startEvents() {
 }
 
 // gaugeSource implementation, read on metric scrapes.
-func (c *controller) subnetsAllocated() int { return c.subnets.Allocated() }
-func (c *controller) subnetsFree() int      { return c.subnets.Free() }
-func (c *controller) vnidsAllocated() int   { return c.vnids.Allocated() }
+func (c *controller) subnetsAllocated() int       { return c.subnets.Allocated() }
+func (c *controller) subnetsFree() int            { return c.subnets.Free() }
+func (c *controller) vnidsAllocated() int         { return c.vnids.Allocated() }
+func (c *controller) invalidNetworkPolicies() int { return c.invalidPolicies.len() }
+func (c *controller) egressIPsAssigned() int      { return int(c.egress.assigned.Load()) }
+func (c *controller) egressIPsActive() int        { return int(c.egress.active.Load()) }
+func (c *controller) egressNodesUnreachable() int { return int(c.egress.unreachable.Load()) }
+func (c *controller) hostSubnetConflicts() int {
+	return int(c.conflictingHostSubnets.Load())
+}
 func (c *controller) multicastNamespaces() int {
 	if c.netNamespaces == nil {
 		return 0 // subnet mode: no NetNamespace informer

@@ -220,13 +220,12 @@ func TestTwoControllers(t *testing.T) {
 // message naming the field.
 func TestBinaryRefusesInvalidClusterNetwork(t *testing.T) {
 	c := startCluster(t)
-	c.createClusterNetwork(t, "", networkv1.ClusterNetworkEntry{CIDR: "10.128.0.0/14", HostSubnetLength: 9})
-	cn, err := c.net.NetworkV1().ClusterNetworks().Get(context.Background(), "default", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
+	cn := &networkv1.ClusterNetwork{ // valid for the API server, refused by the controller
+		ObjectMeta:      metav1.ObjectMeta{Name: networkv1.ClusterNetworkDefault},
+		ClusterNetworks: []networkv1.ClusterNetworkEntry{{CIDR: "10.128.0.0/14", HostSubnetLength: 9}},
+		ServiceNetwork:  "10.130.0.0/16",
 	}
-	cn.ServiceNetwork = "10.130.0.0/16"
-	if _, err := c.net.NetworkV1().ClusterNetworks().Update(context.Background(), cn, metav1.UpdateOptions{}); err != nil {
+	if _, err := c.net.NetworkV1().ClusterNetworks().Create(context.Background(), cn, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

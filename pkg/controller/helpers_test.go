@@ -104,6 +104,22 @@ func (c *cluster) startController(t *testing.T, identity string, mutate func(*co
 	return rc
 }
 
+// stop cancels Run and waits for it to return (a controller restart in one
+// test); the cleanup registered by startController then finds it stopped.
+func (rc *runningController) stop(t *testing.T) {
+	t.Helper()
+	rc.cancel()
+	select {
+	case err := <-rc.done:
+		if err != nil {
+			t.Errorf("controller.Run: %v", err)
+		}
+		rc.done <- nil
+	case <-time.After(15 * time.Second):
+		t.Fatalf("controller.Run did not return within 15s of cancellation")
+	}
+}
+
 // running fails the test if Run has returned.
 func (rc *runningController) running(t *testing.T) {
 	t.Helper()
@@ -118,6 +134,17 @@ func (rc *runningController) running(t *testing.T) {
 // metric returns the value of a gauge or counter (summed over labels).
 func (rc *runningController) metric(t *testing.T, name string) float64 {
 	t.Helper()
+	v, ok := rc.metricIfRegistered(t, name)
+	if !ok {
+		t.Fatalf("metric %s not registered", name)
+	}
+	return v
+}
+
+// metricIfRegistered is metric for a controller that may still be starting
+// (metrics are registered once the ClusterNetwork has been read).
+func (rc *runningController) metricIfRegistered(t *testing.T, name string) (float64, bool) {
+	t.Helper()
 	families, err := rc.registry.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -130,10 +157,9 @@ func (rc *runningController) metric(t *testing.T, name string) float64 {
 		for _, m := range f.GetMetric() {
 			sum += m.GetGauge().GetValue() + m.GetCounter().GetValue()
 		}
-		return sum
+		return sum, true
 	}
-	t.Fatalf("metric %s not registered", name)
-	return 0
+	return 0, false
 }
 
 func (c *cluster) createNode(t testing.TB, name, ip string) *corev1.Node {

@@ -15,6 +15,7 @@ import (
 	"k8s.io/klog/v2"
 
 	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
+	"github.com/ovs-sdn/ovs-sdn/pkg/hostsubnet"
 	"github.com/ovs-sdn/ovs-sdn/pkg/subnet"
 	"github.com/ovs-sdn/ovs-sdn/pkg/vnid"
 )
@@ -110,18 +111,11 @@ func (r *hostSubnetReconciler) invalidSubnet(hs *networkv1.HostSubnet) string {
 	}
 	holders, _ := r.c.hostSubnetIndex.ByIndex(subnetIndex, p.String())
 	for _, o := range holders {
-		if other, ok := o.(*networkv1.HostSubnet); ok && other.UID != hs.UID && olderThan(other, hs) {
+		if other, ok := o.(*networkv1.HostSubnet); ok && other.UID != hs.UID && hostsubnet.Older(other, hs) {
 			return "is also held by the older HostSubnet " + other.Name
 		}
 	}
 	return ""
-}
-
-func olderThan(a, b *networkv1.HostSubnet) bool {
-	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
-		return a.CreationTimestamp.Before(&b.CreationTimestamp)
-	}
-	return a.Name < b.Name
 }
 
 // updateInPlace sets hostIP and the node-uid annotation when they differ

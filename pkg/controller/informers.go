@@ -6,10 +6,12 @@ import (
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/tools/cache"
 
 	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
+	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
 )
 
 // Cache indexes: HostSubnets by normalised subnet, NetNamespaces by netid.
@@ -39,7 +41,11 @@ func (c *controller) setupInformers() error {
 	if _, err := hsInf.Informer().AddEventHandler(c.hostSubnetHandlers()); err != nil {
 		return fmt.Errorf("hostsubnet informer: %w", err)
 	}
-	c.informersSynced = []cache.InformerSynced{nodeInf.Informer().HasSynced, hsInf.Informer().HasSynced}
+	cnInf := c.networkInformers.Network().V1().ClusterNetworks()
+	if _, err := cnInf.Informer().AddEventHandler(c.clusterNetworkHandlers()); err != nil {
+		return fmt.Errorf("clusternetwork informer: %w", err)
+	}
+	c.informersSynced = []cache.InformerSynced{nodeInf.Informer().HasSynced, hsInf.Informer().HasSynced, cnInf.Informer().HasSynced}
 	if !c.cfg.Mode.UsesVNIDs() {
 		return nil // subnet mode: no NetNamespaces are managed
 	}
@@ -57,7 +63,37 @@ func (c *controller) setupInformers() error {
 		return fmt.Errorf("netnamespace informer: %w", err)
 	}
 	c.informersSynced = append(c.informersSynced, nsInf.Informer().HasSynced, netnsInf.Informer().HasSynced)
+	if c.cfg.Mode != clusternetwork.ModeNetworkPolicy {
+		return nil
+	}
+	npInf := c.kubeInformers.Networking().V1().NetworkPolicies()
+	c.networkPolicies = npInf.Lister()
+	if _, err := npInf.Informer().AddEventHandler(c.networkPolicyHandlers()); err != nil {
+		return fmt.Errorf("networkpolicy informer: %w", err)
+	}
+	c.informersSynced = append(c.informersSynced, npInf.Informer().HasSynced)
 	return nil
+}
+
+// networkPolicyHandlers enqueue a policy when it appears, goes or its spec
+// changes (a new generation); metadata-only updates are ignored.
+func (c *controller) networkPolicyHandlers() cache.ResourceEventHandlerFuncs {
+	enqueue := func(obj any) {
+		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+			c.policyQueue.add(key)
+		}
+	}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc: enqueue,
+		UpdateFunc: func(oldObj, newObj any) {
+			o, ok1 := oldObj.(*networkingv1.NetworkPolicy)
+			n, ok2 := newObj.(*networkingv1.NetworkPolicy)
+			if ok1 && ok2 && o.Generation != n.Generation {
+				enqueue(n)
+			}
+		},
+		DeleteFunc: enqueue,
+	}
 }
 
 func indexBySubnet(obj any) ([]string, error) {
@@ -116,6 +152,8 @@ func (c *controller) hostSubnetHandlers() cache.ResourceEventHandlerFuncs {
 			if hs, ok := tombstone[*networkv1.HostSubnet](obj); ok {
 				c.markSubnet(hs)
 				c.hostSubnetQueue.add(hs.Name)
+				c.conflictQueue.add(conflictsKey)
+				c.egressQueue.add(egressKey)
 			}
 		},
 		UpdateFunc: func(oldObj, newObj any) {
@@ -129,11 +167,15 @@ func (c *controller) hostSubnetHandlers() cache.ResourceEventHandlerFuncs {
 				c.releaseSubnetIfUnused(o.Subnet)
 			}
 			c.hostSubnetQueue.add(n.Name)
+			c.conflictQueue.add(conflictsKey)
+			c.egressQueue.add(egressKey)
 		},
 		DeleteFunc: func(obj any) {
 			if hs, ok := tombstone[*networkv1.HostSubnet](obj); ok {
 				c.releaseSubnetIfUnused(hs.Subnet)
 				c.hostSubnetQueue.add(hs.Name)
+				c.conflictQueue.add(conflictsKey)
+				c.egressQueue.add(egressKey)
 			}
 		},
 	}
@@ -154,6 +196,7 @@ func (c *controller) netNamespaceHandlers() cache.ResourceEventHandlerFuncs {
 			if netns, ok := tombstone[*networkv1.NetNamespace](obj); ok {
 				c.markVNID(netns)
 				c.netNamespaceQueue.add(netns.Name)
+				c.egressQueue.add(egressKey)
 			}
 		},
 		UpdateFunc: func(oldObj, newObj any) {
@@ -167,11 +210,13 @@ func (c *controller) netNamespaceHandlers() cache.ResourceEventHandlerFuncs {
 				c.releaseVNIDIfUnused(o.NetID)
 			}
 			c.netNamespaceQueue.add(n.Name)
+			c.egressQueue.add(egressKey)
 		},
 		DeleteFunc: func(obj any) {
 			if netns, ok := tombstone[*networkv1.NetNamespace](obj); ok {
 				c.releaseVNIDIfUnused(netns.NetID)
 				c.netNamespaceQueue.add(netns.Name)
+				c.egressQueue.add(egressKey)
 			}
 		},
 	}

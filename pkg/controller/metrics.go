@@ -20,6 +20,11 @@ type gaugeSource interface {
 	subnetsFree() int
 	vnidsAllocated() int
 	multicastNamespaces() int
+	hostSubnetConflicts() int
+	invalidNetworkPolicies() int
+	egressIPsAssigned() int
+	egressIPsActive() int
+	egressNodesUnreachable() int
 }
 
 // metrics are the ovs_sdn_controller_* series, mirroring openshift_sdn /
@@ -27,6 +32,7 @@ type gaugeSource interface {
 type metrics struct {
 	isLeader         prometheus.Gauge
 	allocationErrors *prometheus.CounterVec
+	egressFailovers  prometheus.Counter
 
 	mu     sync.Mutex
 	source gaugeSource
@@ -42,6 +48,10 @@ func newMetrics() *metrics {
 			Namespace: "ovs_sdn", Subsystem: "controller", Name: "allocation_errors_total",
 			Help: "Failed node-subnet (kind=hostsubnet) or VNID (kind=netnamespace) allocations.",
 		}, []string{"kind"}),
+		egressFailovers: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "ovs_sdn", Subsystem: "controller", Name: "egress_ip_failovers_total",
+			Help: "Automatically assigned egress IPs moved off an unreachable node to another node.",
+		}),
 	}
 }
 
@@ -51,11 +61,16 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 		return nil
 	}
 	collectors := []prometheus.Collector{
-		m.isLeader, m.allocationErrors,
+		m.isLeader, m.allocationErrors, m.egressFailovers,
 		m.gaugeFunc("hostsubnets_allocated", "Node subnets currently allocated.", gaugeSource.subnetsAllocated),
 		m.gaugeFunc("hostsubnets_free", "Node subnets still free in the cluster networks.", gaugeSource.subnetsFree),
 		m.gaugeFunc("vnids_allocated", "VNIDs (>= 10) currently allocated.", gaugeSource.vnidsAllocated),
 		m.gaugeFunc("num_multicast_enabled_namespaces", "NetNamespaces with multicast enabled.", gaugeSource.multicastNamespaces),
+		m.gaugeFunc("networkpolicies_invalid", "NetworkPolicies the compiler rejects (in part): they allow nothing in the rejected direction.", gaugeSource.invalidNetworkPolicies),
+		m.gaugeFunc("egress_ips_assigned", "Requested egress IPs that some HostSubnet lists.", gaugeSource.egressIPsAssigned),
+		m.gaugeFunc("egress_ips_active", "Egress IPs in use: requested by one namespace, on one reachable node, without conflict.", gaugeSource.egressIPsActive),
+		m.gaugeFunc("egress_nodes_unreachable", "Egress nodes that fail the health check.", gaugeSource.egressNodesUnreachable),
+		m.gaugeFunc("hostsubnet_conflicts", "HostSubnets that conflict with an older one (overlapping subnet or same hostIP) and are ignored by every node.", gaugeSource.hostSubnetConflicts),
 	}
 	var errs []error
 	for _, c := range collectors {

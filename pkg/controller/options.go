@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,13 @@ const (
 	DefaultRetryPeriod    = 26 * time.Second
 	DefaultMaxRetryDelay  = 30 * time.Second
 	DefaultWorkers        = 2
+
+	// Egress node health checks: a probe every second with a one-second
+	// timeout, unreachable after two failures in a row — a dead node is
+	// declared within about 3 s (OpenShift SDN: 5 s polls, 3 failures).
+	DefaultEgressProbeInterval = time.Second
+	DefaultEgressProbeTimeout  = time.Second
+	DefaultEgressProbeFailures = 2
 )
 
 // VNIDRange bounds the VNIDs the controller allocates. The zero value means
@@ -62,6 +70,18 @@ type Options struct {
 	ClusterNetworkPollInterval time.Duration
 	// Status, when set, is updated with readiness and health for probes.
 	Status *Status
+
+	// EgressDial opens the health-check connections to egress nodes
+	// (hostIP, TCP port EgressProbePort). nil = a plain net.Dialer. A lab
+	// whose node addresses live in another network namespace injects a
+	// dialer that opens its sockets there.
+	EgressDial DialFunc
+	// EgressProbeInterval, EgressProbeTimeout and EgressProbeFailures tune
+	// the health checks (defaults 1s, 1s, 2): a node is unreachable after
+	// EgressProbeFailures consecutive failed probes, reachable again after
+	// one success.
+	EgressProbeInterval, EgressProbeTimeout time.Duration
+	EgressProbeFailures                     int
 }
 
 // complete fills in defaults and checks what cannot be defaulted.
@@ -85,6 +105,16 @@ func (o Options) complete() (Options, error) {
 	setDefault(&o.Workers, DefaultWorkers)
 	setDefault(&o.ClusterNetworkPollInterval, min(o.RetryPeriod, 5*time.Second))
 	setDefault(&o.VNIDRange, VNIDRange{Min: vnid.MinVNID, Max: vnid.MaxVNID})
+	setDefault(&o.EgressProbeInterval, DefaultEgressProbeInterval)
+	setDefault(&o.EgressProbeTimeout, DefaultEgressProbeTimeout)
+	setDefault(&o.EgressProbeFailures, DefaultEgressProbeFailures)
+	if o.EgressDial == nil {
+		o.EgressDial = (&net.Dialer{}).DialContext
+	}
+	if o.EgressProbeInterval < 0 || o.EgressProbeTimeout < 0 || o.EgressProbeFailures < 1 {
+		errs = append(errs, fmt.Errorf("options: egress probe interval %v, timeout %v and failures %d must be positive",
+			o.EgressProbeInterval, o.EgressProbeTimeout, o.EgressProbeFailures))
+	}
 	if o.RenewDeadline >= o.LeaseDuration {
 		errs = append(errs, fmt.Errorf("options: RenewDeadline %v must be shorter than LeaseDuration %v", o.RenewDeadline, o.LeaseDuration))
 	}

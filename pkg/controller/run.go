@@ -50,6 +50,9 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	cfg, err := waitForClusterNetwork(ctx, opts)
+	if ctx.Err() != nil {
+		return nil // cancelled while waiting: not a failure
+	}
 	if err != nil {
 		return err
 	}

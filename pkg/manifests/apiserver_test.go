@@ -223,7 +223,8 @@ type access struct {
 
 // TestServiceAccountRBAC impersonates the daemons' ServiceAccounts against the applied
 // RBAC: the node agent reads what it watches and writes nothing but Events; the controller
-// writes HostSubnets and NetNamespaces and its Lease, and not the ClusterNetwork.
+// writes HostSubnets and NetNamespaces and its Lease, and not the ClusterNetwork; it reads
+// NetworkPolicies everywhere (to report invalid ones) and writes none.
 func TestServiceAccountRBAC(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs kube-apiserver")
@@ -278,9 +279,14 @@ func TestServiceAccountRBAC(t *testing.T) {
 			{"", "nodes", "list"}, {"", "namespaces", "watch"}, {"", "events", "create"},
 			{"coordination.k8s.io", "leases", "update"},
 		}, true)
+		expectAccess(ctx, t, ctrl, "", []access{
+			{"networking.k8s.io", "networkpolicies", "list"}, {"networking.k8s.io", "networkpolicies", "watch"},
+			{"", "events", "create"},
+		}, true)
 		expectAccess(ctx, t, ctrl, "kube-system", []access{
 			{networkv1.GroupName, "clusternetworks", "update"}, {"", "secrets", "get"},
 			{"coordination.k8s.io", "leases", "update"}, {"", "pods", "list"},
+			{"networking.k8s.io", "networkpolicies", "update"},
 		}, false)
 	})
 }

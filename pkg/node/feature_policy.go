@@ -67,10 +67,6 @@ import (
 	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 )
 
-// ReasonNetworkPolicyInvalid is the reason of the Warning Event on a
-// NetworkPolicy the compiler rejected (in part).
-const ReasonNetworkPolicyInvalid = "NetworkPolicyInvalid"
-
 // policyFeature realizes NetworkPolicy for one node. Keys are namespace
 // names, prefixed with labelsKeyPrefix when the namespace's labels or VNID
 // changed (namespaceSelectors of every namespace must be re-evaluated).
@@ -321,7 +317,9 @@ func (p *policyFeature) count(owner string, n int) {
 	}
 }
 
-// report sends one Warning Event per new or changed policy error.
+// report logs each new or changed policy error once. The Warning Event on
+// the policy is the sdn-controller's (one per policy, whether or not any
+// node has a pod in its namespace), not every agent's.
 func (p *policyFeature) report() {
 	current := map[string]string{}
 	for _, e := range p.compiler.Errors() {
@@ -334,11 +332,8 @@ func (p *policyFeature) report() {
 			klog.ErrorS(e.Err, "Namespace gets no NetworkPolicy flows; its pods stay isolated", "namespace", e.Namespace)
 			continue
 		}
-		klog.InfoS("NetworkPolicy not enforced as written", "networkPolicy", key, "err", msg)
-		if np, err := p.policies.NetworkPolicies(e.Namespace).Get(e.Name); err == nil {
-			p.e.recorder.Eventf(np, corev1.EventTypeWarning, ReasonNetworkPolicyInvalid,
-				"%s; this policy allows nothing in that direction (the pods it selects stay isolated), other policies are unaffected", msg)
-		}
+		klog.InfoS("NetworkPolicy not enforced as written: it allows nothing in that direction (the pods it selects stay isolated)",
+			"networkPolicy", key, "err", msg)
 	}
 	p.reported = current
 }

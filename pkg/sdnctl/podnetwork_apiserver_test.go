@@ -136,8 +136,15 @@ func setPlugin(t *testing.T, network versioned.Interface, plugin string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cur.PluginName = plugin
-	if _, err := network.NetworkV1().ClusterNetworks().Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+	// The API server refuses changing pluginName of a running cluster
+	// (ClusterNetwork CEL rules); a test switching modes recreates it.
+	if err := network.NetworkV1().ClusterNetworks().Delete(ctx, cur.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	next := &networkv1.ClusterNetwork{ObjectMeta: metav1.ObjectMeta{Name: cur.Name}, ClusterNetworks: cur.ClusterNetworks,
+		Network: cur.Network, HostSubnetLength: cur.HostSubnetLength, ServiceNetwork: cur.ServiceNetwork,
+		PluginName: plugin, VXLANPort: cur.VXLANPort, MTU: cur.MTU}
+	if _, err := network.NetworkV1().ClusterNetworks().Create(ctx, next, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -40,6 +40,19 @@ const (
 	ChangePodNetworkAnnotation = "pod.network.openshift.io/multitenant.change-network"
 )
 
+// Annotations of ovs-sdn's own (not OpenShift's), written by the sdn-controller.
+const (
+	// HostSubnetConflictAnnotation on a HostSubnet says, in words, that it conflicts
+	// with an older HostSubnet (overlapping subnet or the same hostIP) and is ignored
+	// by every node (pkg/hostsubnet). It is informational: agents decide with
+	// hostsubnet.Resolve on their own cache, not from this annotation.
+	HostSubnetConflictAnnotation = "network.ovs-sdn.io/conflict"
+	// EgressUnreachableAnnotation on a HostSubnet of an egress node says that the
+	// controller's health check finds the node down (value: RFC 3339 time since when).
+	// Its egress IPs are inactive (pkg/egressip); automatically assigned ones move.
+	EgressUnreachableAnnotation = "network.ovs-sdn.io/egress-unreachable"
+)
+
 // +genclient
 // +genclient:nonNamespaced
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
@@ -48,9 +61,20 @@ const (
 // +kubebuilder:printcolumn:name="Cluster Network",type=string,JSONPath=`.network`
 // +kubebuilder:printcolumn:name="Service Network",type=string,JSONPath=`.serviceNetwork`
 // +kubebuilder:printcolumn:name="Plugin Name",type=string,JSONPath=`.pluginName`
+// +kubebuilder:validation:XValidation:rule="(has(self.network) ? self.network : self.clusterNetworks[0].CIDR) == (has(oldSelf.network) ? oldSelf.network : oldSelf.clusterNetworks[0].CIDR)",fieldPath=".network",reason=FieldValueForbidden,message="network cannot be changed on a running cluster: it is the legacy copy of clusterNetworks[0].CIDR, from which every node's pod subnet was allocated; leave it as it was, or unset it"
+// +kubebuilder:validation:XValidation:rule="(has(self.hostsubnetlength) ? self.hostsubnetlength : self.clusterNetworks[0].hostSubnetLength) == (has(oldSelf.hostsubnetlength) ? oldSelf.hostsubnetlength : oldSelf.clusterNetworks[0].hostSubnetLength)",fieldPath=".hostsubnetlength",reason=FieldValueForbidden,message="hostsubnetlength cannot be changed on a running cluster: it is the legacy copy of clusterNetworks[0].hostSubnetLength, the size of every node's allocated pod subnet; leave it as it was, or unset it"
+// +kubebuilder:validation:XValidation:rule="(has(self.pluginName) ? self.pluginName.lowerAscii() : 'redhat/openshift-ovs-networkpolicy') == (has(oldSelf.pluginName) ? oldSelf.pluginName.lowerAscii() : 'redhat/openshift-ovs-networkpolicy')",fieldPath=".pluginName",reason=FieldValueForbidden,message="pluginName cannot be changed on a running cluster: the isolation mode decides every namespace's VNID and every node's flows, and nodes switching one by one would isolate namespaces inconsistently; changing the mode needs a new cluster, or a migration that restarts sdn-controller and every sdn-node on a recreated ClusterNetwork"
+// +kubebuilder:validation:XValidation:rule="(has(self.vxlanPort) ? self.vxlanPort : 4789) == (has(oldSelf.vxlanPort) ? oldSelf.vxlanPort : 4789)",fieldPath=".vxlanPort",reason=FieldValueForbidden,message="vxlanPort cannot be changed on a running cluster: every node's tunnel port uses it, and nodes switching one by one could not reach each other's pods; changing it needs every sdn-node restarted at once on a recreated ClusterNetwork"
+// +kubebuilder:validation:XValidation:rule="(has(self.mtu) ? self.mtu : 1450) == (has(oldSelf.mtu) ? oldSelf.mtu : 1450)",fieldPath=".mtu",reason=FieldValueForbidden,message="mtu cannot be changed on a running cluster: running pods keep the MTU their interfaces were created with and tun0 would disagree with them; changing it needs every pod recreated after every sdn-node restarts on a recreated ClusterNetwork"
 
 // ClusterNetwork describes the cluster's pod and service networks and the isolation mode.
 // Exactly one, named "default", is read by the controller and every node agent.
+//
+// Nothing in it can change while the cluster runs (the API server refuses updates to every
+// field, saying why; metadata such as labels may change): nodes derive their subnets, routes,
+// tunnels and flows from it once, and a change half-applied — some nodes and not others, or
+// the controller and not the pods — would break the network. A field may be set to the value
+// it already had by default (mtu 1450, vxlanPort 4789, pluginName networkpolicy).
 type ClusterNetwork struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -69,6 +93,7 @@ type ClusterNetwork struct {
 	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:validation:XValidation:rule="isCIDR(self) && cidr(self).ip().family() == 4",message="must be an IPv4 CIDR such as 172.30.0.0/16"
 	// +kubebuilder:validation:XValidation:rule="!isCIDR(self) || cidr(self) == cidr(self).masked()",message="must be a network address (host bits zero)"
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",reason=FieldValueForbidden,message="serviceNetwork cannot be changed on a running cluster: Services already hold ClusterIPs from it (it must equal kube-apiserver's --service-cluster-ip-range) and every node sends it to the host's service proxy; changing it needs a new cluster"
 	ServiceNetwork string `json:"serviceNetwork"`
 	// PluginName selects the isolation mode: redhat/openshift-ovs-subnet,
 	// redhat/openshift-ovs-multitenant or redhat/openshift-ovs-networkpolicy.
@@ -79,6 +104,7 @@ type ClusterNetwork struct {
 	// ClusterNetworks are the pod CIDRs, each with the host bits of its node subnets.
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",reason=FieldValueForbidden,message="clusterNetworks cannot be changed on a running cluster: every node's HostSubnet, pod addresses, routes and flows were derived from these CIDRs and host-subnet lengths, and nothing renumbers them (adding a network would also need every node to route it); fix a mistake before any node joins by deleting and recreating the ClusterNetwork and restarting sdn-controller, otherwise build a new cluster"
 	ClusterNetworks []ClusterNetworkEntry `json:"clusterNetworks"` // MinItems, not a CEL rule on the object: that would report the field as "<nil>"
 	// VXLANPort is the UDP port of the VXLAN overlay (default 4789).
 	// +optional

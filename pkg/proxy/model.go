@@ -1,0 +1,131 @@
+// Package proxy is the pure part of OVS-native Service load balancing
+// (SPEC §4.5, --proxy-mode=ovs): the model of a node's Services (which
+// virtual addresses and ports to program, which endpoints back them), the
+// one conversion from Services and EndpointSlices to that model (shared by
+// the agent and sdnctl, as networkpolicy.BuildInput is for NetworkPolicy),
+// and the renderer of the model into br0's flows and groups. It does no
+// I/O.
+package proxy
+
+import (
+	"fmt"
+	"hash/fnv"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+)
+
+// ServicePort is one port of one Service as a node programs it: every
+// (virtual address, port) it answers on and the endpoints behind it. It is a
+// value; Endpoints is sorted and deduplicated. The zero value is not usable.
+type ServicePort struct {
+	// Namespace, Name and PortName identify it ("ns/name:port" in logs).
+	Namespace, Name, PortName string
+	// ID is the port's group ID and the value of the service register in
+	// its flows: stable across agent restarts (a hash of the identity,
+	// probed on collision, see AssignIDs), unique on the node.
+	ID       uint32
+	Protocol ovs.Proto // TCP, UDP or SCTP
+	// ClusterIP and Port: the virtual address (IPv4) and port.
+	ClusterIP netip.Addr
+	Port      uint16
+	// NodePort is the port on every node's addresses (0: none).
+	NodePort uint16
+	// Endpoints are the ready, non-terminating endpoints (IPv4).
+	Endpoints []Endpoint
+	// AffinityTimeout is sessionAffinity ClientIP's timeout (0: none).
+	AffinityTimeout time.Duration
+	// InternalLocal (internalTrafficPolicy: Local) limits cluster traffic
+	// to endpoints on the same node; ExternalLocal (externalTrafficPolicy:
+	// Local) limits NodePort traffic to them and keeps the client's
+	// address.
+	InternalLocal, ExternalLocal bool
+}
+
+// Endpoint is one backend of a ServicePort.
+type Endpoint struct {
+	IP   netip.Addr
+	Port uint16
+	// Local is true for an endpoint on the node being rendered for.
+	Local bool
+}
+
+// Key identifies the port: "ns/name:port".
+func (s ServicePort) Key() string { return s.Namespace + "/" + s.Name + ":" + s.PortName }
+
+// String is Key with the virtual address, for logs.
+func (s ServicePort) String() string {
+	return fmt.Sprintf("%s (%s %s:%d)", s.Key(), s.Protocol, s.ClusterIP, s.Port)
+}
+
+// LocalEndpoints returns the endpoints on this node.
+func (s ServicePort) LocalEndpoints() []Endpoint {
+	return slices.DeleteFunc(slices.Clone(s.Endpoints), func(e Endpoint) bool { return !e.Local })
+}
+
+// clusterEndpoints are the endpoints cluster traffic may reach.
+func (s ServicePort) clusterEndpoints() []Endpoint {
+	if s.InternalLocal {
+		return s.LocalEndpoints()
+	}
+	return s.Endpoints
+}
+
+// externalEndpoints are the endpoints NodePort traffic may reach.
+func (s ServicePort) externalEndpoints() []Endpoint {
+	if s.ExternalLocal {
+		return s.LocalEndpoints()
+	}
+	return s.Endpoints
+}
+
+func compareEndpoints(a, b Endpoint) int {
+	if c := a.IP.Compare(b.IP); c != 0 {
+		return c
+	}
+	return int(a.Port) - int(b.Port)
+}
+
+// idOf is the preferred ID of key: FNV-32a folded into 1..2^31-1, leaving
+// the upper half of the group ID space to other features.
+func idOf(key string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return h.Sum32()&0x7fffffff | 1<<20 // never 0, never one of the small IDs
+}
+
+// AssignIDs gives every port its ID: the hash of its key, or, when that is
+// taken, the next free value. Ports are assigned in key order, so the same
+// set of ports always gets the same IDs; a collision (rare: 31 bits) moves
+// only the later key. IDs of ports present in prev are kept, so a port
+// never changes ID while it exists in this agent.
+func AssignIDs(ports []ServicePort, prev map[string]uint32) {
+	taken := map[uint32]string{}
+	for i := range ports {
+		if id, ok := prev[ports[i].Key()]; ok {
+			ports[i].ID = id
+			taken[id] = ports[i].Key()
+		}
+	}
+	order := make([]int, 0, len(ports))
+	for i := range ports {
+		if ports[i].ID == 0 {
+			order = append(order, i)
+		}
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		if ports[a].Key() < ports[b].Key() {
+			return -1
+		}
+		return 1
+	})
+	for _, i := range order {
+		id := idOf(ports[i].Key())
+		for taken[id] != "" {
+			id = id%0x7fffffff + 1 | 1<<20
+		}
+		ports[i].ID, taken[id] = id, ports[i].Key()
+	}
+}
