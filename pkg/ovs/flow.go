@@ -30,9 +30,16 @@ func NewFlow(t Table, priority uint16) Flow { return Flow{Table: t, Priority: pr
 // WithCookie returns f with the given cookie (see CookieFor).
 func (f Flow) WithCookie(c uint64) Flow { f.Cookie = c; return f }
 
-// With appends match clauses.
+// With appends match clauses. A masked register, pkt_mark, ct_mark or
+// ct_label clause on bits disjoint from an existing clause of the same field
+// is merged into it, as OVS does (two marks in reg4 become one
+// "reg4=V/M"); overlapping clauses stay separate and ValidateFlow rejects
+// them.
 func (f Flow) With(m ...MatchField) Flow {
-	f.Match = append(slices.Clip(f.Match), m...)
+	f.Match = slices.Clone(f.Match)
+	for _, c := range m {
+		f.Match = addMatch(f.Match, c)
+	}
 	return f
 }
 

@@ -137,7 +137,11 @@ type NwProto uint8
 func (NwProto) Key() string      { return "nw_proto" }
 func (m NwProto) String() string { return fmt.Sprintf("nw_proto=%d", uint8(m)) }
 
-// RegMatch matches a register under Mask; build it with RegField.Match.
+// RegMatch matches a register under Mask; build it with RegField.Match or
+// BitField.Match. An exact match renders "reg0=0x5" (and "reg0=0x0", where
+// OVS prints "reg0=0"; Canonical normalizes both), a masked one as OVS
+// prints it: "reg4=0x10000/0x70000", "reg4=0/0x70000". Value bits outside
+// Mask are invalid (ValidateFlow reports them).
 type RegMatch struct {
 	Field RegField
 	Value uint32
@@ -149,7 +153,7 @@ func (m RegMatch) String() string {
 	if m.Mask == ^uint32(0) {
 		return "reg" + strconv.Itoa(int(m.Field.Reg)) + "=0x" + strconv.FormatUint(uint64(m.Value), 16)
 	}
-	return fmt.Sprintf("reg%d=%#x/%#x", m.Field.Reg, m.Value&m.Mask, m.Mask)
+	return "reg" + strconv.Itoa(int(m.Field.Reg)) + "=" + hexOrZero(uint64(m.Value&m.Mask)) + "/" + hexOrZero(uint64(m.Mask))
 }
 
 // TunID matches the whole tunnel key ("tun_id=0x5").
