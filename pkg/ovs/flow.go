@@ -85,6 +85,34 @@ func (f Flow) MatchReg(r RegField, v uint32) Flow { return f.With(r.Match(v)) }
 // MatchCtState adds "ct_state=" with the given set and cleared bits.
 func (f Flow) MatchCtState(set, clear CtFlags) Flow { return f.With(CtState{Set: set, Clear: clear}) }
 
+// MatchTpSrc adds "tp_src=port".
+func (f Flow) MatchTpSrc(port uint16) Flow {
+	return f.With(PortMatch{Field: "tp_src", Port: port, Mask: 0xffff})
+}
+
+// MatchMark adds the match of each mark; marks in the same register,
+// pkt_mark, ct_mark or ct_label merge into one masked clause
+// ("reg4=0x21f90/0x7ffff").
+func (f Flow) MatchMark(marks ...Mark) Flow {
+	for _, m := range marks {
+		f = f.With(m.Match())
+	}
+	return f
+}
+
+// MatchCtZone adds "ct_zone=z".
+func (f Flow) MatchCtZone(z uint16) Flow { return f.With(CtZone(z)) }
+
+// MatchCtNwDst adds "ct_nw_dst=p": the connection's original destination
+// (before DNAT). Needs ip and a ct_state implying a connection.
+func (f Flow) MatchCtNwDst(p netip.Prefix) Flow { return f.With(CtNwDst(p)) }
+
+// MatchCtTpDst adds "ct_nw_proto=<p>,ct_tp_dst=port": the connection's
+// original destination port (OVS needs ct_nw_proto with ct_tp_dst).
+func (f Flow) MatchCtTpDst(p Proto, port uint16) Flow {
+	return f.With(CtNwProtoOf(p), CtTpDst(port))
+}
+
 // MatchConjID adds "conj_id=id".
 func (f Flow) MatchConjID(id uint32) Flow { return f.With(ConjID(id)) }
 

@@ -125,6 +125,15 @@ func parseSetField(arg string) (Action, error) {
 		a, err := netip.ParseAddr(v)
 		return SetIPDst{Addr: a}, err
 	}
+	// A whole pkt_mark or register written with set_field (OVS prints the
+	// keyword it was given): the equivalent load, which we render.
+	if f, ok := fieldByName(field); ok && (f.IsReg() || f == FieldPktMark) && !strings.Contains(v, "/") {
+		n, err := strconv.ParseUint(v, 0, 32)
+		if err != nil {
+			return nil, err
+		}
+		return f.bits().Load(n), nil
+	}
 	return nil, fmt.Errorf("unsupported set_field target %q", field)
 }
 
