@@ -200,6 +200,9 @@ func (b *FakeBridge) replace(what string, groups []GroupEntry, keepGroups bool, 
 			return fmt.Errorf("%s: %w", what, err)
 		}
 	}
+	if err := checkDesired(flows, true); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
 	cur := syncState{groups: b.groups}
 	for _, f := range b.flows {
 		if CookieCategoryOf(f.Cookie) != CookieLearned {

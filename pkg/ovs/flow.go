@@ -195,8 +195,11 @@ func (f Flow) Key() string {
 // and the same flow dumped back by OVS: the match is normalized and sorted
 // (ip+nw_proto=6 → tcp, nw_src under arp → arp_spa) and actions are
 // normalized (drop, note padding).
-func (f Flow) Canonical() string {
-	return f.Key() + ",cookie=0x" + strconv.FormatUint(f.Cookie, 16) + " actions=" + actionsString(f.Actions)
+func (f Flow) Canonical() string { return f.canonicalFrom(f.Key()) }
+
+// canonicalFrom is Canonical given the flow's Key.
+func (f Flow) canonicalFrom(key string) string {
+	return key + ",cookie=0x" + strconv.FormatUint(f.Cookie, 16) + " actions=" + actionsString(f.Actions)
 }
 
 // Equal reports whether f and g are the same rule with the same cookie and

@@ -158,7 +158,7 @@ type recordingRunner struct {
 }
 
 func (r *recordingRunner) RunOfctl(ctx context.Context, stdin []byte, args ...string) ([]byte, error) {
-	if slices.Contains(args, "bundle") {
+	if slices.Contains(args, "bundle") || slices.Contains(args, "--bundle") {
 		r.mu.Lock()
 		r.bundles = append(r.bundles, string(stdin))
 		r.mu.Unlock()

@@ -74,7 +74,15 @@ func (m AddrMatch) String() string {
 type MAC [6]byte
 
 func (m MAC) String() string {
-	return fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5])
+	const digits = "0123456789abcdef"
+	var b [17]byte
+	for i, x := range m {
+		if i > 0 {
+			b[3*i-1] = ':'
+		}
+		b[3*i], b[3*i+1] = digits[x>>4], digits[x&15]
+	}
+	return string(b[:])
 }
 
 // ParseMAC parses "aa:bb:cc:dd:ee:ff" (either case).
@@ -148,7 +156,7 @@ type RegMatch struct {
 	Mask  uint32
 }
 
-func (m RegMatch) Key() string { return fmt.Sprintf("reg%d", m.Field.Reg) }
+func (m RegMatch) Key() string { return "reg" + strconv.Itoa(int(m.Field.Reg)) }
 func (m RegMatch) String() string {
 	if m.Mask == ^uint32(0) {
 		return "reg" + strconv.Itoa(int(m.Field.Reg)) + "=0x" + strconv.FormatUint(uint64(m.Value), 16)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 )
@@ -83,18 +84,29 @@ func (b *OfctlBridge) Bundle(ctx context.Context, changes []Change) error {
 }
 
 // bundle sends changes, already ordered, as one bundle; op names it for
-// OnOperation.
+// OnOperation. A bundle of flow adds only (the full sync of an empty
+// bridge) goes through `--bundle add-flows`, which is as atomic and about
+// 10% faster than `bundle` for tens of thousands of flows.
 func (b *OfctlBridge) bundle(ctx context.Context, op string, changes []Change) error {
 	if len(changes) == 0 {
 		return nil
 	}
+	addOnly := !slices.ContainsFunc(changes, func(c Change) bool { return c.Op != OpAdd })
 	var in bytes.Buffer
 	in.Grow(len(changes) * 160)
 	for _, c := range changes {
-		in.WriteString(c.String())
+		if addOnly {
+			in.WriteString(c.Flow.String())
+		} else {
+			in.WriteString(c.String())
+		}
 		in.WriteByte('\n')
 	}
-	if _, err := b.run(ctx, op, in.Bytes(), "bundle", b.Name, "-"); err != nil {
+	args := []string{"bundle", b.Name, "-"}
+	if addOnly {
+		args = []string{"--bundle", "add-flows", b.Name, "-"}
+	}
+	if _, err := b.run(ctx, op, in.Bytes(), args...); err != nil {
 		return fmt.Errorf("bundle of %d changes on %s: %w", len(changes), b.Name, err)
 	}
 	return nil

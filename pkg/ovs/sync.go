@@ -14,11 +14,13 @@ import (
 // learned flows alone and change groups in the same atomic bundle as the
 // flows that use them.
 
-// currentFlow is one flow on the bridge, as far as a sync needs it.
+// currentFlow is one flow on the bridge, as far as a sync needs it: its
+// text fingerprint, and either the typed flow (FakeBridge) or the dump line
+// (OfctlBridge), parsed only when the fingerprint finds no desired flow.
 type currentFlow struct {
-	key   string // Flow.Key, or a unique "raw:" key for a flow we cannot parse
-	canon string // Flow.Canonical, "" for a raw flow
-	del   Change // how to delete it
+	print string
+	flow  *Flow
+	line  string
 }
 
 // syncState is the bridge's current state; groups is nil when the sync
@@ -28,22 +30,28 @@ type syncState struct {
 	groups map[uint32]GroupEntry
 }
 
-func currentOf(f Flow) currentFlow {
-	return currentFlow{key: f.Key(), canon: f.Canonical(), del: DeleteFlow(f)}
-}
+func currentOf(f Flow) currentFlow { return currentFlow{print: fingerprint(f), flow: &f} }
 
 // planReplace returns the changes that turn cur into the desired state:
 // group adds (new or changed, by ID), flow deletes (flows not desired),
 // flow adds (new or changed), group deletes (groups not desired). With
 // keepGroups the current groups stay and desired groups are ignored. Learned
-// flows must already be absent from cur.
+// flows must already be absent from cur. Duplicate desired keys are not
+// detected here (the last one wins on the bridge, as with OVS's own
+// replace-flows); FakeBridge checks them first.
+//
+// Most flows of a periodic sync are unchanged, so the diff first compares
+// text fingerprints (table, priority, cookie, the sorted match clauses and
+// the actions, as OVS prints them); only flows left over on either side are
+// parsed and compared by Key and Canonical, which also absorbs OVS's
+// rewritings (tcp_dst → tp_dst, arp+nw_src → arp_spa, …).
 func planReplace(cur syncState, groups []GroupEntry, keepGroups bool, flows []Flow) ([]Change, error) {
-	want, err := desiredFlows(flows)
-	if err != nil {
+	if err := checkDesired(flows, false); err != nil {
 		return nil, err
 	}
 	wantGroups := cur.groups
 	if !keepGroups {
+		var err error
 		if wantGroups, err = desiredGroups(groups); err != nil {
 			return nil, err
 		}
@@ -55,47 +63,178 @@ func planReplace(cur syncState, groups []GroupEntry, keepGroups bool, flows []Fl
 	if !keepGroups {
 		changes = groupAdds(cur.groups, groups)
 	}
-	have := make(map[string]string, len(cur.flows))
-	for _, c := range cur.flows {
-		have[c.key] = c.canon
-		if _, ok := want[c.key]; !ok {
-			changes = append(changes, c.del)
-		}
-	}
-	for _, f := range flows {
-		if canon, ok := have[f.Key()]; !ok || canon != want[f.Key()] {
-			changes = append(changes, AddFlow(f))
-		}
-	}
+	changes = append(changes, flowChanges(cur.flows, flows)...)
 	if !keepGroups {
 		changes = append(changes, groupDeletes(cur.groups, wantGroups)...)
 	}
 	return changes, nil
 }
 
-// desiredFlows maps Key to Canonical, rejecting duplicate keys and learned
-// flows.
-func desiredFlows(flows []Flow) (map[string]string, error) {
-	want := make(map[string]string, len(flows))
-	seen := make(map[string]Flow, len(flows))
+// flowChanges diffs current against desired flows: deletes, then adds.
+func flowChanges(cur []currentFlow, flows []Flow) []Change {
+	if len(cur) == 0 {
+		changes := make([]Change, len(flows))
+		for i, f := range flows {
+			changes[i] = AddFlow(f)
+		}
+		return changes
+	}
+	byPrint := make(map[string]int, len(cur))
+	for i, c := range cur {
+		byPrint[c.print] = i
+	}
+	matched := make([]bool, len(cur))
+	var pending []Flow
+	for _, f := range flows {
+		if i, ok := byPrint[fingerprint(f)]; ok && !matched[i] {
+			matched[i] = true
+			continue
+		}
+		pending = append(pending, f)
+	}
+	left := map[string]string{} // Key → Canonical of unmatched current flows
+	var changes []Change
+	wanted := make(map[string]bool, len(pending))
+	for _, f := range pending {
+		wanted[f.Key()] = true
+	}
+	for i, c := range cur {
+		if matched[i] {
+			continue
+		}
+		key, canon, del := c.resolve()
+		if wanted[key] {
+			left[key] = canon
+		} else {
+			changes = append(changes, del)
+		}
+	}
+	for _, f := range pending {
+		k := f.Key()
+		if canon, ok := left[k]; !ok || canon != f.canonicalFrom(k) {
+			changes = append(changes, AddFlow(f))
+		}
+	}
+	return changes
+}
+
+// resolve parses a current flow left over by the fingerprint pass. A flow
+// we cannot parse gets a key no desired flow has and is deleted through its
+// match text as OVS printed it (a full sync must repair any out-of-band
+// edit, not only those in our typed subset); a flow with timeouts never
+// equals a desired one (we install none), so it is replaced.
+func (c currentFlow) resolve() (key, canon string, del Change) {
+	if c.flow != nil {
+		k := c.flow.Key()
+		return k, c.flow.canonicalFrom(k), DeleteFlow(*c.flow)
+	}
+	d, err := parseLine(c.line)
+	if err != nil {
+		raw := rawMatch(c.line)
+		return "raw:" + raw, "", Change{Op: OpDeleteStrict, raw: raw}
+	}
+	k := d.Key()
+	if strings.Contains(c.line, "idle_timeout=") || strings.Contains(c.line, "hard_timeout=") {
+		return k, "", DeleteFlow(d.Flow)
+	}
+	return k, d.canonicalFrom(k), DeleteFlow(d.Flow)
+}
+
+// fingerprint is a flow's text as OVS prints it, reduced to what identifies
+// an unchanged flow: "table|priority|cookie|sorted match clauses|actions".
+// Our two legacy spellings of zero ("reg0=0x0", "load:0x0->") are written
+// the way OVS prints them.
+func fingerprint(f Flow) string {
+	clauses := make([]string, len(f.Match))
+	for i, m := range f.Match {
+		clauses[i] = m.String()
+		if r, ok := m.(RegMatch); ok && r.Value == 0 && r.Mask == ^uint32(0) {
+			clauses[i] = r.Key() + "=0"
+		}
+	}
+	acts := actionsString(f.Actions)
+	if strings.Contains(acts, "load:0x0->") {
+		acts = strings.ReplaceAll(acts, "load:0x0->", "load:0->")
+	}
+	return printOf(int(f.Table.ID), int(f.Priority), f.Cookie, clauses, acts)
+}
+
+func printOf(table, priority int, cookie uint64, clauses []string, actions string) string {
+	slices.Sort(clauses)
+	var b strings.Builder
+	b.Grow(64 + len(actions) + 24*len(clauses))
+	b.WriteString(strconv.Itoa(table))
+	b.WriteByte('|')
+	b.WriteString(strconv.Itoa(priority))
+	b.WriteString("|0x")
+	b.WriteString(strconv.FormatUint(cookie, 16))
+	for _, c := range clauses {
+		b.WriteByte('|')
+		b.WriteString(c)
+	}
+	b.WriteString("|actions=")
+	b.WriteString(actions)
+	return b.String()
+}
+
+// dumpPrint is the fingerprint of a dump-flows line; ok is false for a line
+// that does not look like a flow.
+func dumpPrint(line string) (string, bool) {
+	head, actions, ok := cutActions(line)
+	if !ok {
+		return "", false
+	}
+	table, priority := 0, DefaultPriority
+	var cookie uint64
+	clauses := make([]string, 0, 8)
+	for _, tok := range strings.Split(strings.ReplaceAll(head, ", ", ","), ",") {
+		key, val, _ := strings.Cut(tok, "=")
+		var err error
+		switch key {
+		case "":
+		case "table":
+			table, err = strconv.Atoi(val)
+		case "priority":
+			priority, err = strconv.Atoi(val)
+		case "cookie":
+			cookie, err = strconv.ParseUint(val, 0, 64)
+		case "duration", "n_packets", "n_bytes", "idle_age", "hard_age":
+		default:
+			clauses = append(clauses, tok)
+		}
+		if err != nil {
+			return "", false
+		}
+	}
+	return printOf(table, priority, cookie, clauses, actions), true
+}
+
+// checkDesired rejects desired flows of category CookieLearned and, with
+// keys, two desired flows with the same Key (computing keys costs a
+// normalization per flow, so only FakeBridge pays it).
+func checkDesired(flows []Flow, keys bool) error {
+	seen := map[string]Flow{}
 	for _, f := range flows {
 		if CookieCategoryOf(f.Cookie) == CookieLearned {
-			return nil, fmt.Errorf("replace: flow %q has a cookie of category Learned: learned flows are installed by OVS, not desired", f)
+			return fmt.Errorf("flow %q has a cookie of category Learned: learned flows are installed by OVS, not desired", f)
+		}
+		if !keys {
+			continue
 		}
 		k := f.Key()
 		if prev, ok := seen[k]; ok {
-			return nil, fmt.Errorf("replace: %q and %q have the same key", prev, f)
+			return fmt.Errorf("%q and %q have the same key", prev, f)
 		}
-		seen[k], want[k] = f, f.Canonical()
+		seen[k] = f
 	}
-	return want, nil
+	return nil
 }
 
 func desiredGroups(groups []GroupEntry) (map[uint32]GroupEntry, error) {
 	want := make(map[uint32]GroupEntry, len(groups))
 	for _, g := range groups {
 		if _, dup := want[g.ID]; dup {
-			return nil, fmt.Errorf("replace: group %d given twice", g.ID)
+			return nil, fmt.Errorf("group %d given twice", g.ID)
 		}
 		want[g.ID] = g
 	}
@@ -153,9 +292,7 @@ func groupDeletes(cur, want map[uint32]GroupEntry) []Change {
 }
 
 // parseSyncDump reads dump-flows output for a sync: learned flows are
-// skipped before parsing, and a flow we cannot parse is still deleted,
-// through its match text as OVS printed it (a full sync must repair any
-// out-of-band edit, not only those in our typed subset).
+// skipped, every other flow is kept as its fingerprint and its line.
 func parseSyncDump(text string) []currentFlow {
 	var out []currentFlow
 	for _, line := range strings.Split(text, "\n") {
@@ -166,13 +303,11 @@ func parseSyncDump(text string) []currentFlow {
 		if c, ok := dumpCookie(line); ok && CookieCategoryOf(c) == CookieLearned {
 			continue
 		}
-		d, err := parseLine(line)
-		if err != nil {
-			raw := rawMatch(line)
-			out = append(out, currentFlow{key: "raw:" + raw, del: Change{Op: OpDeleteStrict, raw: raw}})
-			continue
+		p, ok := dumpPrint(line)
+		if !ok {
+			p = "bad:" + line
 		}
-		out = append(out, currentOf(d.Flow))
+		out = append(out, currentFlow{print: p, line: line})
 	}
 	return out
 }

@@ -15,7 +15,8 @@ func TestParseSyncDump(t *testing.T) {
 	got := parseSyncDump(dump)
 	var lines []string
 	for _, c := range got {
-		lines = append(lines, c.key+" | "+c.del.String())
+		key, _, del := c.resolve()
+		lines = append(lines, key+" | "+del.String())
 	}
 	want := []string{
 		"raw:table=70,priority=7,ipv6,ipv6_dst=fd00::1 | flow delete_strict table=70,priority=7,ipv6,ipv6_dst=fd00::1",
