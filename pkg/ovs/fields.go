@@ -21,7 +21,17 @@ type RegField struct {
 	Name string // purpose, for diagnostics
 }
 
-// The register map. No other registers are used by the pipeline.
+// The register map. No other registers are used by the pipeline. A new
+// whole-register field goes here and into regByNumber, so that parsed flows
+// name it too; sub-register fields and marks are BitFields (bits.go),
+// declared the same way:
+//
+//	// reg4[16..18]: service LB state; 1 = needs LB, 2 = endpoint selected.
+//	ServiceLBState    = RegBits(4, 16, 18, "ServiceLBState")
+//	ServiceLBNeeded   = ServiceLBState.Value(1)
+//	ServiceLBSelected = ServiceLBState.Value(2)
+//	// ct_mark[4]: the connection was DNATed by a Service.
+//	ServiceCTMark = CtMarkBits(4, 4, "ServiceCT").Value(1)
 var (
 	// SrcVNIDField is reg0[0..31]: the source VNID. Loaded in PodAntiSpoof and
 	// ServiceReturn from the pod's namespace, or in Classifier from the VXLAN
