@@ -167,9 +167,10 @@ func validateBucket(t GroupType, bk Bucket) error {
 // ValidateGroups checks groups together with the flows (and groups) that
 // use them and reports every problem at once: invalid groups
 // (ValidateGroupEntry), duplicate IDs, a group action to a group not in
-// groups, a group that reaches itself, and a bucket's resubmit or
-// ct(table=) that would jump back behind a flow using the group. Use it with
-// ValidatePipeline on the same desired state.
+// groups, a group that reaches itself, a bucket's resubmit or ct(table=)
+// that would jump back behind a flow using the group, and bucket actions
+// using header fields the flow's packets lack (a learn on TCP ports from a
+// udp flow). Use it with ValidatePipeline on the same desired state.
 func ValidateGroups(groups []GroupEntry, flows []Flow) error {
 	var errs []error
 	byID := map[uint32]GroupEntry{}
@@ -225,6 +226,9 @@ func checkFlowGroup(byID map[uint32]GroupEntry, f Flow, id uint32) []error {
 			if ok && t.ID < f.Table.ID {
 				errs = append(errs, fmt.Errorf("flow %q: group %d: %s jumps back from table %s", f, id, a, f.Table.Named()))
 			}
+			if err := checkActionPrerequisites(a, f.Proto()); err != nil {
+				errs = append(errs, fmt.Errorf("flow %q: group %d: %w", f, id, err))
+			}
 		}
 	}
 	return errs
@@ -276,6 +280,9 @@ func ParseGroup(s string) (GroupEntry, error) {
 		if err := g.parseHeadToken(tokens[i]); err != nil {
 			return GroupEntry{}, fmt.Errorf("group %q: %w", s, err)
 		}
+	}
+	if !strings.HasPrefix(s, "group_id=") || g.Type == 0 {
+		return GroupEntry{}, fmt.Errorf("group %q: want group_id=N,type=T first", s)
 	}
 	for i < len(tokens) {
 		j := i + 1

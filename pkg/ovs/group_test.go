@@ -85,6 +85,7 @@ func TestValidateGroups(t *testing.T) {
 		{"bucket to missing group", []GroupEntry{SelectGroup(1, NewBucket(1, GroupAction(3)))}, nil, "missing group 3"},
 		{"loop", []GroupEntry{SelectGroup(1, NewBucket(1, GroupAction(2))), AllGroup(2, BucketOf(GroupAction(1)))}, nil, "reaches itself"},
 		{"bucket jumps back", []GroupEntry{SelectGroup(1, NewBucket(1, ResubmitTo(TableRouting)))}, []Flow{flowTo(1)}, "jumps back"},
+		{"bucket learns ports of an ip flow", []GroupEntry{SelectGroup(1, NewBucket(1, affinityLearn()))}, []Flow{flowTo(1)}, "do not have"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -139,13 +139,12 @@ func (b *OfctlBridge) ReplaceAll(ctx context.Context, groups []GroupEntry, flows
 func (b *OfctlBridge) replace(ctx context.Context, groups []GroupEntry, keepGroups bool, flows []Flow) error {
 	var cur syncState
 	if !keepGroups {
-		dumped, err := b.DumpGroups(ctx)
+		out, err := b.run(ctx, "dump-groups", nil, "dump-groups", b.Name)
 		if err != nil {
-			return err
+			return fmt.Errorf("dump-groups: %w", err)
 		}
-		cur.groups = make(map[uint32]GroupEntry, len(dumped))
-		for _, g := range dumped {
-			cur.groups[g.ID] = g
+		if cur.groups, err = parseSyncGroups(string(out)); err != nil {
+			return err
 		}
 	}
 	out, err := b.run(ctx, "dump-flows", nil, "dump-flows", b.Name)

@@ -79,6 +79,36 @@ func flowChanges(cur []currentFlow, flows []Flow) []Change {
 		}
 		return changes
 	}
+	matched, pending := matchByPrint(cur, flows)
+	wanted := make(map[string]bool, len(pending))
+	for _, f := range pending {
+		wanted[f.Key()] = true
+	}
+	left := map[string]string{} // Key → Canonical of unmatched current flows still wanted
+	var changes []Change
+	for i, c := range cur {
+		if matched[i] {
+			continue
+		}
+		if key, canon, del := c.resolve(); wanted[key] {
+			left[key] = canon
+		} else {
+			changes = append(changes, del)
+		}
+	}
+	for _, f := range pending {
+		k := f.Key()
+		if canon, ok := left[k]; !ok || canon != f.canonicalFrom(k) {
+			changes = append(changes, AddFlow(f))
+		}
+	}
+	return changes
+}
+
+// matchByPrint pairs desired flows with current flows of the same
+// fingerprint; it returns which current flows matched and the desired flows
+// that did not.
+func matchByPrint(cur []currentFlow, flows []Flow) ([]bool, []Flow) {
 	byPrint := make(map[string]int, len(cur))
 	for i, c := range cur {
 		byPrint[c.print] = i
@@ -92,30 +122,7 @@ func flowChanges(cur []currentFlow, flows []Flow) []Change {
 		}
 		pending = append(pending, f)
 	}
-	left := map[string]string{} // Key → Canonical of unmatched current flows
-	var changes []Change
-	wanted := make(map[string]bool, len(pending))
-	for _, f := range pending {
-		wanted[f.Key()] = true
-	}
-	for i, c := range cur {
-		if matched[i] {
-			continue
-		}
-		key, canon, del := c.resolve()
-		if wanted[key] {
-			left[key] = canon
-		} else {
-			changes = append(changes, del)
-		}
-	}
-	for _, f := range pending {
-		k := f.Key()
-		if canon, ok := left[k]; !ok || canon != f.canonicalFrom(k) {
-			changes = append(changes, AddFlow(f))
-		}
-	}
-	return changes
+	return matched, pending
 }
 
 // resolve parses a current flow left over by the fingerprint pass. A flow
@@ -310,6 +317,31 @@ func parseSyncDump(text string) []currentFlow {
 		out = append(out, currentFlow{print: p, line: line})
 	}
 	return out
+}
+
+// parseSyncGroups reads dump-groups output for a sync. A group we cannot
+// parse (a type or property outside our model, added out of band) is kept
+// with its ID only, so that the sync replaces or deletes it instead of
+// failing.
+func parseSyncGroups(text string) (map[uint32]GroupEntry, error) {
+	groups := map[uint32]GroupEntry{}
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "OFPST_GROUP_DESC") || strings.HasPrefix(line, "NXST_GROUP_DESC") {
+			continue
+		}
+		g, err := ParseGroup(line)
+		if err != nil {
+			id, _, _ := strings.Cut(strings.TrimPrefix(line, "group_id="), ",")
+			n, err := strconv.ParseUint(id, 10, 32)
+			if err != nil {
+				return nil, fmt.Errorf("dump-groups line %q: no group_id", line)
+			}
+			g = GroupEntry{ID: uint32(n)} // Type 0: equals no desired group
+		}
+		groups[g.ID] = g
+	}
+	return groups, nil
 }
 
 // dumpCookie reads the leading "cookie=0x…," of a dump line.

@@ -66,3 +66,28 @@ func TestPlanReplaceOrder(t *testing.T) {
 		t.Error("keepGroups plan accepted a flow to a group the bridge lacks")
 	}
 }
+
+func TestParseSyncGroups(t *testing.T) {
+	groups, err := parseSyncGroups("OFPST_GROUP_DESC reply (OF1.3) (xid=0x2):\n group_id=3,type=all,bucket=actions=output:2\n group_id=4,type=ff,bucket=watch_port:2,actions=output:2\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(groups) != 2 || groups[3].Type != GroupAll || groups[4].Type != 0 {
+		t.Fatalf("groups %v", groups)
+	}
+	changes, err := planReplace(syncState{groups: groups}, []GroupEntry{AllGroup(4, BucketOf(Output(2)))}, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range changes {
+		got = append(got, c.String())
+	}
+	want := "group add_or_mod group_id=4,type=all,bucket=actions=output:2\ngroup delete group_id=3"
+	if strings.Join(got, "\n") != want {
+		t.Errorf("plan:\n%s\nwant:\n%s", strings.Join(got, "\n"), want)
+	}
+	if _, err := parseSyncGroups(" type=all\n"); err == nil {
+		t.Error("a group line without group_id was accepted")
+	}
+}
