@@ -36,7 +36,7 @@ func (f Flow) WithCookie(c uint64) Flow { f.Cookie = c; return f }
 // "reg4=V/M"); overlapping clauses stay separate and ValidateFlow rejects
 // them.
 func (f Flow) With(m ...MatchField) Flow {
-	f.Match = slices.Clone(f.Match)
+	f.Match = append(make([]MatchField, 0, len(f.Match)+len(m)), f.Match...)
 	for _, c := range m {
 		f.Match = addMatch(f.Match, c)
 	}
