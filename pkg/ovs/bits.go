@@ -74,8 +74,14 @@ var fieldInfos = map[FieldID]fieldInfo{
 	FieldSCTPDst: {"OXM_OF_SCTP_DST", "sctp_dst", 16, fmtDec},
 }
 
-// RegFieldID returns the FieldID of register n (0..15).
-func RegFieldID(n uint8) FieldID { return FieldID(n & 15) }
+// RegFieldID returns the FieldID of register n; it panics for n > 15 (a
+// programming error: registers are named once, in fields.go).
+func RegFieldID(n uint8) FieldID {
+	if n > 15 {
+		panic(fmt.Sprintf("ovs: register %d does not exist (reg0..reg15)", n))
+	}
+	return FieldID(n)
+}
 
 // IsReg reports whether f is one of reg0..reg15.
 func (f FieldID) IsReg() bool { return f < 16 }
@@ -95,14 +101,9 @@ func (f FieldID) Width() int { return int(f.info().width) }
 func (f FieldID) String() string { return f.info().name }
 
 // NXM renders the whole field as a reference ("NXM_OF_IP_SRC[]").
-func (f FieldID) NXM() string { return f.bits().NXM() }
-func (FieldID) isField()      {}
-func (f FieldID) bits() BitField {
-	if f == FieldTunID {
-		return BitField{Field: f, Lo: 0, Hi: 63}
-	}
-	return BitField{Field: f, Hi: uint8(f.Width() - 1)}
-}
+func (f FieldID) NXM() string    { return f.bits().NXM() }
+func (FieldID) isField()         {}
+func (f FieldID) bits() BitField { return BitField{Field: f, Hi: uint8(f.Width() - 1)} }
 
 // BitField is bits Lo..Hi (inclusive) of one field — OVS's "FIELD[lo..hi]".
 // Declare the pipeline's sub-register fields and marks once, as package
@@ -306,7 +307,10 @@ func parseBitRange(f FieldID, r string) (BitField, error) {
 func fieldByNXM(name string) (FieldID, bool) {
 	if n, ok := strings.CutPrefix(name, "NXM_NX_REG"); ok {
 		r, err := strconv.ParseUint(n, 10, 8)
-		return RegFieldID(uint8(r)), err == nil && r < 16 && strconv.Itoa(int(r)) == n
+		if err != nil || r > 15 || strconv.Itoa(int(r)) != n {
+			return 0, false
+		}
+		return RegFieldID(uint8(r)), true
 	}
 	for f, info := range fieldInfos {
 		if info.nxm == name {
@@ -319,7 +323,10 @@ func fieldByNXM(name string) (FieldID, bool) {
 func fieldByName(name string) (FieldID, bool) {
 	if n, ok := strings.CutPrefix(name, "reg"); ok {
 		r, err := strconv.ParseUint(n, 10, 8)
-		return RegFieldID(uint8(r)), err == nil && r < 16 && strconv.Itoa(int(r)) == n
+		if err != nil || r > 15 || strconv.Itoa(int(r)) != n {
+			return 0, false
+		}
+		return RegFieldID(uint8(r)), true
 	}
 	for f, info := range fieldInfos {
 		if info.name == name {
@@ -336,7 +343,7 @@ func formatValue(f FieldID, v uint64) string {
 	case fmtDec:
 		return strconv.FormatUint(v, 10)
 	case fmtIP:
-		return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}).String()
+		return uintAddr(v).String()
 	case fmtMAC:
 		return macFromUint(v).String()
 	}
@@ -352,8 +359,7 @@ func parseValue(f FieldID, s string) (uint64, error) {
 		if err != nil || !a.Is4() {
 			return 0, fmt.Errorf("bad IPv4 address %q", s)
 		}
-		b := a.As4()
-		return uint64(b[0])<<24 | uint64(b[1])<<16 | uint64(b[2])<<8 | uint64(b[3]), nil
+		return addrUint(a), nil
 	case fmtMAC:
 		m, err := ParseMAC(s)
 		return macToUint(m), err

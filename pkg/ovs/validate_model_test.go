@@ -64,6 +64,7 @@ func TestValidateNewConstructs(t *testing.T) {
 func TestBitFieldDeclarations(t *testing.T) {
 	for _, bad := range []func(){
 		func() { RegBits(4, 18, 16, "reversed") },
+		func() { RegBits(16, 0, 1, "no such register") },
 		func() { RegBits(4, 0, 32, "too wide") },
 		func() { CtLabelBits(0, 128, "too wide") },
 		func() { NewBitField(FieldIPSrc, 0, 31, "").Match(1) },
