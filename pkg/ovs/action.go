@@ -8,8 +8,10 @@ import (
 )
 
 // Action is one typed OpenFlow action. The set is closed; every
-// implementation is a comparable value whose String is ovs-ofctl syntax in
-// the form OVS prints it back, so rendered and dumped actions compare equal.
+// implementation is a value whose String is ovs-ofctl syntax in the form OVS
+// prints it back, so rendered and dumped actions compare equal. All are
+// comparable with == except Learn (it holds a slice of specs); compare
+// actions by String, as Flow.Equal does.
 type Action interface {
 	String() string
 	isAction()
@@ -40,13 +42,23 @@ type SetTunDst struct{ Addr netip.Addr }
 // SetEthDst rewrites the Ethernet destination ("set_field:MAC->eth_dst").
 type SetEthDst struct{ Addr MAC }
 
-// ConnTrack sends the packet through conntrack. With Recirc the packet then
-// continues in Table with ct_state set ("ct(commit,table=31,nat)").
+// ConnTrack sends the packet through conntrack
+// ("ct(commit,table=31,zone=65520,nat(dst=10.128.0.5:8080),exec(…))"). With
+// Recirc the packet then continues in Table with the ct_* fields set (OVS
+// hides them from the rest of the current action list). Zone 0 is the
+// default zone. NAT is a bare "nat" (translate packets of connections set up
+// with NAT, un-NAT replies); NATSpec, when its Kind is set, sets up NAT for a
+// new connection and renders instead of the bare form. NATSpec and Exec need
+// Commit. The zero value is "ct()". Build it with CT, CTThen, CTCommit and
+// the With… methods (conntrack.go).
 type ConnTrack struct {
-	Commit bool
-	Recirc bool
-	Table  Table
-	NAT    bool
+	Commit  bool
+	Recirc  bool
+	Table   Table
+	NAT     bool
+	Zone    uint16
+	NATSpec NATSpec
+	Exec    CtExec
 }
 
 // Conjunction contributes dimension K of N to conjunctive match ID.
@@ -66,22 +78,54 @@ type Note struct{ Data string }
 // actions ("resubmit(,N)").
 type Resubmit struct{ Table Table }
 
-// Group outputs to an OpenFlow group ("group:N").
+// Group outputs to an OpenFlow group ("group:N"); the group (GroupEntry)
+// must exist on the bridge.
 type Group struct{ ID uint32 }
 
-func (GotoTable) isAction()   {}
-func (OutputPort) isAction()  {}
-func (OutputReg) isAction()   {}
-func (LoadReg) isAction()     {}
-func (Move) isAction()        {}
-func (SetTunDst) isAction()   {}
-func (SetEthDst) isAction()   {}
-func (ConnTrack) isAction()   {}
-func (Conjunction) isAction() {}
-func (Drop) isAction()        {}
-func (Note) isAction()        {}
-func (Resubmit) isAction()    {}
-func (Group) isAction()       {}
+// OutputInPort sends the packet back out of the port it came in on
+// ("IN_PORT", hairpin). OpenFlow drops output to the ingress port, so
+// output:<in_port> would not work.
+type OutputInPort struct{}
+
+// CtClear clears the conntrack state of the packet ("ct_clear"), so that a
+// later ct() in the same zone sees it afresh.
+type CtClear struct{}
+
+// SetEthSrc rewrites the Ethernet source ("set_field:MAC->eth_src").
+type SetEthSrc struct{ Addr MAC }
+
+// SetIPSrc rewrites the IPv4 source ("set_field:IP->ip_src"). Prefer
+// ct(commit,nat(src=…)), which also un-NATs the replies.
+type SetIPSrc struct{ Addr netip.Addr }
+
+// SetIPDst rewrites the IPv4 destination ("set_field:IP->ip_dst"). Prefer
+// ct(commit,nat(dst=…)).
+type SetIPDst struct{ Addr netip.Addr }
+
+func (GotoTable) isAction()    {}
+func (OutputPort) isAction()   {}
+func (OutputReg) isAction()    {}
+func (LoadReg) isAction()      {}
+func (Move) isAction()         {}
+func (SetTunDst) isAction()    {}
+func (SetEthDst) isAction()    {}
+func (ConnTrack) isAction()    {}
+func (Conjunction) isAction()  {}
+func (Drop) isAction()         {}
+func (Note) isAction()         {}
+func (Resubmit) isAction()     {}
+func (Group) isAction()        {}
+func (OutputInPort) isAction() {}
+func (CtClear) isAction()      {}
+func (SetEthSrc) isAction()    {}
+func (SetIPSrc) isAction()     {}
+func (SetIPDst) isAction()     {}
+
+func (OutputInPort) String() string { return "IN_PORT" }
+func (CtClear) String() string      { return "ct_clear" }
+func (a SetEthSrc) String() string  { return "set_field:" + a.Addr.String() + "->eth_src" }
+func (a SetIPSrc) String() string   { return "set_field:" + a.Addr.String() + "->ip_src" }
+func (a SetIPDst) String() string   { return "set_field:" + a.Addr.String() + "->ip_dst" }
 
 func (a GotoTable) String() string  { return "goto_table:" + a.Table.String() }
 func (a OutputPort) String() string { return "output:" + strconv.FormatUint(uint64(a.Port), 10) }
@@ -99,7 +143,8 @@ func (a Conjunction) String() string {
 	return fmt.Sprintf("conjunction(%d,%d/%d)", a.ID, a.K, a.N)
 }
 
-// String renders the arguments in the order OVS prints them.
+// String renders the arguments in the order OVS prints them: commit,
+// table, zone, nat, exec.
 func (a ConnTrack) String() string {
 	var args []string
 	if a.Commit {
@@ -108,8 +153,16 @@ func (a ConnTrack) String() string {
 	if a.Recirc {
 		args = append(args, "table="+a.Table.String())
 	}
-	if a.NAT {
+	if a.Zone != 0 {
+		args = append(args, "zone="+strconv.Itoa(int(a.Zone)))
+	}
+	if a.NATSpec.Kind != NATNone {
+		args = append(args, a.NATSpec.String())
+	} else if a.NAT {
 		args = append(args, "nat")
+	}
+	if !a.Exec.IsZero() {
+		args = append(args, a.Exec.String())
 	}
 	return "ct(" + strings.Join(args, ",") + ")"
 }
@@ -167,3 +220,18 @@ func ResubmitTo(t Table) Action { return Resubmit{Table: t} }
 
 // GroupAction returns group:id.
 func GroupAction(id uint32) Action { return Group{ID: id} }
+
+// OutputToInPort returns IN_PORT (hairpin).
+func OutputToInPort() Action { return OutputInPort{} }
+
+// ClearCt returns ct_clear.
+func ClearCt() Action { return CtClear{} }
+
+// SetEthernetSrc returns set_field:mac->eth_src.
+func SetEthernetSrc(addr MAC) Action { return SetEthSrc{Addr: addr} }
+
+// SetIPv4Src returns set_field:addr->ip_src.
+func SetIPv4Src(addr netip.Addr) Action { return SetIPSrc{Addr: addr} }
+
+// SetIPv4Dst returns set_field:addr->ip_dst.
+func SetIPv4Dst(addr netip.Addr) Action { return SetIPDst{Addr: addr} }

@@ -29,6 +29,15 @@ const (
 	CookieEgress                              // egress firewall / egress IP
 )
 
+// CookieLearned is the category of flows that OVS itself installs through
+// learn actions (session affinity, reflexive flows); the learn's cookie
+// (CookieFor(CookieLearned, owner)) becomes theirs. Such flows are never part
+// of the desired state: ReplaceFlows and ReplaceAll leave every flow of this
+// category alone, so a periodic full sync does not wipe session affinity,
+// and reject desired flows of it. The value lies outside the iota sequence
+// above so that categories added later never collide with it.
+const CookieLearned CookieCategory = 0x80
+
 const (
 	categoryShift = 56
 	roundShift    = 48

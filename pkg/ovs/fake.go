@@ -10,27 +10,37 @@ import (
 )
 
 // FakeBridge is an in-memory Bridge for unit tests. It keys flows the way OVS
-// does (table, priority, normalized match), validates every added flow with
-// ValidateFlow — stricter than OVS, which silently widens some mistakes — and
-// applies bundles all-or-nothing. It does not model groups, counters or
-// packet processing (use Trace on Flows() for that).
+// does (table, priority, normalized match) and groups by ID, validates every
+// added flow with ValidateFlow and group with ValidateGroupEntry — stricter
+// than OVS, which silently widens some mistakes — and applies bundles
+// all-or-nothing. It is also stricter about groups: a bundle or replace that
+// would leave a flow (or a bucket) outputting to a missing group is
+// rejected, where OVS rejects adding such a flow but silently deletes the
+// flows of a deleted group. It does not model counters, learning or packet
+// processing (use TraceWithGroups on Flows and Groups for that); flows of
+// category CookieLearned added with Bundle stand in for learned flows, and
+// full syncs keep them, as on a real bridge.
 //
 // Like every fake it can drift from the real thing; the integration tests in
 // this package run the same operations against a real ovs-vswitchd.
 type FakeBridge struct {
-	mu       sync.Mutex
-	flows    map[string]Flow
-	flowMods int
-	failNext error
+	mu        sync.Mutex
+	flows     map[string]Flow
+	groups    map[uint32]GroupEntry
+	flowMods  int
+	groupMods int
+	failNext  error
 }
 
 var _ Bridge = (*FakeBridge)(nil)
 
 // NewFakeBridge returns an empty fake bridge.
-func NewFakeBridge() *FakeBridge { return &FakeBridge{flows: map[string]Flow{}} }
+func NewFakeBridge() *FakeBridge {
+	return &FakeBridge{flows: map[string]Flow{}, groups: map[uint32]GroupEntry{}}
+}
 
-// FailNext makes the next Bundle or ReplaceFlows fail with err without
-// changing anything, to test error paths.
+// FailNext makes the next Bundle, ReplaceFlows or ReplaceAll fail with err
+// without changing anything, to test error paths.
 func (b *FakeBridge) FailNext(err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -45,6 +55,23 @@ func (b *FakeBridge) FlowMods() int {
 	return b.flowMods
 }
 
+// GroupMods returns how many groups have been added, modified or deleted so
+// far.
+func (b *FakeBridge) GroupMods() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.groupMods
+}
+
+// fakeTxn is a bundle being applied to copies of the fake's state.
+type fakeTxn struct {
+	flows     map[string]Flow
+	groups    map[uint32]GroupEntry
+	added     map[string]Flow
+	flowMods  int
+	groupMods int
+}
+
 // Bundle implements Bridge. Two adds with the same Key but different cookie
 // or actions in one bundle are rejected: one would silently lose.
 func (b *FakeBridge) Bundle(_ context.Context, changes []Change) error {
@@ -53,83 +80,140 @@ func (b *FakeBridge) Bundle(_ context.Context, changes []Change) error {
 	if err := b.takeFailure(); err != nil {
 		return err
 	}
-	next := maps.Clone(b.flows)
-	added := map[string]Flow{}
-	mods := 0
-	for i, c := range changes {
-		n, err := applyChange(next, added, c)
-		if err != nil {
-			return fmt.Errorf("bundle change %d (%s): %w", i, c, err)
-		}
-		mods += n
+	ordered, err := orderChanges(changes)
+	if err != nil {
+		return err
 	}
-	b.flows, b.flowMods = next, b.flowMods+mods
+	return b.apply("bundle", ordered)
+}
+
+// apply runs changes on copies and commits them if the result references
+// no missing group.
+func (b *FakeBridge) apply(what string, changes []Change) error {
+	tx := &fakeTxn{flows: maps.Clone(b.flows), groups: maps.Clone(b.groups), added: map[string]Flow{}}
+	for i, c := range changes {
+		if err := tx.apply(c); err != nil {
+			return fmt.Errorf("%s change %d (%s): %w", what, i, c, err)
+		}
+	}
+	if err := checkReferences(tx.flows, tx.groups); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	b.flows, b.groups = tx.flows, tx.groups
+	b.flowMods += tx.flowMods
+	b.groupMods += tx.groupMods
 	return nil
 }
 
-func applyChange(flows, added map[string]Flow, c Change) (int, error) {
+func (tx *fakeTxn) apply(c Change) error {
 	switch c.Op {
 	case OpAdd:
 		if err := ValidateFlow(c.Flow); err != nil {
-			return 0, err
+			return err
 		}
 		k := c.Flow.Key()
-		if prev, ok := added[k]; ok && !prev.Equal(c.Flow) {
-			return 0, fmt.Errorf("conflicts with %q added in the same bundle", prev)
+		if prev, ok := tx.added[k]; ok && !prev.Equal(c.Flow) {
+			return fmt.Errorf("conflicts with %q added in the same bundle", prev)
 		}
-		added[k], flows[k] = c.Flow, c.Flow
-		return 1, nil
+		tx.added[k], tx.flows[k] = c.Flow, c.Flow
+		tx.flowMods++
 	case OpDeleteStrict:
 		k := c.Flow.Key()
-		if _, ok := flows[k]; !ok {
-			return 0, nil
+		if _, ok := tx.flows[k]; ok {
+			delete(tx.flows, k)
+			tx.flowMods++
 		}
-		delete(flows, k)
-		return 1, nil
 	case OpDelete:
-		n := 0
-		for k, f := range flows {
+		for k, f := range tx.flows {
 			if c.Filter.Selects(f) {
-				delete(flows, k)
-				n++
+				delete(tx.flows, k)
+				tx.flowMods++
 			}
 		}
-		return n, nil
+	case OpAddGroup:
+		if err := ValidateGroupEntry(c.Group); err != nil {
+			return err
+		}
+		tx.groups[c.Group.ID] = c.Group
+		tx.groupMods++
+	case OpDeleteGroup:
+		if _, ok := tx.groups[c.Group.ID]; ok {
+			delete(tx.groups, c.Group.ID)
+			tx.groupMods++
+		}
+	default:
+		return fmt.Errorf("unknown change op %d", c.Op)
 	}
-	return 0, fmt.Errorf("unknown change op %d", c.Op)
+	return nil
+}
+
+// checkReferences reports a flow or bucket outputting to a missing group
+// (the first flow in sorted order, so that the message is deterministic).
+func checkReferences(flows map[string]Flow, groups map[uint32]GroupEntry) error {
+	var bad []Flow
+	for _, f := range flows {
+		for _, id := range referencedGroups(f.Actions) {
+			if _, ok := groups[id]; !ok {
+				bad = append(bad, f)
+			}
+		}
+	}
+	if len(bad) > 0 {
+		SortFlows(bad)
+		for _, id := range referencedGroups(bad[0].Actions) {
+			if _, ok := groups[id]; !ok {
+				return fmt.Errorf("flow %q would point at missing group %d", bad[0], id)
+			}
+		}
+	}
+	for _, g := range sortedGroups(slices.Collect(maps.Values(groups))) {
+		for _, bk := range g.Buckets {
+			for _, id := range referencedGroups(bk.Actions) {
+				if _, ok := groups[id]; !ok {
+					return fmt.Errorf("group %d would point at missing group %d", g.ID, id)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // ReplaceFlows implements Bridge; flows must be valid and have unique keys.
 func (b *FakeBridge) ReplaceFlows(_ context.Context, flows []Flow) error {
+	return b.replace("replace-flows", nil, true, flows)
+}
+
+// ReplaceAll implements Bridge; groups and flows must be valid.
+func (b *FakeBridge) ReplaceAll(_ context.Context, groups []GroupEntry, flows []Flow) error {
+	return b.replace("replace", groups, false, flows)
+}
+
+// replace plans the sync exactly as OfctlBridge does and applies it.
+func (b *FakeBridge) replace(what string, groups []GroupEntry, keepGroups bool, flows []Flow) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.takeFailure(); err != nil {
 		return err
 	}
-	next := make(map[string]Flow, len(flows))
 	for _, f := range flows {
 		if err := ValidateFlow(f); err != nil {
-			return fmt.Errorf("replace-flows: %w", err)
-		}
-		k := f.Key()
-		if prev, ok := next[k]; ok {
-			return fmt.Errorf("replace-flows: %q and %q have the same key", prev, f)
-		}
-		next[k] = f
-	}
-	mods := 0
-	for k, f := range next {
-		if old, ok := b.flows[k]; !ok || !old.Equal(f) {
-			mods++
+			return fmt.Errorf("%s: %w", what, err)
 		}
 	}
-	for k := range b.flows {
-		if _, ok := next[k]; !ok {
-			mods++
+	if err := checkDesired(flows, true); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	cur := syncState{groups: b.groups}
+	for _, f := range b.flows {
+		if CookieCategoryOf(f.Cookie) != CookieLearned {
+			cur.flows = append(cur.flows, currentOf(f))
 		}
 	}
-	b.flows, b.flowMods = next, b.flowMods+mods
-	return nil
+	changes, err := planReplace(cur, groups, keepGroups, flows)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return b.apply(what, changes)
 }
 
 // DumpFlows implements Bridge; counters are zero. Flows come back sorted
@@ -144,6 +228,9 @@ func (b *FakeBridge) DumpFlows(_ context.Context, filter Filter) ([]DumpedFlow, 
 	return out, nil
 }
 
+// DumpGroups implements Bridge; groups come back sorted by ID.
+func (b *FakeBridge) DumpGroups(context.Context) ([]GroupEntry, error) { return b.Groups(), nil }
+
 // Flows returns the installed flows, sorted.
 func (b *FakeBridge) Flows() []Flow {
 	b.mu.Lock()
@@ -153,7 +240,15 @@ func (b *FakeBridge) Flows() []Flow {
 	return flows
 }
 
-// Dump returns the installed flows as sorted StringNamed lines, one per line.
+// Groups returns the installed groups, sorted by ID.
+func (b *FakeBridge) Groups() []GroupEntry {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return sortedGroups(slices.Collect(maps.Values(b.groups)))
+}
+
+// Dump returns the installed flows as sorted StringNamed lines, one per line
+// (groups are not included: see Groups).
 func (b *FakeBridge) Dump() string {
 	var sb strings.Builder
 	for _, f := range b.Flows() {

@@ -103,7 +103,7 @@ func TestValidateConjunctions(t *testing.T) {
 func TestFakeBridge(t *testing.T) {
 	ctx := context.Background()
 	br := NewFakeBridge()
-	var changes []Change
+	changes := []Change{AddGroup(sampleGroups()[0])}
 	for _, f := range samplePipeline() {
 		changes = append(changes, AddFlow(f))
 	}

@@ -1,16 +1,16 @@
 package ovs
 
-import (
-	"fmt"
-	"strconv"
-)
+import "strconv"
 
-// Field is a source or destination of a move action: a whole register or the
-// low 32 bits of the tunnel key. The set is closed (unexported method).
+// Field is a source or destination of a move action or a learn spec: a
+// whole register (RegField), the low 32 bits of the tunnel key
+// (TunnelKeyField), a sub-field (BitField) or a whole field (FieldID). The set
+// is closed (unexported methods).
 type Field interface {
 	// NXM renders the field reference in ovs-ofctl action syntax.
 	NXM() string
 	isField()
+	bits() BitField
 }
 
 // RegField is one 32-bit Nicira register used whole. It is the only way flow
@@ -21,7 +21,17 @@ type RegField struct {
 	Name string // purpose, for diagnostics
 }
 
-// The register map. No other registers are used by the pipeline.
+// The register map. No other registers are used by the pipeline. A new
+// whole-register field goes here and into regByNumber, so that parsed flows
+// name it too; sub-register fields and marks are BitFields (bits.go),
+// declared the same way:
+//
+//	// reg4[16..18]: service LB state; 1 = needs LB, 2 = endpoint selected.
+//	ServiceLBState    = RegBits(4, 16, 18, "ServiceLBState")
+//	ServiceLBNeeded   = ServiceLBState.Value(1)
+//	ServiceLBSelected = ServiceLBState.Value(2)
+//	// ct_mark[4]: the connection was DNATed by a Service.
+//	ServiceCTMark = CtMarkBits(4, 4, "ServiceCT").Value(1)
 var (
 	// SrcVNIDField is reg0[0..31]: the source VNID. Loaded in PodAntiSpoof and
 	// ServiceReturn from the pod's namespace, or in Classifier from the VXLAN
@@ -43,12 +53,16 @@ var TunnelKeyField = tunnelKey{}
 
 type tunnelKey struct{}
 
-func (tunnelKey) NXM() string { return "NXM_NX_TUN_ID[0..31]" }
-func (tunnelKey) isField()    {}
+func (tunnelKey) NXM() string    { return "NXM_NX_TUN_ID[0..31]" }
+func (tunnelKey) isField()       {}
+func (tunnelKey) bits() BitField { return BitField{Field: FieldTunID, Lo: 0, Hi: 31} }
 
 // NXM renders "NXM_NX_REG<n>[]".
 func (f RegField) NXM() string { return "NXM_NX_REG" + strconv.Itoa(int(f.Reg)) + "[]" }
 func (RegField) isField()      {}
+func (f RegField) bits() BitField {
+	return BitField{Name: f.Name, Field: RegFieldID(f.Reg), Lo: 0, Hi: 31}
+}
 
 // Match returns the exact match "reg<n>=0x<v>".
 func (f RegField) Match(v uint32) MatchField { return RegMatch{Field: f, Value: v, Mask: ^uint32(0)} }
@@ -78,16 +92,4 @@ func regByNumber(n uint8) RegField {
 		}
 	}
 	return RegField{Reg: n}
-}
-
-// parseNXMField parses the field references we render in move actions.
-func parseNXMField(s string) (Field, error) {
-	if s == TunnelKeyField.NXM() {
-		return TunnelKeyField, nil
-	}
-	var n uint8
-	if _, err := fmt.Sscanf(s, "NXM_NX_REG%d[]", &n); err == nil && n < 16 && fmt.Sprintf("NXM_NX_REG%d[]", n) == s {
-		return regByNumber(n), nil
-	}
-	return nil, fmt.Errorf("unsupported field reference %q", s)
 }

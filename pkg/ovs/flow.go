@@ -30,9 +30,16 @@ func NewFlow(t Table, priority uint16) Flow { return Flow{Table: t, Priority: pr
 // WithCookie returns f with the given cookie (see CookieFor).
 func (f Flow) WithCookie(c uint64) Flow { f.Cookie = c; return f }
 
-// With appends match clauses.
+// With appends match clauses. A masked register, pkt_mark, ct_mark or
+// ct_label clause on bits disjoint from an existing clause of the same field
+// is merged into it, as OVS does (two marks in reg4 become one
+// "reg4=V/M"); overlapping clauses stay separate and ValidateFlow rejects
+// them.
 func (f Flow) With(m ...MatchField) Flow {
-	f.Match = append(slices.Clip(f.Match), m...)
+	f.Match = append(make([]MatchField, 0, len(f.Match)+len(m)), f.Match...)
+	for _, c := range m {
+		f.Match = addMatch(f.Match, c)
+	}
 	return f
 }
 
@@ -77,6 +84,34 @@ func (f Flow) MatchReg(r RegField, v uint32) Flow { return f.With(r.Match(v)) }
 
 // MatchCtState adds "ct_state=" with the given set and cleared bits.
 func (f Flow) MatchCtState(set, clear CtFlags) Flow { return f.With(CtState{Set: set, Clear: clear}) }
+
+// MatchTpSrc adds "tp_src=port".
+func (f Flow) MatchTpSrc(port uint16) Flow {
+	return f.With(PortMatch{Field: "tp_src", Port: port, Mask: 0xffff})
+}
+
+// MatchMark adds the match of each mark; marks in the same register,
+// pkt_mark, ct_mark or ct_label merge into one masked clause
+// ("reg4=0x21f90/0x7ffff").
+func (f Flow) MatchMark(marks ...Mark) Flow {
+	for _, m := range marks {
+		f = f.With(m.Match())
+	}
+	return f
+}
+
+// MatchCtZone adds "ct_zone=z".
+func (f Flow) MatchCtZone(z uint16) Flow { return f.With(CtZone(z)) }
+
+// MatchCtNwDst adds "ct_nw_dst=p": the connection's original destination
+// (before DNAT). Needs ip and a ct_state implying a connection.
+func (f Flow) MatchCtNwDst(p netip.Prefix) Flow { return f.With(CtNwDst(p)) }
+
+// MatchCtTpDst adds "ct_nw_proto=<p>,ct_tp_dst=port": the connection's
+// original destination port (OVS needs ct_nw_proto with ct_tp_dst).
+func (f Flow) MatchCtTpDst(p Proto, port uint16) Flow {
+	return f.With(CtNwProtoOf(p), CtTpDst(port))
+}
 
 // MatchConjID adds "conj_id=id".
 func (f Flow) MatchConjID(id uint32) Flow { return f.With(ConjID(id)) }
@@ -160,8 +195,11 @@ func (f Flow) Key() string {
 // and the same flow dumped back by OVS: the match is normalized and sorted
 // (ip+nw_proto=6 → tcp, nw_src under arp → arp_spa) and actions are
 // normalized (drop, note padding).
-func (f Flow) Canonical() string {
-	return f.Key() + ",cookie=0x" + strconv.FormatUint(f.Cookie, 16) + " actions=" + actionsString(f.Actions)
+func (f Flow) Canonical() string { return f.canonicalFrom(f.Key()) }
+
+// canonicalFrom is Canonical given the flow's Key.
+func (f Flow) canonicalFrom(key string) string {
+	return key + ",cookie=0x" + strconv.FormatUint(f.Cookie, 16) + " actions=" + actionsString(f.Actions)
 }
 
 // Equal reports whether f and g are the same rule with the same cookie and

@@ -202,16 +202,18 @@ func TestNormalization(t *testing.T) {
 
 func TestParseErrors(t *testing.T) {
 	bad := []string{
-		"table=70,priority=5,ip",                         // no actions
-		"table=70,priority=5,ipv6 actions=drop",          // unsupported keyword
-		"table=70,priority=5,ip,vlan_tci=1 actions=drop", // unsupported field
-		"table=70,priority=5,ip actions=learn(table=1)",  // unsupported action
-		"table=70,priority=5,ip actions=resubmit(3,80)",  // port resubmit
+		"table=70,priority=5,ip",                                           // no actions
+		"table=70,priority=5,ipv6 actions=drop",                            // unsupported keyword
+		"table=70,priority=5,ip,vlan_tci=1 actions=drop",                   // unsupported field
+		"table=70,priority=5,ip actions=learn(table=1,fin_idle_timeout=3)", // unsupported learn argument
+		"table=70,priority=5,ip actions=dec_ttl",                           // unsupported action
+		"table=70,priority=5,ip actions=resubmit(3,80)",                    // port resubmit
 		"table=70,priority=5,ip,nw_src=10.0.0.300 actions=drop",
 		"table=Routing(70),priority=5 actions=drop", // name/ID mismatch
 		"table=70,priority=5,ct_state=*trk actions=drop",
 		"table=70,priority=70000 actions=drop",
-		"table=70 actions=load:0x1->NXM_OF_ETH_DST[]",
+		"table=70 actions=load:0x1->NXM_NX_XXREG0[]",
+		"table=70 actions=load:0x1->NXM_NX_REG4[16..32]",
 	}
 	for _, s := range bad {
 		if f, err := ParseFlow(s); err == nil {

@@ -80,7 +80,7 @@ func TestOfctlRoundTrip(t *testing.T) {
 
 	t.Run("FakeAgrees", func(t *testing.T) {
 		fake := NewFakeBridge()
-		if err := fake.Bundle(ctx, changes); err != nil {
+		if err := fake.Bundle(ctx, append(changes, AddGroup(sampleGroups()[0]))); err != nil {
 			t.Fatal(err)
 		}
 		assertSameFlows(t, dumped(t, fake, Filter{}), dumped(t, br, Filter{}))

@@ -74,7 +74,15 @@ func (m AddrMatch) String() string {
 type MAC [6]byte
 
 func (m MAC) String() string {
-	return fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5])
+	const digits = "0123456789abcdef"
+	var b [17]byte
+	for i, x := range m {
+		if i > 0 {
+			b[3*i-1] = ':'
+		}
+		b[3*i], b[3*i+1] = digits[x>>4], digits[x&15]
+	}
+	return string(b[:])
 }
 
 // ParseMAC parses "aa:bb:cc:dd:ee:ff" (either case).
@@ -137,19 +145,23 @@ type NwProto uint8
 func (NwProto) Key() string      { return "nw_proto" }
 func (m NwProto) String() string { return fmt.Sprintf("nw_proto=%d", uint8(m)) }
 
-// RegMatch matches a register under Mask; build it with RegField.Match.
+// RegMatch matches a register under Mask; build it with RegField.Match or
+// BitField.Match. An exact match renders "reg0=0x5" (and "reg0=0x0", where
+// OVS prints "reg0=0"; Canonical normalizes both), a masked one as OVS
+// prints it: "reg4=0x10000/0x70000", "reg4=0/0x70000". Value bits outside
+// Mask are invalid (ValidateFlow reports them).
 type RegMatch struct {
 	Field RegField
 	Value uint32
 	Mask  uint32
 }
 
-func (m RegMatch) Key() string { return fmt.Sprintf("reg%d", m.Field.Reg) }
+func (m RegMatch) Key() string { return "reg" + strconv.Itoa(int(m.Field.Reg)) }
 func (m RegMatch) String() string {
 	if m.Mask == ^uint32(0) {
 		return "reg" + strconv.Itoa(int(m.Field.Reg)) + "=0x" + strconv.FormatUint(uint64(m.Value), 16)
 	}
-	return fmt.Sprintf("reg%d=%#x/%#x", m.Field.Reg, m.Value&m.Mask, m.Mask)
+	return "reg" + strconv.Itoa(int(m.Field.Reg)) + "=" + hexOrZero(uint64(m.Value&m.Mask)) + "/" + hexOrZero(uint64(m.Mask))
 }
 
 // TunID matches the whole tunnel key ("tun_id=0x5").

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 )
@@ -64,47 +65,98 @@ type OfctlBridge struct {
 	// Retry is the retry policy; the zero value means DefaultRetry.
 	Retry Retry
 	// OnOperation, if set, is called after every attempt with the operation
-	// ("bundle", "replace-flows", "dump-flows"), its duration and its error,
-	// for metrics. It must not block.
+	// ("bundle", "replace" — the bundle of a full sync —, "dump-flows",
+	// "dump-groups"), its duration and its error, for metrics. It must not
+	// block.
 	OnOperation func(op string, d time.Duration, err error)
 }
 
 var _ Bridge = (*OfctlBridge)(nil)
 
-// Bundle implements Bridge with `ovs-ofctl bundle <br> -`, one line per change.
+// Bundle implements Bridge with `ovs-ofctl bundle <br> -`, one line per
+// change, in the order Bundle documents.
 func (b *OfctlBridge) Bundle(ctx context.Context, changes []Change) error {
+	ordered, err := orderChanges(changes)
+	if err != nil {
+		return fmt.Errorf("bundle on %s: %w", b.Name, err)
+	}
+	return b.bundle(ctx, "bundle", ordered)
+}
+
+// bundle sends changes, already ordered, as one bundle; op names it for
+// OnOperation. A bundle of flow adds only (the full sync of an empty
+// bridge) goes through `--bundle add-flows`, which is as atomic and about
+// 10% faster than `bundle` for tens of thousands of flows.
+func (b *OfctlBridge) bundle(ctx context.Context, op string, changes []Change) error {
 	if len(changes) == 0 {
 		return nil
 	}
+	addOnly := !slices.ContainsFunc(changes, func(c Change) bool { return c.Op != OpAdd })
 	var in bytes.Buffer
+	in.Grow(len(changes) * 160)
 	for _, c := range changes {
-		in.WriteString(c.String())
+		if addOnly {
+			in.WriteString(c.Flow.String())
+		} else {
+			in.WriteString(c.String())
+		}
 		in.WriteByte('\n')
 	}
-	_, err := b.run(ctx, "bundle", in.Bytes(), "bundle", b.Name, "-")
-	if err != nil {
+	args := []string{"bundle", b.Name, "-"}
+	if addOnly {
+		args = []string{"--bundle", "add-flows", b.Name, "-"}
+	}
+	if _, err := b.run(ctx, op, in.Bytes(), args...); err != nil {
 		return fmt.Errorf("bundle of %d changes on %s: %w", len(changes), b.Name, err)
 	}
 	return nil
 }
 
-// ReplaceFlows implements Bridge with `ovs-ofctl --bundle replace-flows <br>
-// -`: ovs-ofctl dumps the bridge, diffs it against the flows read from stdin
-// and sends only the difference as one bundle. The flow text goes through
-// the Runner's stdin, not a temporary file: a full sync of a big node writes
-// megabytes, and a file would not be visible to a Runner that reaches
-// ovs-ofctl in another mount namespace.
+// ReplaceFlows implements Bridge: dump-flows, a diff in Go against flows
+// (learned flows skipped, groups untouched), then one `ovs-ofctl bundle` of
+// only the differences — nothing at all when the bridge is already right.
+// The diff is ours rather than `ovs-ofctl replace-flows` so that learned
+// flows survive and groups can change in the same bundle (ReplaceAll). The
+// bundle text goes through the Runner's stdin, not a temporary file: a full
+// sync of a big node writes megabytes, and a file would not be visible to a
+// Runner that reaches ovs-ofctl in another mount namespace.
 func (b *OfctlBridge) ReplaceFlows(ctx context.Context, flows []Flow) error {
-	var in bytes.Buffer
-	in.Grow(len(flows) * 160)
-	for _, fl := range flows {
-		in.WriteString(fl.String())
-		in.WriteByte('\n')
-	}
-	if _, err := b.run(ctx, "replace-flows", in.Bytes(), "--bundle", "replace-flows", b.Name, "-"); err != nil {
+	if err := b.replace(ctx, nil, true, flows); err != nil {
 		return fmt.Errorf("replace-flows of %d flows on %s: %w", len(flows), b.Name, err)
 	}
 	return nil
+}
+
+// ReplaceAll implements Bridge like ReplaceFlows, with dump-groups too and
+// the group changes in the same bundle.
+func (b *OfctlBridge) ReplaceAll(ctx context.Context, groups []GroupEntry, flows []Flow) error {
+	if err := b.replace(ctx, groups, false, flows); err != nil {
+		return fmt.Errorf("replace of %d groups and %d flows on %s: %w", len(groups), len(flows), b.Name, err)
+	}
+	return nil
+}
+
+func (b *OfctlBridge) replace(ctx context.Context, groups []GroupEntry, keepGroups bool, flows []Flow) error {
+	var cur syncState
+	if !keepGroups {
+		out, err := b.run(ctx, "dump-groups", nil, "dump-groups", b.Name)
+		if err != nil {
+			return fmt.Errorf("dump-groups: %w", err)
+		}
+		if cur.groups, err = parseSyncGroups(string(out)); err != nil {
+			return err
+		}
+	}
+	out, err := b.run(ctx, "dump-flows", nil, "dump-flows", b.Name)
+	if err != nil {
+		return fmt.Errorf("dump-flows: %w", err)
+	}
+	cur.flows = parseSyncDump(string(out))
+	changes, err := planReplace(cur, groups, keepGroups, flows)
+	if err != nil {
+		return err
+	}
+	return b.bundle(ctx, "replace", changes)
 }
 
 // DumpFlows implements Bridge with `ovs-ofctl dump-flows`.
@@ -122,6 +174,19 @@ func (b *OfctlBridge) DumpFlows(ctx context.Context, filter Filter) ([]DumpedFlo
 		return nil, fmt.Errorf("dump-flows %s %s: %w", b.Name, filter, err)
 	}
 	return flows, nil
+}
+
+// DumpGroups implements Bridge with `ovs-ofctl dump-groups`.
+func (b *OfctlBridge) DumpGroups(ctx context.Context) ([]GroupEntry, error) {
+	out, err := b.run(ctx, "dump-groups", nil, "dump-groups", b.Name)
+	if err != nil {
+		return nil, fmt.Errorf("dump-groups %s: %w", b.Name, err)
+	}
+	groups, err := ParseGroupDump(string(out))
+	if err != nil {
+		return nil, fmt.Errorf("dump-groups %s: %w", b.Name, err)
+	}
+	return groups, nil
 }
 
 // run executes one ovs-ofctl command with retries.

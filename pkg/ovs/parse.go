@@ -190,13 +190,25 @@ func parseMatchField(key, val string) (MatchField, error) {
 		key = alias
 	}
 	switch key {
-	case "nw_src", "nw_dst", "arp_spa", "arp_tpa", "tun_src", "tun_dst":
+	case "nw_src", "nw_dst", "arp_spa", "arp_tpa", "tun_src", "tun_dst", "ct_nw_src", "ct_nw_dst":
 		p, err := parsePrefix(val)
 		return AddrMatch{Field: key, Prefix: p}, err
 	case "dl_dst", "dl_src", "arp_sha", "arp_tha":
 		return parseMACMatch(key, val)
-	case "tp_dst", "tp_src":
+	case "tp_dst", "tp_src", "ct_tp_dst", "ct_tp_src":
 		return parsePortMatch(key, val)
+	case "pkt_mark":
+		return parseMarkMatch(FieldPktMark, val)
+	case "ct_mark":
+		return parseMarkMatch(FieldCtMark, val)
+	case "ct_label":
+		return parseCtLabelMatch(val)
+	case "ct_zone":
+		n, err := strconv.ParseUint(val, 0, 16)
+		return CtZone(n), err
+	case "ct_nw_proto":
+		n, err := strconv.ParseUint(val, 0, 8)
+		return CtNwProto(n), err
 	case "in_port":
 		n, err := strconv.ParseUint(val, 0, 32)
 		return InPort(n), err

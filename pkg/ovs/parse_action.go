@@ -10,18 +10,25 @@ import (
 
 // parseAction parses one action in the form OVS prints it.
 func parseAction(s string) (Action, error) {
-	if s == "drop" {
+	switch s {
+	case "drop":
 		return Drop{}, nil
+	case "IN_PORT", "output:in_port", "in_port":
+		return OutputInPort{}, nil
+	case "ct_clear":
+		return CtClear{}, nil
 	}
-	if name, arg, ok := strings.Cut(s, ":"); ok {
+	colon, paren := strings.IndexByte(s, ':'), strings.IndexByte(s, '(')
+	if colon >= 0 && (paren < 0 || colon < paren) {
+		name, arg := s[:colon], s[colon+1:]
 		a, err := parseColonAction(name, arg)
 		if err != nil {
 			return nil, fmt.Errorf("action %q: %w", s, err)
 		}
 		return a, nil
 	}
-	if name, arg, ok := strings.Cut(s, "("); ok && strings.HasSuffix(arg, ")") {
-		a, err := parseParenAction(name, strings.TrimSuffix(arg, ")"))
+	if paren >= 0 && strings.HasSuffix(s, ")") {
+		a, err := parseParenAction(s[:paren], s[paren+1:len(s)-1])
 		if err != nil {
 			return nil, fmt.Errorf("action %q: %w", s, err)
 		}
@@ -66,7 +73,7 @@ func parseLoad(arg string) (Action, error) {
 	if !ok {
 		return nil, errors.New("missing ->")
 	}
-	value, err := strconv.ParseUint(v, 0, 32)
+	value, err := strconv.ParseUint(v, 0, 64)
 	if err != nil {
 		return nil, err
 	}
@@ -74,11 +81,13 @@ func parseLoad(arg string) (Action, error) {
 	if err != nil {
 		return nil, err
 	}
-	reg, ok := f.(RegField)
-	if !ok {
-		return nil, errors.New("load into a non-register field")
+	if reg, ok := f.(RegField); ok {
+		if value>>32 != 0 {
+			return nil, fmt.Errorf("value %#x does not fit a register", value)
+		}
+		return LoadReg{Field: reg, Value: uint32(value)}, nil
 	}
-	return LoadReg{Field: reg, Value: uint32(value)}, nil
+	return Load{Field: f.bits(), Value: value}, nil
 }
 
 func parseMove(arg string) (Action, error) {
@@ -106,6 +115,24 @@ func parseSetField(arg string) (Action, error) {
 	case "eth_dst":
 		m, err := ParseMAC(v)
 		return SetEthDst{Addr: m}, err
+	case "eth_src":
+		m, err := ParseMAC(v)
+		return SetEthSrc{Addr: m}, err
+	case "ip_src", "nw_src":
+		a, err := netip.ParseAddr(v)
+		return SetIPSrc{Addr: a}, err
+	case "ip_dst", "nw_dst":
+		a, err := netip.ParseAddr(v)
+		return SetIPDst{Addr: a}, err
+	}
+	// A whole pkt_mark or register written with set_field (OVS prints the
+	// keyword it was given): the equivalent load, which we render.
+	if f, ok := fieldByName(field); ok && (f.IsReg() || f == FieldPktMark) && !strings.Contains(v, "/") {
+		n, err := strconv.ParseUint(v, 0, 32)
+		if err != nil {
+			return nil, err
+		}
+		return f.bits().Load(n), nil
 	}
 	return nil, fmt.Errorf("unsupported set_field target %q", field)
 }
@@ -140,30 +167,8 @@ func parseParenAction(name, args string) (Action, error) {
 		return c, err
 	case "ct":
 		return parseCT(args)
+	case "learn":
+		return parseLearn(args)
 	}
 	return nil, errors.New("unsupported action")
-}
-
-func parseCT(args string) (Action, error) {
-	var ct ConnTrack
-	if args == "" {
-		return ct, nil
-	}
-	for _, arg := range strings.Split(args, ",") {
-		switch {
-		case arg == "commit":
-			ct.Commit = true
-		case arg == "nat":
-			ct.NAT = true
-		case strings.HasPrefix(arg, "table="):
-			t, err := parseTable(strings.TrimPrefix(arg, "table="))
-			if err != nil {
-				return nil, err
-			}
-			ct.Recirc, ct.Table = true, t
-		default:
-			return nil, fmt.Errorf("unsupported ct argument %q", arg)
-		}
-	}
-	return ct, nil
 }

@@ -160,6 +160,12 @@ func multicastFlows() []Flow {
 	}
 }
 
+// sampleGroups are the groups the sample pipeline uses: egress IP group 9
+// (EgressRouting sends VNID 9 there).
+func sampleGroups() []GroupEntry {
+	return []GroupEntry{SelectGroup(9, NewBucket(1, Output(tun0Port)))}
+}
+
 // samplePipeline is the full desired state of the sample node.
 func samplePipeline() []Flow {
 	flows := baseFlows()

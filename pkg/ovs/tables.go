@@ -1,8 +1,11 @@
 // Package ovs is the OpenFlow layer of the node agent: the table layout, the
-// register map, a typed Flow with one canonical ovs-ofctl text form, cookies
-// that encode ownership, a parser for dump-flows output, the ovs-ofctl
-// transport (Bridge), a validating fake bridge and an in-process packet
-// tracer. Generators elsewhere return []Flow with no I/O; a Bridge applies them.
+// register map and named bit fields and marks, a typed Flow with one
+// canonical ovs-ofctl text form (including OpenFlow groups, conntrack with
+// zones, NAT and marks, and learn), cookies that encode ownership, a parser
+// for dump-flows and dump-groups output, the ovs-ofctl transport (Bridge), a
+// validating fake bridge and an in-process packet tracer. Generators
+// elsewhere return []Flow and []GroupEntry with no I/O; a Bridge applies
+// them. README.md describes each construct and the text OVS prints for it.
 //
 // # Pipeline (OpenShift SDN rule version 13 layout)
 //

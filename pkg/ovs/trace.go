@@ -9,23 +9,53 @@ import (
 
 // Packet is a synthetic packet for Trace. Proto is the packet's protocol
 // (ProtoTCP/UDP/SCTP/ICMP imply IPv4; ProtoIP is IPv4 with IPProto);
-// Src/Dst are the IP or ARP protocol addresses. CtReply marks a packet of an
-// established connection's reply direction: ct() then yields
-// +trk+est+rpl instead of +trk+new.
+// Src/Dst are the IP or ARP protocol addresses. The zero value of every
+// field means "absent" or 0.
+//
+// Conntrack: a packet with neither CtEst nor CtReply starts a new
+// connection, and ct() yields +trk+new. CtEst marks a later packet of an
+// existing connection in the original direction (+trk+est), CtReply one in
+// the reply direction (+trk+est+rpl). For those, CtDNAT / CtSNAT describe how
+// the connection was set up (original → translated), so that ct(nat) can
+// translate the packet, and CtMark / CtLabel its marks. ct(commit,nat(…)) on
+// a new connection records the binding in the packet itself.
+//
+// Bucket chooses the bucket of every select group the packet reaches:
+// bucket Bucket mod the number of buckets (weights are ignored), so a test
+// iterates Bucket over 0..n-1 to visit every endpoint.
 type Packet struct {
 	InPort   uint32
 	Proto    Proto
 	IPProto  uint8 // for ProtoIP only
 	Src, Dst netip.Addr
-	SrcMAC   MAC // ARP sender hardware address
+	SrcMAC   MAC // ARP sender hardware address / Ethernet source
 	DstMAC   MAC
+	TpSrc    uint16
 	TpDst    uint16
 	TunSrc   netip.Addr
 	TunID    uint64
+	PktMark  uint32
 	CtState  CtFlags
 	CtReply  bool
+	CtEst    bool
+	CtZone   uint16
+	CtMark   uint32
+	CtLabel  U128
+	CtDNAT   NATBinding
+	CtSNAT   NATBinding
 	Regs     [16]uint32
+	Bucket   int
+
+	ct ctTuple // original-direction tuple, set by the first ct()
 }
+
+// NATBinding is how conntrack translates a connection's original direction:
+// From (the address and port the client used) becomes To. Port 0 means the
+// port is not translated. The zero value means no translation.
+type NATBinding struct{ From, To netip.AddrPort }
+
+// IsZero reports whether b holds no translation.
+func (b NATBinding) IsZero() bool { return !b.From.Addr().IsValid() }
 
 // VerdictKind is how a trace ended.
 type VerdictKind uint8
@@ -69,13 +99,36 @@ type Trace struct {
 	Flows   []Flow
 	Outputs []Verdict
 	Verdict Verdict
-	Packet  Packet // the packet as it left the pipeline
+	Packet  Packet // the packet at the end of the pipeline
+	// OutputPackets holds the packet as it was output, one per Outputs
+	// entry (after NAT, in the bucket that output it).
+	OutputPackets []Packet
+	// Groups lists the groups executed and the bucket taken, in order.
+	Groups []GroupStep
+	// Learned holds the flows learn actions would install, computed from
+	// the packet. They are not applied during this trace; add them to the
+	// flows to trace a later packet (session affinity).
+	Learned []Flow
+}
+
+// GroupStep is one bucket of a group a trace executed; Bucket is -1 for a
+// group without buckets (the packet is dropped there).
+type GroupStep struct {
+	ID     uint32
+	Type   GroupType
+	Bucket int
 }
 
 func (t Trace) String() string {
 	var b strings.Builder
 	for i, f := range t.Flows {
 		fmt.Fprintf(&b, "%d. %s\n", i+1, f.StringNamed())
+	}
+	for _, g := range t.Groups {
+		fmt.Fprintf(&b, "group %d (%s): bucket %d\n", g.ID, g.Type, g.Bucket)
+	}
+	for _, f := range t.Learned {
+		fmt.Fprintf(&b, "learned %s\n", f.StringNamed())
 	}
 	fmt.Fprintf(&b, "=> %s", t.Verdict)
 	return b.String()
@@ -88,11 +141,29 @@ const maxSteps = 64
 // table the highest-priority matching flow wins (conjunctions per OVS
 // semantics), its actions are applied, and goto/resubmit/ct(table=) continue.
 // Two distinct matching flows at the winning priority are an error, as OVS
-// would pick one arbitrarily (unless they have the same actions).
-func TraceFlows(flows []Flow, p Packet) (Trace, error) {
-	tr := &tracer{byTable: map[uint8][]Flow{}}
+// would pick one arbitrarily (unless they have the same actions). A group
+// action is recorded as a Group verdict; use TraceWithGroups to follow it.
+func TraceFlows(flows []Flow, p Packet) (Trace, error) { return TraceWithGroups(flows, nil, p) }
+
+// TraceWithGroups is TraceFlows on a bridge that also holds groups. A group
+// action runs the chosen bucket (select: Packet.Bucket mod the number of
+// buckets; all: every bucket) on a copy of the packet, as OVS does; a group
+// not in groups is recorded as a Group verdict.
+//
+// Conntrack is modelled for one connection (see Packet): ct sets ct_state,
+// ct_zone and the original-direction tuple, sets up NAT on commit of a new
+// connection (rewriting the packet, +dnat/+snat), applies existing NAT with
+// nat, and writes exec marks. Zones do not separate connections. Unlike OVS,
+// which shows the results of ct only after recirculation (table=), the
+// tracer applies them at once; renderers that match on them must use
+// ct(table=…).
+func TraceWithGroups(flows []Flow, groups []GroupEntry, p Packet) (Trace, error) {
+	tr := &tracer{byTable: map[uint8][]Flow{}, groups: map[uint32]GroupEntry{}}
 	for _, f := range flows {
 		tr.byTable[f.Table.ID] = append(tr.byTable[f.Table.ID], f)
+	}
+	for _, g := range groups {
+		tr.groups[g.ID] = g
 	}
 	err := tr.run(TableClassifier, &p)
 	tr.trace.Packet = p
@@ -105,9 +176,11 @@ func TraceFlows(flows []Flow, p Packet) (Trace, error) {
 
 type tracer struct {
 	byTable map[uint8][]Flow
+	groups  map[uint32]GroupEntry
 	trace   Trace
 	last    Table
 	steps   int
+	depth   int // nested group buckets
 	tunDst  netip.Addr
 }
 
@@ -208,78 +281,4 @@ func matchesAll(match []MatchField, p *Packet, conj map[uint32]bool) bool {
 		}
 	}
 	return true
-}
-
-// apply executes f's actions; goto and ct(table=) continue after the list.
-// A tunnel destination applies to the outputs of the flow that set it: the
-// tracer does not know which port is the tunnel, and our pipeline always sets
-// tun_dst and outputs to vxlan0 in one flow.
-func (tr *tracer) apply(f Flow, p *Packet) error {
-	var next *Table
-	tr.tunDst = netip.Addr{}
-	for _, a := range f.Actions {
-		switch a := a.(type) {
-		case LoadReg:
-			p.Regs[a.Field.Reg] = a.Value
-		case Move:
-			writeField(p, a.Dst, readField(p, a.Src))
-		case SetTunDst:
-			tr.tunDst = a.Addr
-		case SetEthDst:
-			p.DstMAC = a.Addr
-		case OutputPort:
-			tr.output(p, a.Port)
-		case OutputReg:
-			tr.output(p, p.Regs[a.Field.Reg])
-		case Group:
-			tr.trace.Outputs = append(tr.trace.Outputs, Verdict{Kind: VerdictGroup, Port: a.ID, Table: f.Table})
-		case GotoTable:
-			next = &a.Table
-		case Resubmit:
-			saved := tr.tunDst
-			if err := tr.run(a.Table, p); err != nil {
-				return err
-			}
-			tr.tunDst = saved
-		case ConnTrack:
-			p.CtState = ctResult(p)
-			if a.Recirc {
-				next = &a.Table
-			}
-		}
-	}
-	if next != nil {
-		return tr.run(*next, p)
-	}
-	return nil
-}
-
-func (tr *tracer) output(p *Packet, port uint32) {
-	v := Verdict{Kind: VerdictOutput, Port: port, Table: tr.last}
-	if tr.tunDst.IsValid() {
-		v = Verdict{Kind: VerdictTunnel, Port: port, TunDst: tr.tunDst, TunID: p.TunID, Table: tr.last}
-	}
-	tr.trace.Outputs = append(tr.trace.Outputs, v)
-}
-
-func ctResult(p *Packet) CtFlags {
-	if p.CtReply {
-		return CtTrk | CtEst | CtRpl
-	}
-	return CtTrk | CtNew
-}
-
-func readField(p *Packet, f Field) uint32 {
-	if r, ok := f.(RegField); ok {
-		return p.Regs[r.Reg]
-	}
-	return uint32(p.TunID)
-}
-
-func writeField(p *Packet, f Field, v uint32) {
-	if r, ok := f.(RegField); ok {
-		p.Regs[r.Reg] = v
-		return
-	}
-	p.TunID = p.TunID&^0xffffffff | uint64(v)
 }

@@ -16,6 +16,10 @@ func (m AddrMatch) matches(p *Packet) bool {
 		return p.Dst.IsValid() && m.Prefix.Contains(p.Dst)
 	case "tun_src":
 		return p.TunSrc.IsValid() && m.Prefix.Contains(p.TunSrc)
+	case "ct_nw_src":
+		return p.ct.valid && p.ct.src.IsValid() && m.Prefix.Contains(p.ct.src)
+	case "ct_nw_dst":
+		return p.ct.valid && p.ct.dst.IsValid() && m.Prefix.Contains(p.ct.dst)
 	}
 	return false
 }
@@ -39,7 +43,20 @@ func (m MACMatch) matches(p *Packet) bool {
 }
 
 func (m PortMatch) matches(p *Packet) bool {
-	return m.Field == "tp_dst" && (p.TpDst^m.Port)&m.Mask == 0
+	var v uint16
+	switch m.Field {
+	case "tp_dst":
+		v = p.TpDst
+	case "tp_src":
+		v = p.TpSrc
+	case "ct_tp_dst":
+		v = p.ct.tpDst
+	case "ct_tp_src":
+		v = p.ct.tpSrc
+	default:
+		return false
+	}
+	return (v^m.Port)&m.Mask == 0
 }
 
 func (m NwProto) matches(p *Packet) bool {
@@ -61,3 +78,19 @@ func (m ConjID) matches(*Packet) bool { return false }
 func (m CtState) matches(p *Packet) bool {
 	return p.CtState&m.Set == m.Set && p.CtState&m.Clear == 0
 }
+
+func (m MarkMatch) matches(p *Packet) bool {
+	v := p.PktMark
+	if m.Field == FieldCtMark {
+		v = p.CtMark
+	}
+	return (v^m.Value)&m.Mask == 0
+}
+
+func (m CtLabelMatch) matches(p *Packet) bool {
+	return p.CtLabel.and(m.Mask) == m.Value.and(m.Mask)
+}
+
+func (m CtZone) matches(p *Packet) bool { return uint16(m) == p.CtZone }
+
+func (m CtNwProto) matches(p *Packet) bool { return p.ct.valid && p.ct.proto == uint8(m) }

@@ -4,14 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 )
 
 // ValidateFlow checks f the way OVS would when adding it, and more strictly:
 // the table must be part of the pipeline; match keys unique; address and
 // port fields need their protocol (nw_src without ip, tp_dst without
 // tcp/udp/sctp are rejected — OVS would reject or silently widen them);
-// goto_table must jump forward, resubmit and ct(table=) may not go
-// backwards; drop and conjunction actions stand alone.
+// ct_nw_*/ct_tp_* need a ct_state implying a connection (and ct_tp_* need
+// ct_nw_proto: OVS silently drops them otherwise); masked values may not
+// have bits outside their mask; goto_table must jump forward, resubmit and
+// ct(table=) may not go backwards; drop and conjunction actions stand alone;
+// every other action passes its own checks (validate_action.go).
 func ValidateFlow(f Flow) error {
 	if _, ok := TableByID(f.Table.ID); !ok {
 		return fmt.Errorf("flow %q: unknown table %d", f, f.Table.ID)
@@ -25,47 +29,69 @@ func ValidateFlow(f Flow) error {
 	return nil
 }
 
+// matchContext is what prerequisites depend on.
+type matchContext struct {
+	proto   Proto
+	ct      CtState
+	ctProto uint8
+}
+
 func validateMatch(match []MatchField) error {
 	seen := map[string]bool{}
-	var proto Proto
+	var mc matchContext
 	for _, m := range match {
 		if seen[m.Key()] {
 			return fmt.Errorf("field %s matched twice", m.Key())
 		}
 		seen[m.Key()] = true
-		if p, ok := m.(Proto); ok {
-			proto = p
+		switch m := m.(type) {
+		case Proto:
+			mc.proto = m
+		case CtState:
+			mc.ct = m
+		case CtNwProto:
+			mc.ctProto = uint8(m)
 		}
 	}
 	for _, m := range match {
-		if err := checkPrerequisite(m, proto); err != nil {
+		if err := checkPrerequisite(m, mc); err != nil {
 			return err
+		}
+		if mm, ok := m.(maskedMatch); ok && mm.outside() {
+			return fmt.Errorf("%s: value has bits outside the mask (does not fit the field)", m)
 		}
 	}
 	return nil
 }
 
-func checkPrerequisite(m MatchField, proto Proto) error {
+func checkPrerequisite(m MatchField, mc matchContext) error {
 	need := ""
 	switch m.Key() {
 	case "nw_src", "nw_dst", "nw_proto":
-		if !proto.IsIP() {
+		if !mc.proto.IsIP() {
 			need = "ip"
 		}
 	case "arp_spa", "arp_tpa", "arp_sha", "arp_tha":
-		if proto != ProtoARP {
+		if mc.proto != ProtoARP {
 			need = "arp"
 		}
 	case "tp_src", "tp_dst":
-		if !proto.isTransport() {
+		if !mc.proto.isTransport() {
 			need = "tcp, udp or sctp"
+		}
+	case "ct_nw_src", "ct_nw_dst", "ct_nw_proto", "ct_tp_src", "ct_tp_dst":
+		if !mc.proto.IsIP() || !ctValid(mc.ct) {
+			need = "ip and a ct_state implying a connection (+new, +est, +rel, +rpl, +snat, +dnat or +trk-inv)"
 		}
 	}
 	if need != "" {
 		return fmt.Errorf("%s requires %s", m, need)
 	}
-	if n, ok := m.(NwProto); ok && proto != ProtoIP {
-		return fmt.Errorf("nw_proto=%d with %s: use the protocol keyword alone", n, proto)
+	if n, ok := m.(NwProto); ok && mc.proto != ProtoIP {
+		return fmt.Errorf("nw_proto=%d with %s: use the protocol keyword alone", n, mc.proto)
+	}
+	if p, ok := m.(PortMatch); ok && strings.HasPrefix(p.Field, "ct_tp_") && mc.ctProto != 6 && mc.ctProto != 17 && mc.ctProto != 132 {
+		return fmt.Errorf("%s requires ct_nw_proto=6, 17 or 132 (OVS drops it silently otherwise)", m)
 	}
 	return nil
 }
@@ -79,10 +105,12 @@ func validateActions(f Flow) error {
 			if a.N < 2 || a.N > 64 || a.K < 1 || a.K > a.N {
 				return fmt.Errorf("%s: need 1 <= k <= n, 2 <= n <= 64", a)
 			}
+			continue
 		case Drop:
 			if len(f.Actions) > 1 {
 				return errors.New("drop must be the only action")
 			}
+			continue
 		case GotoTable:
 			if i != len(f.Actions)-1 {
 				return fmt.Errorf("%s must be the last action", a)
@@ -90,21 +118,18 @@ func validateActions(f Flow) error {
 			if err := checkTarget(f.Table, a.Table, a, false); err != nil {
 				return err
 			}
-			other++
-		case Resubmit:
-			if err := checkTarget(f.Table, a.Table, a, true); err != nil {
+		}
+		other++
+		if t, ok := actionTarget(a); ok {
+			if err := checkTarget(f.Table, t, a, true); err != nil {
 				return err
 			}
-			other++
-		case ConnTrack:
-			if a.Recirc {
-				if err := checkTarget(f.Table, a.Table, a, true); err != nil {
-					return err
-				}
-			}
-			other++
-		default:
-			other++
+		}
+		if err := validateAction(a); err != nil {
+			return err
+		}
+		if err := checkActionPrerequisites(a, f.Proto()); err != nil {
+			return err
 		}
 	}
 	if conj > 0 && other > 0 {

@@ -1,14 +1,16 @@
 package ovstest
 
 import (
+	"cmp"
 	"fmt"
-	"github.com/ovs-sdn/ovs-sdn/pkg/testutil"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+	"github.com/ovs-sdn/ovs-sdn/pkg/testutil"
 )
 
 // AssertGolden compares flows, sorted (ovs.SortFlows) and rendered with
@@ -17,7 +19,32 @@ import (
 // the failure shows a line diff (- golden, + got).
 func AssertGolden(t testing.TB, name string, flows []ovs.Flow) {
 	t.Helper()
-	got := RenderGolden(flows)
+	assertGoldenText(t, name, RenderGolden(flows))
+}
+
+// AssertGoldenWithGroups is AssertGolden for a state with groups: the
+// groups, sorted by ID, one per line in their dump-groups form, come first,
+// then the flows as AssertGolden renders them.
+func AssertGoldenWithGroups(t testing.TB, name string, groups []ovs.GroupEntry, flows []ovs.Flow) {
+	t.Helper()
+	assertGoldenText(t, name, RenderGoldenWithGroups(groups, flows))
+}
+
+// RenderGoldenWithGroups renders groups and flows as AssertGoldenWithGroups
+// stores them.
+func RenderGoldenWithGroups(groups []ovs.GroupEntry, flows []ovs.Flow) string {
+	sorted := slices.Clone(groups)
+	slices.SortFunc(sorted, func(a, b ovs.GroupEntry) int { return cmp.Compare(a.ID, b.ID) })
+	var b strings.Builder
+	for _, g := range sorted {
+		b.WriteString(g.String())
+		b.WriteByte('\n')
+	}
+	return b.String() + RenderGolden(flows)
+}
+
+func assertGoldenText(t testing.TB, name, got string) {
+	t.Helper()
 	path := filepath.Join("testdata", name+".flows")
 	if testutil.Update() {
 		if err := os.MkdirAll("testdata", 0o755); err != nil {

@@ -114,6 +114,14 @@ func (in *Instance) Ofctl(cmd, bridge string, args ...string) string {
 	return in.mustRun("ovs-ofctl", append([]string{"-O", "OpenFlow13", cmd, in.Target(bridge)}, args...)...)
 }
 
+// Appctl runs ovs-appctl against this instance's ovs-vswitchd (e.g.
+// "ofproto/trace", "br0", flow, "-generate") and returns trimmed stdout; it
+// fails the test on error.
+func (in *Instance) Appctl(args ...string) string {
+	in.t.Helper()
+	return in.mustRun("ovs-appctl", append([]string{"-t", filepath.Join(in.Dir, "ovs-vswitchd.ctl")}, args...)...)
+}
+
 // Target returns the ovs-ofctl target of bridge: "unix:<RunDir>/<br>.mgmt".
 func (in *Instance) Target(bridge string) string {
 	return "unix:" + filepath.Join(in.RunDir, bridge+".mgmt")
