@@ -11,9 +11,12 @@ import (
 	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 )
 
-// FlowStore holds the node's desired flows keyed by owner (pipeline.Owner,
-// identified by its String: "pipeline", "version", "pod/<ns>/<name>",
-// "node/<name>", …) and converges a bridge to them. A full sync writes the
+// FlowStore holds the node's desired flows and OpenFlow groups keyed by
+// owner (pipeline.Owner, identified by its String: "pipeline", "version",
+// "pod/<ns>/<name>", "node/<name>", "service/<ns>/<name>", …) and converges
+// a bridge to them. Groups follow the flows' rules (flowstore_groups.go): an
+// owner's group IDs are its own, and a sync orders group and flow changes
+// so that no flow ever references a missing group. A full sync writes the
 // owners in pipeline.CompareOwners order: the version note (table 253)
 // after every other flow, so a bridge that holds the note holds the whole
 // pipeline.
@@ -42,6 +45,7 @@ type FlowStore struct {
 	gen      map[string]uint64                // owner → generation of desired
 	dirty    map[string]struct{}              // owners changed since applied
 	nflows   int                              // number of desired flows
+	groups   groupState                       // flowstore_groups.go
 }
 
 // storedFlow caches the identity and full text of a flow, which are costly
@@ -63,6 +67,7 @@ func NewFlowStore() *FlowStore {
 		keyOwner: map[string]string{},
 		gen:      map[string]uint64{},
 		dirty:    map[string]struct{}{},
+		groups:   newGroupState(),
 	}
 }
 
@@ -81,11 +86,20 @@ func (e *ConflictError) Error() string {
 	return fmt.Sprintf("flow store: owner %q claims flow key %q already owned by %q", e.Claimer, e.Key, e.Owner)
 }
 
-// Set makes flows the desired flows of owner, replacing its previous ones.
-// It is idempotent and all-or-nothing: on a *ConflictError (a key held by
-// another owner, or repeated within flows) nothing changes. Setting no
-// flows is the same as Delete. The change reaches OVS at the next Sync.
+// Set makes flows the desired flows of owner, replacing its previous flows
+// and groups. It is idempotent and all-or-nothing: on a *ConflictError (a
+// key held by another owner, or repeated within flows) nothing changes.
+// Setting no flows is the same as Delete. The change reaches OVS at the
+// next Sync.
 func (s *FlowStore) Set(o pipeline.Owner, flows []ovs.Flow) error {
+	return s.SetWithGroups(o, flows, nil)
+}
+
+// SetWithGroups is Set for an owner that also owns OpenFlow groups (its
+// flows may use them): flows and groups replace the owner's previous ones
+// together. A group ID held by another owner, or repeated, is a
+// *ConflictError and nothing changes.
+func (s *FlowStore) SetWithGroups(o pipeline.Owner, flows []ovs.Flow, groups []ovs.GroupEntry) error {
 	owner := o.String()
 	stored := make([]storedFlow, len(flows))
 	seen := make(map[string]struct{}, len(flows))
@@ -97,6 +111,10 @@ func (s *FlowStore) Set(o pipeline.Owner, flows []ovs.Flow) error {
 		seen[sf.key] = struct{}{}
 		stored[i] = sf
 	}
+	sg, err := storeGroups(owner, groups)
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, sf := range stored {
@@ -104,11 +122,15 @@ func (s *FlowStore) Set(o pipeline.Owner, flows []ovs.Flow) error {
 			return &ConflictError{Key: sf.key, Owner: o, Claimer: owner}
 		}
 	}
-	if sameFlows(s.desired[owner], stored) {
+	if err := s.groups.checkOwnersLocked(owner, sg); err != nil {
+		return err
+	}
+	if sameFlows(s.desired[owner], stored) && s.groups.sameLocked(owner, sg) {
 		return nil
 	}
 	s.removeLocked(owner)
 	s.owners[owner] = o
+	s.groups.setLocked(owner, sg)
 	if len(stored) > 0 {
 		s.desired[owner] = stored
 		for _, sf := range stored {
@@ -126,7 +148,7 @@ func (s *FlowStore) Delete(o pipeline.Owner) {
 	owner := o.String()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.desired[owner]; !ok {
+	if _, ok := s.desired[owner]; !ok && !s.groups.hasLocked(owner) {
 		return
 	}
 	s.removeLocked(owner)
@@ -139,6 +161,13 @@ func (s *FlowStore) removeLocked(owner string) {
 	}
 	s.nflows -= len(s.desired[owner])
 	delete(s.desired, owner)
+	s.groups.setLocked(owner, nil)
+}
+
+// live reports whether owner has desired flows or groups.
+func (s *FlowStore) liveLocked(owner string) bool {
+	_, ok := s.desired[owner]
+	return ok || s.groups.hasLocked(owner)
 }
 
 func (s *FlowStore) markLocked(owner string) {
@@ -162,13 +191,16 @@ func (s *FlowStore) Flows(owner pipeline.Owner) []ovs.Flow {
 	return out
 }
 
-// Owners returns the owners that have desired flows, in full-sync order.
+// Owners returns the owners that have desired flows or groups, in
+// full-sync order.
 func (s *FlowStore) Owners() []pipeline.Owner {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]pipeline.Owner, 0, len(s.desired))
-	for o := range s.desired {
-		out = append(out, s.owners[o])
+	for o := range s.owners {
+		if s.liveLocked(o) {
+			out = append(out, s.owners[o])
+		}
 	}
 	slices.SortFunc(out, pipeline.CompareOwners)
 	return out
@@ -228,19 +260,20 @@ func (s *FlowStore) Sync(ctx context.Context, br ovs.Bridge) error {
 	return nil
 }
 
-// FullSync makes br hold exactly the union of the desired flows, version
-// flows last, with one ReplaceFlows: flows added or edited out of band are
-// removed or restored, unchanged flows are not touched. It also applies
-// every pending change. On error the pending changes stay pending.
+// FullSync makes br hold exactly the union of the desired groups and flows,
+// version flows last, with one ReplaceAll: groups and flows added or edited
+// out of band are removed or restored, unchanged ones are not touched (and
+// learned flows are left alone). It also applies every pending change. On
+// error the pending changes stay pending.
 func (s *FlowStore) FullSync(ctx context.Context, br ovs.Bridge) error {
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
 	s.mu.Lock()
 	snap := s.snapshotLocked(s.allOwnersLocked())
 	s.mu.Unlock()
-	flows := snap.flows()
-	if err := br.ReplaceFlows(ctx, flows); err != nil {
-		return fmt.Errorf("flow store full sync of %d flows: %w", len(flows), err)
+	flows, groups := snap.flows(), snap.groupList()
+	if err := br.ReplaceAll(ctx, groups, flows); err != nil {
+		return fmt.Errorf("flow store full sync of %d flows and %d groups: %w", len(flows), len(groups), err)
 	}
 	s.mu.Lock()
 	s.commitLocked(snap)
@@ -253,14 +286,19 @@ func (s *FlowStore) FullSync(ctx context.Context, br ovs.Bridge) error {
 type snapshot struct {
 	owners  []string // sorted by sortOwners
 	gens    map[string]uint64
-	desired map[string][]storedFlow // shared, never mutated: Set replaces slices
+	desired map[string][]storedFlow  // shared, never mutated: Set replaces slices
+	groups  map[string][]storedGroup // likewise
 }
 
 func (s *FlowStore) snapshotLocked(owners []string) snapshot {
-	snap := snapshot{owners: owners, gens: make(map[string]uint64, len(owners)), desired: make(map[string][]storedFlow, len(owners))}
+	snap := snapshot{owners: owners, gens: make(map[string]uint64, len(owners)), desired: make(map[string][]storedFlow, len(owners)),
+		groups: map[string][]storedGroup{}}
 	for _, o := range owners {
 		snap.gens[o] = s.gen[o]
 		snap.desired[o] = s.desired[o]
+		if g := s.groups.desired[o]; len(g) > 0 {
+			snap.groups[o] = g
+		}
 	}
 	return snap
 }
@@ -276,6 +314,12 @@ func (s *FlowStore) allOwnersLocked() []string {
 		set[o] = struct{}{}
 	}
 	for o := range s.applied {
+		set[o] = struct{}{}
+	}
+	for o := range s.groups.desired {
+		set[o] = struct{}{}
+	}
+	for o := range s.groups.applied {
 		set[o] = struct{}{}
 	}
 	owners := make([]string, 0, len(set))
@@ -308,8 +352,14 @@ func (snap snapshot) flows() []ovs.Flow {
 }
 
 // diffLocked renders the bundle that takes the snapshot's owners from their
-// applied flows to their desired flows: deletes first, then adds.
+// applied flows and groups to their desired ones: flow deletes, flow adds,
+// then the group changes (the bridge applies group adds before and group
+// deletes after the flow changes).
 func (s *FlowStore) diffLocked(snap snapshot) []ovs.Change {
+	return append(s.flowDiffLocked(snap), s.groups.diffLocked(snap)...)
+}
+
+func (s *FlowStore) flowDiffLocked(snap snapshot) []ovs.Change {
 	added := map[string]struct{}{}
 	var adds []ovs.Change
 	for _, o := range snap.owners {
@@ -352,9 +402,10 @@ func sortedApplied(m map[string]storedFlow) []storedFlow {
 func (s *FlowStore) commitLocked(snap snapshot) {
 	for _, o := range snap.owners {
 		s.setAppliedLocked(o, snap.desired[o], snap.gens[o])
+		s.groups.setAppliedLocked(o, snap.groups[o])
 		if s.gen[o] == snap.gens[o] {
 			delete(s.dirty, o)
-			if _, live := s.desired[o]; !live {
+			if !s.liveLocked(o) {
 				delete(s.gen, o)
 				delete(s.owners, o)
 			}

@@ -36,10 +36,14 @@ func (b *recordingBridge) Bundle(ctx context.Context, changes []ovs.Change) erro
 }
 
 func (b *recordingBridge) ReplaceFlows(ctx context.Context, flows []ovs.Flow) error {
+	return b.ReplaceAll(ctx, nil, flows)
+}
+
+func (b *recordingBridge) ReplaceAll(ctx context.Context, groups []ovs.GroupEntry, flows []ovs.Flow) error {
 	b.mu.Lock()
 	b.replaces = append(b.replaces, slices.Clone(flows))
 	b.mu.Unlock()
-	return b.FakeBridge.ReplaceFlows(ctx, flows)
+	return b.FakeBridge.ReplaceAll(ctx, groups, flows)
 }
 
 // lastBundle returns the last bundle as sorted lines.

@@ -90,6 +90,18 @@ func (b meteredBridge) ReplaceFlows(ctx context.Context, flows []ovs.Flow) error
 	return err
 }
 
+func (b meteredBridge) ReplaceAll(ctx context.Context, groups []ovs.GroupEntry, flows []ovs.Flow) error {
+	err := b.Bridge.ReplaceAll(ctx, groups, flows)
+	b.m.observeOp(err)
+	return err
+}
+
+func (b meteredBridge) DumpGroups(ctx context.Context) ([]ovs.GroupEntry, error) {
+	out, err := b.Bridge.DumpGroups(ctx)
+	b.m.observeOp(err)
+	return out, err
+}
+
 func (b meteredBridge) DumpFlows(ctx context.Context, f ovs.Filter) ([]ovs.DumpedFlow, error) {
 	out, err := b.Bridge.DumpFlows(ctx, f)
 	b.m.observeOp(err)

@@ -71,7 +71,11 @@ func (b *gatedBridge) Bundle(ctx context.Context, changes []ovs.Change) error {
 }
 
 func (b *gatedBridge) ReplaceFlows(ctx context.Context, flows []ovs.Flow) error {
-	err := b.FakeBridge.ReplaceFlows(ctx, flows)
+	return b.ReplaceAll(ctx, nil, flows)
+}
+
+func (b *gatedBridge) ReplaceAll(ctx context.Context, groups []ovs.GroupEntry, flows []ovs.Flow) error {
+	err := b.FakeBridge.ReplaceAll(ctx, groups, flows)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err == nil {

@@ -9,12 +9,13 @@ import (
 // stale flows by owner and sdnctl can list "the flows of pod X":
 //
 //	bits 63..56  category (Pipeline, Pod, Node, …)
-//	bits 55..48  round: the agent generation that wrote the flow
+//	bits 55..48  reserved, zero (ignored by OwnerMask, so that a later
+//	             layout may use them without renaming owners)
 //	bits 47..0   object ID: FNV-64a of the owner key, truncated to 48 bits
 //
-// Owner keys are stable strings: "pod/<ns>/<name>", the HostSubnet UID,
-// "netns/<vnid>", "policy/<ns>/<name>". A 48-bit hash makes a collision
-// between two owners of one category negligible (~n²/2^49).
+// Owner keys are stable strings (pkg/pipeline's owners: "pod/<ns>/<name>",
+// the HostSubnet UID, "vnid/<id>", "policy-ns/<ns>", …). A 48-bit hash makes
+// a collision between two owners of one category negligible (~n²/2^49).
 type CookieCategory uint8
 
 // Cookie categories. Zero is reserved for flows nobody owns (cookie=0x0,
@@ -40,34 +41,24 @@ const CookieLearned CookieCategory = 0x80
 
 const (
 	categoryShift = 56
-	roundShift    = 48
-	objectMask    = 1<<roundShift - 1
+	objectBits    = 48
+	objectMask    = 1<<objectBits - 1
 	// CategoryMask selects the category bits of a cookie.
 	CategoryMask uint64 = 0xff << categoryShift
-	// RoundMask selects the round bits of a cookie.
-	RoundMask uint64 = 0xff << roundShift
-	// OwnerMask selects category and object ID, ignoring the round.
+	// OwnerMask selects category and object ID, ignoring the reserved bits.
 	OwnerMask = CategoryMask | objectMask
 )
 
-// CookieFor returns the cookie of round 0 for the owner key in category c.
-// It is a pure function of its arguments.
+// CookieFor returns the cookie of the owner key in category c. It is a pure
+// function of its arguments.
 func CookieFor(c CookieCategory, key string) uint64 {
 	h := fnv.New64a()
 	h.Write([]byte(key))
 	return uint64(c)<<categoryShift | h.Sum64()&objectMask
 }
 
-// WithRound returns cookie with its round bits set to round.
-func WithRound(cookie uint64, round uint8) uint64 {
-	return cookie&^RoundMask | uint64(round)<<roundShift
-}
-
 // CookieCategoryOf returns the category bits of cookie.
 func CookieCategoryOf(cookie uint64) CookieCategory { return CookieCategory(cookie >> categoryShift) }
-
-// CookieRoundOf returns the round bits of cookie.
-func CookieRoundOf(cookie uint64) uint8 { return uint8(cookie >> roundShift) }
 
 // CookieMatch selects flows whose cookie equals Cookie under Mask, as in
 // `del-flows br0 cookie=0x…/0x…`. The zero value matches every flow.
@@ -86,17 +77,12 @@ func (m CookieMatch) String() string {
 // Matches reports whether cookie is selected.
 func (m CookieMatch) Matches(cookie uint64) bool { return cookie&m.Mask == m.Cookie&m.Mask }
 
-// MatchCategory selects every flow of category c, in every round.
+// MatchCategory selects every flow of category c.
 func MatchCategory(c CookieCategory) CookieMatch {
 	return CookieMatch{Cookie: uint64(c) << categoryShift, Mask: CategoryMask}
 }
 
-// MatchOwner selects every flow of one owner, in every round.
+// MatchOwner selects every flow of one owner (whatever the reserved bits).
 func MatchOwner(c CookieCategory, key string) CookieMatch {
 	return CookieMatch{Cookie: CookieFor(c, key), Mask: OwnerMask}
-}
-
-// MatchRound selects every flow written in round r, whatever its owner.
-func MatchRound(r uint8) CookieMatch {
-	return CookieMatch{Cookie: uint64(r) << roundShift, Mask: RoundMask}
 }

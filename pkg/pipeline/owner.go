@@ -200,6 +200,7 @@ var Categories = []Category{
 	{ovs.CookiePolicy, "policy"},
 	{ovs.CookieMulticast, "multicast"},
 	{ovs.CookieEgress, "egress"},
+	{ovs.CookieLearned, "learned"},
 	{0, "unowned"},
 }
 

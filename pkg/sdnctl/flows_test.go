@@ -211,7 +211,7 @@ func TestFlowsCanned(t *testing.T) {
 }
 
 // TestFlowsCannedFilters checks what is asked of ovs-ofctl: --pod is a cookie filter on
-// the pod's owner (every round), --table a table filter, --owner a category filter.
+// the pod's owner (whatever the reserved bits), --table a table filter, --owner a category filter.
 func TestFlowsCannedFilters(t *testing.T) {
 	podCookie := pipeline.PodOwner("proj1", "client-1").Cookie()
 	for _, tc := range []struct {
@@ -233,17 +233,17 @@ func TestFlowsCannedFilters(t *testing.T) {
 		}
 	}
 
-	// The pod's block holds exactly PodFlows, whatever the round of its cookies.
+	// The pod's block holds exactly PodFlows, whatever the reserved bits of its cookies.
 	b := &cannedBackend{dump: loadCannedDump(t), ports: fxPorts()}
 	for i := range b.dump {
 		if b.dump[i].Cookie&ovs.OwnerMask == podCookie {
-			b.dump[i].Cookie = ovs.WithRound(b.dump[i].Cookie, 7)
+			b.dump[i].Cookie |= 7 << 48
 		}
 	}
 	got := runFlows(t, Options{Clients: &Clients{Network: networkfake.NewSimpleClientset()}}, b.backend(), "--pod", "proj1/client-1", "-o", "raw")
 	want := pipeline.PodFlows(fxFlowsConfig, fxClient)
 	for i := range want {
-		want[i].Cookie = ovs.WithRound(want[i].Cookie, 7)
+		want[i].Cookie |= 7 << 48
 	}
 	assertSameFlows(t, want, parseRaw(t, got.stdout))
 }
@@ -266,7 +266,7 @@ func TestFlowsErrors(t *testing.T) {
 		{args: []string{"--pod", "proj1/nope"}, want: runResult{stderr: "No flows found on br0 matching pod proj1/nope\n"}},
 		{args: []string{"--pod", "client-1"}, want: usage(`--pod must be NAMESPACE/NAME, got "client-1"`)},
 		{args: []string{"--pod", "a/b", "--owner", "node"}, want: usage("--pod selects pod flows; it cannot be combined with --owner node")},
-		{args: []string{"--owner", "vnid"}, want: usage(`unknown owner kind "vnid": one of pipeline, pod, node, namespace, policy, multicast, egress, unowned`)},
+		{args: []string{"--owner", "vnid"}, want: usage(`unknown owner kind "vnid": one of pipeline, pod, node, namespace, policy, multicast, egress, learned, unowned`)},
 		{args: []string{"--table", "255"}, want: usage("table 255 is not a flow table (0..254)")},
 		{args: []string{"--table", "Routing(20)"}, want: usage(`unknown table "Routing(20)"`)},
 		{args: []string{"-o", "yaml"}, want: usage(`unable to match a printer suitable for the output format "yaml", allowed formats are: wide,raw`)},
