@@ -32,6 +32,7 @@ const (
 	ChainMasquerade2       = "SDN-MASQUERADE-2"
 	ChainNoTrack           = "SDN-NOTRACK"
 	ChainCanary            = "SDN-CANARY"
+	ChainNodePorts         = "SDN-NODEPORTS"
 	defaultTunnelInterface = "tun0"
 )
 
@@ -63,6 +64,19 @@ type Config struct {
 	MasqueradeBit int
 	// TunnelInterface is the node gateway interface (default tun0).
 	TunnelInterface string
+	// Services is the host side of the ovs proxy (nil: kube-proxy mode,
+	// whose chains are kube-proxy's).
+	Services *ServicesConfig
+}
+
+// ServicesConfig is what the host does for Services load-balanced in br0.
+type ServicesConfig struct {
+	// ServiceNetwork is the service CIDR.
+	ServiceNetwork netip.Prefix
+	// NodePortVIP is the address br0 answers node ports on.
+	NodePortVIP netip.Addr
+	// NodePortRange is the node port range (inclusive).
+	NodePortRange [2]uint16
 }
 
 // NodeChains renders the node's chains. It is pure: the same Config always gives the same
@@ -84,7 +98,7 @@ func NodeChains(cfg Config) []Chain {
 			Jumps: []Jump{{Parent: "FORWARD", Args: append([]string{"-i", tun, "!", "-o", tun}, comment("administrator overrides")...)}}},
 		{Table: TableFilter, Name: ChainFirewallForward,
 			Jumps: []Jump{{Parent: "FORWARD", Args: comment("firewall overrides")}},
-			Rules: forwardRules(cfg.ClusterNetworks)},
+			Rules: forwardRules(cfg.ClusterNetworks, cfg.Services, tun)},
 		{Table: TableNAT, Name: ChainMasquerade,
 			Jumps: []Jump{{Parent: "POSTROUTING", Args: comment("rules for masquerading SDN traffic")}},
 			Rules: masqueradeRules(cfg)},
@@ -96,14 +110,62 @@ func NodeChains(cfg Config) []Chain {
 			},
 			Rules: [][]string{{"-p", "udp", "--dport", port, "-j", "NOTRACK"}}},
 	}
+	if cfg.Services != nil {
+		chains = append(chains, serviceChains(*cfg.Services, tun)...)
+	}
 	for _, t := range CanaryTables {
 		chains = append(chains, Chain{Table: t, Name: ChainCanary})
 	}
 	return chains
 }
 
-func forwardRules(cidrs []netip.Prefix) [][]string {
+// serviceChains are the host's part of the ovs proxy:
+//
+//   - SDN-NODEPORTS (nat, from PREROUTING and OUTPUT for local
+//     destinations): a node port on any node address but loopback is DNATed
+//     to NodePortVIP, port kept; the route to NodePortVIP leads into br0,
+//     which load-balances it. Every port of the range goes there: a port no
+//     Service holds is rejected like a Service without endpoints.
+//   - SDN-FIREWALL-FORWARD first rejects what br0 sends back out tun0 to a
+//     Service without a usable endpoint (or a node port no Service holds)
+//     with ICMP port unreachable, so the client sees "connection refused"
+//     at once (kube-proxy's REJECT); a node port the host has just DNATed
+//     (conntrack state DNAT) is on its way into br0 and passes. Then it
+//     accepts forwarding to and from NodePortVIP (and, as before, the
+//     cluster networks). The rejects come first in the same chain: its
+//     accept of cluster sources would otherwise forward the bounced packet
+//     back into br0.
+func serviceChains(cfg ServicesConfig, tun string) []Chain {
+	ports := fmt.Sprintf("%d:%d", cfg.NodePortRange[0], cfg.NodePortRange[1])
+	var nodePorts [][]string
+	for _, proto := range []string{"tcp", "udp", "sctp"} {
+		nodePorts = append(nodePorts, append([]string{"!", "-d", "127.0.0.0/8", "-p", proto, "-m", proto, "--dport", ports},
+			withComment("node ports to br0", "-j", "DNAT", "--to-destination", cfg.NodePortVIP.String())...))
+	}
+	return []Chain{
+		{Table: TableNAT, Name: ChainNodePorts,
+			Jumps: []Jump{
+				{Parent: "PREROUTING", Args: append([]string{"-m", "addrtype", "--dst-type", "LOCAL"}, comment("node ports")...)},
+				{Parent: "OUTPUT", Args: append([]string{"-m", "addrtype", "--dst-type", "LOCAL"}, comment("node ports")...)},
+			},
+			Rules: nodePorts},
+	}
+}
+
+func forwardRules(cidrs []netip.Prefix, services *ServicesConfig, tun string) [][]string {
 	var rules [][]string
+	if services != nil {
+		vip := netip.PrefixFrom(services.NodePortVIP, 32).String()
+		reject := func(dst string, more ...string) []string {
+			r := append([]string{"-i", tun, "-d", dst}, more...)
+			return append(r, withComment("service without endpoints", "-j", "REJECT", "--reject-with", "icmp-port-unreachable")...)
+		}
+		rules = append(rules,
+			reject(services.ServiceNetwork.String()),
+			reject(vip, "-m", "conntrack", "!", "--ctstate", "DNAT"),
+			append([]string{"-d", vip}, withComment("node ports into br0", "-j", "ACCEPT")...),
+			append([]string{"-s", vip}, withComment("node port replies from br0", "-j", "ACCEPT")...))
+	}
 	for _, cn := range cidrs {
 		c := cn.String()
 		rules = append(rules,

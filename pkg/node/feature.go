@@ -43,6 +43,12 @@ type feature interface {
 	render(ctx context.Context, keys []string, all bool) error
 }
 
+// syncer is a feature that acts once what it rendered is on br0: synced is
+// called, under the render lock, after every successful sync.
+type syncer interface {
+	synced(ctx context.Context)
+}
+
 // Feature names: the keys of the dirty queue and the label of the
 // realization metric.
 const (
@@ -63,6 +69,9 @@ func (e *env) features() []feature {
 		} else {
 			fs = append(fs, newPolicyFeature(e))
 		}
+	}
+	if e.fc.OVSProxy() {
+		fs = append(fs, newServicesFeature(e))
 	}
 	return fs
 }
@@ -103,6 +112,14 @@ func (e *env) set(f string, owner pipeline.Owner, flows []ovs.Flow) error {
 		return fmt.Errorf("owner %s: %w", owner, err)
 	}
 	return e.store.Set(owner, flows)
+}
+
+// setWithGroups is set for an owner that also owns groups.
+func (e *env) setWithGroups(f string, owner pipeline.Owner, flows []ovs.Flow, groups []ovs.GroupEntry) error {
+	if err := pipeline.CheckFlowBands(e.stages[f], flows); err != nil {
+		return fmt.Errorf("owner %s: %w", owner, err)
+	}
+	return e.store.SetWithGroups(owner, flows, groups)
 }
 
 // mark marks key of feature f dirty and wakes the sync loop.

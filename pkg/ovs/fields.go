@@ -47,6 +47,51 @@ var (
 	OutPortField = RegField{Reg: 2, Name: "OutPort"}
 )
 
+// Service load balancing (--proxy-mode=ovs; tables ServiceLB..ServicePost,
+// Routing, PolicyIngress). Registers 3..5 carry an endpoint choice from the
+// select group's bucket (or a learned affinity flow) to the DNAT flow; ct_mark
+// bits remember, for every later packet of the connection, what its first
+// packet decided. The reg4 flags mirror the ct_mark flags bit for bit
+// (ServiceFlagsCT → ServiceFlags) so that one move restores them.
+var (
+	// EndpointIPField is reg3[0..31]: the IPv4 address of the endpoint
+	// chosen for a new service connection.
+	EndpointIPField = RegBits(3, 0, 31, "EndpointIP")
+	// EndpointPortField is reg4[0..15]: its port.
+	EndpointPortField = RegBits(4, 0, 15, "EndpointPort")
+	// LBStateField is reg4[16..17]: 0 = not looked at, 1 = endpoint to
+	// select (affinity missed), 2 = endpoint selected.
+	LBStateField    = RegBits(4, 16, 17, "LBState")
+	LBStateToSelect = LBStateField.Value(1)
+	LBStateSelected = LBStateField.Value(2)
+	// ServiceFlags is reg4[18..19]: SNAT (the connection is SNATed to the
+	// node gateway so that it comes back here: NodePort with
+	// externalTrafficPolicy Cluster, hairpin) and Hairpin (a pod reaching
+	// itself through a Service: no egress policy, delivered out IN_PORT).
+	ServiceFlags   = RegBits(4, 18, 19, "ServiceFlags")
+	ServiceSNAT    = RegBits(4, 18, 18, "SNAT").Value(1)
+	ServiceHairpin = RegBits(4, 19, 19, "Hairpin").Value(1)
+	// UnDNATDone is reg4[20]: the reply was un-DNATed in Routing already.
+	UnDNATDone = RegBits(4, 20, 20, "UnDNATDone").Value(1)
+	// ServicePortIDField is reg5[0..31]: the ID of the service port being
+	// load-balanced (its group ID), which keys its DNAT flows.
+	ServicePortIDField = RegBits(5, 0, 31, "ServicePortID")
+
+	// ServiceCT is ct_mark[0]: the connection was DNATed by a Service.
+	ServiceCT = CtMarkBits(0, 0, "ServiceCT").Value(1)
+	// ServiceFlagsCT is ct_mark[1..2]: ServiceFlags of the connection
+	// (SNAT, Hairpin), saved at DNAT time.
+	ServiceFlagsCT = CtMarkBits(1, 2, "ServiceFlagsCT")
+	ServiceSNATCT  = CtMarkBits(1, 1, "SNATCT").Value(1)
+	HairpinCT      = CtMarkBits(2, 2, "HairpinCT").Value(1)
+)
+
+// Conntrack zones. Pod traffic, its NetworkPolicy state and service DNAT
+// live in the default zone 0; SNATZone holds the SNAT of service
+// connections that must come back through this node, so that un-SNAT
+// (destination rewrite) can run before anti-spoofing and un-DNAT after it.
+const SNATZone uint16 = 0xfff1
+
 // TunnelKeyField is tun_id[0..31], the VXLAN key carrying the source VNID
 // between nodes.
 var TunnelKeyField = tunnelKey{}

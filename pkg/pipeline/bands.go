@@ -68,7 +68,8 @@ var (
 	// StageBase: the static flows of BaseFlows and the version note; every
 	// table's priority-0 final flow.
 	StageBase = Stage{Name: "base", Bands: append([]Band{
-		band(ovs.TableClassifier, 1, 1000, "classification"),
+		band(ovs.TableClassifier, 1000, 1000, "conntrack"),
+		band(ovs.TableClassifier, 1, 400, "classification"),
 		band(ovs.TablePodAntiSpoof, 300, 300, "no VXLAN from pods"),
 		band(ovs.TableRouting, 1, 300, "routing"),
 		band(ovs.TableServices, 200, 200, "to the host"),

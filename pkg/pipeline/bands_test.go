@@ -17,7 +17,8 @@ var modes = []clusternetwork.Mode{clusternetwork.ModeSubnet, clusternetwork.Mode
 // assembles them.
 func stagesOf(m clusternetwork.Mode) []pipeline.Stage {
 	iso := pipeline.IsolationFor(m)
-	stages := []pipeline.Stage{pipeline.StageBase, pipeline.StagePods, pipeline.StageNodes, iso.Stage(), pipeline.StageReservedTiers}
+	stages := []pipeline.Stage{pipeline.StageBase, pipeline.StagePods, pipeline.StageNodes, iso.Stage(), pipeline.StageReservedTiers,
+		pipeline.StageServiceProxy, pipeline.StageServices}
 	if iso.EnforcesNetworkPolicy() {
 		stages = append(stages, pipeline.StageNetworkPolicy, pipeline.StagePolicyAllowAll)
 	}
@@ -67,6 +68,7 @@ func TestRenderersStayInTheirBands(t *testing.T) {
 			}
 			check(pipeline.StageNodes, []ovs.Flow{pipeline.MulticastRemoteFlow(c, []netip.Addr{nodeB.HostIP})})
 			check(pipeline.StagePolicyAllowAll, pipeline.PolicyAllowAllFlows())
+			check(pipeline.StageServiceProxy, pipeline.ServiceProxyFlows(c))
 		}
 	}
 	for _, s := range fxScenarios() {

@@ -100,18 +100,25 @@ func podAntiSpoofFlows(c FlowConfig) []ovs.Flow {
 	}
 }
 
-// routingFlows renders table 31.
+// routingFlows renders table 31. With --proxy-mode=kube-proxy, replies to
+// local pods are un-NATed here (p250) for the host's DNAT: OVS shares the
+// kernel's conntrack zone on the kernel datapath. The ovs proxy un-DNATs
+// its own connections' replies instead (ServiceProxyFlows).
 func routingFlows(c FlowConfig) []ovs.Flow {
 	t, gw := ovs.TableRouting, host(c.Gateway())
 	flows := []ovs.Flow{
 		ovs.NewFlow(t, 300).MatchARP().MatchArpTpa(gw).Action(ovs.Output(OFPortTun0)),
 		ovs.NewFlow(t, 300).MatchIPv4().MatchNwDst(gw).Action(ovs.Output(OFPortTun0)),
-		ovs.NewFlow(t, 250).MatchIPv4().MatchNwDst(c.LocalSubnet).MatchCtState(ovs.CtRpl, 0).
-			Action(ovs.CTThen(ovs.TableLocalPod, false, true)),
+	}
+	if !c.OVSProxy() {
+		flows = append(flows, ovs.NewFlow(t, 250).MatchIPv4().MatchNwDst(c.LocalSubnet).MatchCtState(ovs.CtRpl, 0).
+			Action(ovs.CTThen(ovs.TableLocalPod, false, true)))
+	}
+	flows = append(flows,
 		ovs.NewFlow(t, 200).MatchARP().MatchArpTpa(c.LocalSubnet).Action(ovs.Goto(ovs.TableARPLocal)),
 		ovs.NewFlow(t, 200).MatchIPv4().MatchNwDst(c.LocalSubnet).Action(ovs.Goto(ovs.TableLocalPod)),
 		ovs.NewFlow(t, 100).MatchIPv4().MatchNwDst(c.ServiceNetwork).Action(ovs.Goto(ovs.TableServices)),
-	}
+	)
 	for _, cn := range c.ClusterNetworks {
 		flows = append(flows,
 			ovs.NewFlow(t, 100).MatchARP().MatchArpTpa(cn).Action(ovs.Goto(ovs.TableARPRemote)),
@@ -127,8 +134,10 @@ func routingFlows(c FlowConfig) []ovs.Flow {
 	)
 }
 
-// serviceFlows renders table 60: service traffic goes to the host's
-// kube-proxy through tun0 (SPEC §4.5).
+// serviceFlows renders table 60: service traffic goes to the host through
+// tun0: kube-proxy's in kube-proxy mode; in ovs mode only traffic to a
+// Service without a usable endpoint gets here, and the host rejects it
+// (iptables SDN-SERVICES-REJECT), so clients see "connection refused".
 func serviceFlows() []ovs.Flow {
 	return []ovs.Flow{ovs.NewFlow(ovs.TableServices, 200).Action(ovs.Output(OFPortTun0))}
 }
@@ -162,6 +171,14 @@ func finalFlows() []ovs.Flow {
 			continue
 		case ovs.TableConntrackCommit:
 			f = f.Action(ovs.Goto(ovs.TableRouting))
+		case ovs.TableServiceLB:
+			f = f.Action(ovs.Goto(ovs.TableServiceSNAT))
+		case ovs.TableServiceSNAT:
+			f = f.Action(ovs.Goto(ovs.TableServicePost))
+		case ovs.TableServicePost:
+			f = f.Action(ovs.Goto(ovs.TablePolicyEgress))
+		case ovs.TableServiceAffinity:
+			f = f.Action(ovs.LBStateToSelect.Load())
 		case ovs.TableEgressPrelim:
 			f = f.Action(ovs.Goto(ovs.TableEgressFirewall))
 		case ovs.TableEgressFirewall:

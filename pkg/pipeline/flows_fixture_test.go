@@ -83,6 +83,7 @@ type fxScenario struct {
 func (s fxScenario) flows() []ovs.Flow {
 	iso := s.cfg.Isolation()
 	flows := append(pipeline.BaseFlows(s.cfg), iso.StaticFlows(s.cfg)...)
+	flows = append(flows, pipeline.ServiceProxyFlows(s.cfg)...)
 	inUse := map[uint32]bool{}
 	for _, p := range s.pods {
 		flows = append(flows, pipeline.PodFlows(s.cfg, p)...)
@@ -143,6 +144,12 @@ func fxScenarios() []fxScenario {
 			nodes: []pipeline.RemoteNode{nodeB},
 		},
 		{
+			name:  "networkpolicy_kube_proxy",
+			cfg:   kubeProxy(fxConfig(clusternetwork.ModeNetworkPolicy)),
+			pods:  []pipeline.PodInfo{podWeb, podBlog},
+			nodes: []pipeline.RemoteNode{nodeB, nodeC},
+		},
+		{
 			name: "two_cluster_networks",
 			cfg: fxConfig(clusternetwork.ModeNetworkPolicy,
 				fxClusterCIDR, netip.MustParsePrefix("10.132.0.0/14")),
@@ -150,6 +157,11 @@ func fxScenarios() []fxScenario {
 			nodes: []pipeline.RemoteNode{nodeB, fixedVNIDNode()},
 		},
 	}
+}
+
+func kubeProxy(c pipeline.FlowConfig) pipeline.FlowConfig {
+	c.ProxyMode = pipeline.ProxyKubeProxy
+	return c
 }
 
 func scenarioNamed(name string) fxScenario {

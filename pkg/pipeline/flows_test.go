@@ -23,6 +23,7 @@ var pipelineFingerprint = map[int]string{
 	0x10: "975baa4b818a05be7cb3dd5e839c20a450073dc16d23d64794c32a07eeb48604",
 	0x11: "428d0ca9ff842c98351eaf7dd0b0a87d5f52b183e4083742c274bf7a41566454", // placeholder gone, compiled policy in the networkpolicy scenarios
 	0x12: "9f251470595a7f15b946823913f79d21998fa0a1b3c3a3cfdcd6a5b0d1541518", // the mode's static flows carry OwnerIsolation's cookie
+	0x13: "3f1f914b431c0ab3bb1ca8dfa7d917bd460894f299aff96e03563c619a42a519", // ovs proxy: tables 21-24, pods to 21, pod MAC set in 70
 }
 
 // TestFlowsGolden compares each scenario with testdata/flows_<name>.flows.
@@ -118,9 +119,11 @@ func TestPipelineValidatorRejectsBroken(t *testing.T) {
 
 // TestFlowsCounts pins the flow counts of reference §3.2, adjusted as the
 // package doc explains: base (1 cluster CIDR, without 253, the table-111
-// flow and the mode's flows) 49 = OpenShift's 51 − 253 − 111 − two
-// table-10 migration flows + drops in 60 and 111; the isolation statics
-// are OpenShift's "mode start-up flows".
+// flow and the mode's flows) 49 = OpenShift's 51 − 253 − 111 − two table-10
+// migration flows + drops in 60 and 111, plus the final flows of our tables
+// 21–24 (53 in kube-proxy mode), minus the kube-proxy un-NAT of table 31 in
+// ovs proxy mode (52); the isolation statics are OpenShift's "mode start-up
+// flows".
 func TestFlowsCounts(t *testing.T) {
 	second := netip.MustParsePrefix("10.132.0.0/14")
 	tests := []struct {
@@ -137,8 +140,11 @@ func TestFlowsCounts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		cfg := fxConfig(tt.mode, tt.cidrs...)
-		if got := len(pipeline.BaseFlows(cfg)); got != tt.base {
-			t.Errorf("%s with %d cluster CIDRs: %d base flows, want %d", tt.mode, len(cfg.ClusterNetworks), got, tt.base)
+		if got := len(pipeline.BaseFlows(kubeProxy(cfg))); got != tt.base+4 {
+			t.Errorf("%s with %d cluster CIDRs: %d base flows in kube-proxy mode, want %d", tt.mode, len(cfg.ClusterNetworks), got, tt.base+4)
+		}
+		if got := len(pipeline.BaseFlows(cfg)); got != tt.base+3 {
+			t.Errorf("%s with %d cluster CIDRs: %d base flows in ovs proxy mode, want %d", tt.mode, len(cfg.ClusterNetworks), got, tt.base+3)
 		}
 		if got := len(cfg.Isolation().StaticFlows(cfg)); got != tt.modeN {
 			t.Errorf("%s with %d cluster CIDRs: %d isolation flows, want %d", tt.mode, len(cfg.ClusterNetworks), got, tt.modeN)

@@ -40,6 +40,10 @@ const (
 	KindPolicyAllowAll
 	// KindMulticastRemote owns the table-111 replication flow.
 	KindMulticastRemote
+	// KindServiceProxy owns the static flows of the ovs proxy.
+	KindServiceProxy
+	// KindService owns the flows and groups of one Service.
+	KindService
 )
 
 // ownerKind describes one kind. Keys are "<prefix><id>" (or the prefix alone
@@ -63,6 +67,8 @@ var ownerKinds = map[OwnerKind]ownerKind{
 	KindPolicyMatch:     {prefix: "policy-match/", category: ovs.CookiePolicy, word: "shared match", cookieKey: PolicyMatchCookieKey},
 	KindPolicyAllowAll:  {prefix: "policy-allow-all", category: ovs.CookiePolicy, word: "allow-all"},
 	KindMulticastRemote: {prefix: "multicast/remote", category: ovs.CookieMulticast, word: "remote nodes"},
+	KindServiceProxy:    {prefix: "service-proxy", category: ovs.CookiePipeline, word: "service proxy"},
+	KindService:         {prefix: "service/", category: ovs.CookieService, word: "service"},
 }
 
 // PolicyMatchCookieKey is the cookie key shared by every KindPolicyMatch
@@ -127,6 +133,12 @@ func TenantOwner(vnid uint32) Owner {
 // compiled NetworkPolicy flows.
 func PolicyNamespaceOwner(namespace string) Owner {
 	return Owner{kind: KindPolicyNamespace, key: "policy-ns/" + namespace}
+}
+
+// ServiceOwner is the owner "service/<ns>/<name>" of one Service's flows and
+// groups (all its ports).
+func ServiceOwner(namespace, name string) Owner {
+	return Owner{kind: KindService, key: "service/" + namespace + "/" + name}
 }
 
 // PolicyMatchOwner is the owner "policy-match/<flow key>" of one shared
@@ -200,6 +212,7 @@ var Categories = []Category{
 	{ovs.CookiePolicy, "policy"},
 	{ovs.CookieMulticast, "multicast"},
 	{ovs.CookieEgress, "egress"},
+	{ovs.CookieService, "service"},
 	{ovs.CookieLearned, "learned"},
 	{0, "unowned"},
 }

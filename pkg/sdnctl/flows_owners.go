@@ -47,6 +47,7 @@ func (n *namer) fromFlows(flows []ovs.DumpedFlow) {
 	n.add(pipeline.OwnerPipeline, ownerName{})
 	n.add(pipeline.OwnerIsolation, ownerName{name: "isolation"})
 	n.add(pipeline.OwnerVersion, ownerName{name: "version"})
+	n.add(pipeline.OwnerServiceProxy, ownerName{name: "service proxy"})
 	n.add(pipeline.OwnerMulticastRemote, ownerName{name: "remote nodes"})
 	n.add(pipeline.OwnerPolicyAllowAll, ownerName{name: "allow-all"})
 	n.add(pipeline.PolicyMatchOwner(""), ownerName{name: "shared matches"})

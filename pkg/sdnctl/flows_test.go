@@ -56,6 +56,7 @@ var (
 func flowsScenario() []ovs.Flow {
 	c := fxFlowsConfig
 	flows := append(pipeline.BaseFlows(c), c.Isolation().StaticFlows(c)...)
+	flows = append(flows, pipeline.ServiceProxyFlows(c)...)
 	for _, p := range []pipeline.PodInfo{fxClient, fxServer, fxStale} {
 		flows = append(flows, pipeline.PodFlows(c, p)...)
 	}
@@ -266,7 +267,7 @@ func TestFlowsErrors(t *testing.T) {
 		{args: []string{"--pod", "proj1/nope"}, want: runResult{stderr: "No flows found on br0 matching pod proj1/nope\n"}},
 		{args: []string{"--pod", "client-1"}, want: usage(`--pod must be NAMESPACE/NAME, got "client-1"`)},
 		{args: []string{"--pod", "a/b", "--owner", "node"}, want: usage("--pod selects pod flows; it cannot be combined with --owner node")},
-		{args: []string{"--owner", "vnid"}, want: usage(`unknown owner kind "vnid": one of pipeline, pod, node, namespace, policy, multicast, egress, learned, unowned`)},
+		{args: []string{"--owner", "vnid"}, want: usage(`unknown owner kind "vnid": one of pipeline, pod, node, namespace, policy, multicast, egress, service, learned, unowned`)},
 		{args: []string{"--table", "255"}, want: usage("table 255 is not a flow table (0..254)")},
 		{args: []string{"--table", "Routing(20)"}, want: usage(`unknown table "Routing(20)"`)},
 		{args: []string{"-o", "yaml"}, want: usage(`unable to match a printer suitable for the output format "yaml", allowed formats are: wide,raw`)},
