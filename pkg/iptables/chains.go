@@ -156,13 +156,23 @@ func forwardRules(cidrs []netip.Prefix, services *ServicesConfig, tun string) []
 	var rules [][]string
 	if services != nil {
 		vip := netip.PrefixFrom(services.NodePortVIP, 32).String()
-		reject := func(dst string, more ...string) []string {
+		// TCP gets a reset: ICMP errors are rate-limited per destination
+		// (net.ipv4.icmp_ratelimit; on the lab's 6.18 kernel a pod's first
+		// SYN often got none), a reset is not.
+		reject := func(tcp bool, dst string, more ...string) []string {
 			r := append([]string{"-i", tun, "-d", dst}, more...)
-			return append(r, withComment("service without endpoints", "-j", "REJECT", "--reject-with", "icmp-port-unreachable")...)
+			with := "icmp-port-unreachable"
+			if tcp {
+				r, with = append(r, "-p", "tcp"), "tcp-reset"
+			}
+			return append(r, withComment("service without endpoints", "-j", "REJECT", "--reject-with", with)...)
 		}
+		notDNAT := []string{"-m", "conntrack", "!", "--ctstate", "DNAT"}
 		rules = append(rules,
-			reject(services.ServiceNetwork.String()),
-			reject(vip, "-m", "conntrack", "!", "--ctstate", "DNAT"),
+			reject(true, services.ServiceNetwork.String()),
+			reject(false, services.ServiceNetwork.String()),
+			reject(true, vip, notDNAT...),
+			reject(false, vip, notDNAT...),
 			append([]string{"-d", vip}, withComment("node ports into br0", "-j", "ACCEPT")...),
 			append([]string{"-s", vip}, withComment("node port replies from br0", "-j", "ACCEPT")...))
 	}

@@ -163,6 +163,7 @@ func TestRealIptables(t *testing.T) {
 		"-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment \"node ports\" -j SDN-NODEPORTS",
 		"-A SDN-NODEPORTS ! -d 127.0.0.0/8 -p sctp -m sctp --dport 30000:32767 -m comment --comment \"node ports to br0\" -j DNAT --to-destination 169.254.169.3",
 		"-A SDN-FIREWALL-FORWARD -d 169.254.169.3/32 -i tun0 -m conntrack ! --ctstate DNAT -m comment --comment \"service without endpoints\" -j REJECT --reject-with icmp-port-unreachable",
+		"-A SDN-FIREWALL-FORWARD -d 172.30.0.0/16 -i tun0 -p tcp -m comment --comment \"service without endpoints\" -j REJECT --reject-with tcp-reset",
 	} {
 		if !strings.Contains(first, want) {
 			t.Errorf("iptables-save lacks %q; got:\n%s", want, first)

@@ -76,6 +76,13 @@ var (
 	// ServicePortIDField is reg5[0..31]: the ID of the service port being
 	// load-balanced (its group ID), which keys its DNAT flows.
 	ServicePortIDField = RegBits(5, 0, 31, "ServicePortID")
+	// EndpointIndexField is reg6[0..15]: the endpoint a multipath action
+	// chose for a new UDP flow (UDP ports choose endpoints through
+	// multipath, not a select group: see GroupEntry), and
+	// NodePortEntry reg6[16] that the flow came in through a node port
+	// (whose endpoints may differ: externalTrafficPolicy Local).
+	EndpointIndexField = RegBits(6, 0, 15, "EndpointIndex")
+	NodePortEntry      = RegBits(6, 16, 16, "NodePortEntry").Value(1)
 
 	// ServiceCT is ct_mark[0]: the connection was DNATed by a Service.
 	ServiceCT = CtMarkBits(0, 0, "ServiceCT").Value(1)

@@ -71,6 +71,10 @@ func (tr *tracer) applyOne(a Action, table Table, p *Packet) error {
 		return tr.group(a.ID, table, p)
 	case Learn:
 		return tr.learn(a, p)
+	case Multipath:
+		// Like a select group's bucket: Packet.Bucket chooses the link.
+		n := int(a.NLinks)
+		writeBits(p, a.Dst, U128{Lo: uint64(((p.Bucket % n) + n) % n)})
 	case Resubmit:
 		saved := tr.tunDst
 		if err := tr.run(a.Table, p); err != nil {

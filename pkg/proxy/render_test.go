@@ -101,11 +101,19 @@ func tcp(inPort uint32, src netip.Addr, srcPort uint16, dst netip.Addr, dstPort 
 func TestRenderGolden(t *testing.T) {
 	var flows []ovs.Flow
 	var groups []ovs.GroupEntry
-	for _, p := range []ServicePort{rxWeb(), rxSticky()} {
+	dns := rxSticky()
+	dns.Name, dns.ID, dns.Protocol, dns.ClusterIP, dns.Port, dns.NodePort = "dns", 0x100003, ovs.ProtoUDP,
+		netip.MustParseAddr("172.30.0.12"), 53, 30053
+	for _, p := range []ServicePort{rxWeb(), rxSticky(), dns} {
 		f, g := Render(rxCfg, []ServicePort{p})
 		flows, groups = append(flows, f...), append(groups, g...)
 	}
 	ovstest.AssertGoldenWithGroups(t, "services", groups, flows)
+	for _, f := range flows {
+		if err := ovs.ValidateFlow(f); err != nil {
+			t.Error(err)
+		}
+	}
 }
 
 // TestRenderValid: every flow and group is valid OpenFlow for our
@@ -341,6 +349,24 @@ func TestRenderProtocols(t *testing.T) {
 		tr := trace(t, flows, groups, pkt)
 		if tr.Verdict.String() != "Output(4)" || tr.OutputPackets[0].TpDst != rxTarget {
 			t.Errorf("%s: %s\n%s", proto, tr.Verdict, tr)
+		}
+		if udp := proto == ovs.ProtoUDP; udp != (len(groups) == 0) {
+			t.Errorf("%s: %d groups (UDP chooses with multipath, the others with a select group)", proto, len(groups))
+		}
+		if proto == ovs.ProtoUDP {
+			// Every endpoint is reachable through the multipath index.
+			seen := map[netip.Addr]bool{}
+			for bucket := range 2 {
+				pkt.Bucket = bucket
+				tr := trace(t, flows, groups, pkt)
+				if len(tr.OutputPackets) > 0 {
+					seen[tr.OutputPackets[0].Dst] = true
+				}
+			}
+			if len(seen) != 2 {
+				t.Errorf("UDP over two multipath links reached %v, want both endpoints", seen)
+			}
+			pkt.Bucket = 0
 		}
 		pkt.Proto = ovs.ProtoTCP
 		if tr := trace(t, flows, groups, pkt); tr.Verdict.String() != "Output(2)" {
