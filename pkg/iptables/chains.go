@@ -33,6 +33,7 @@ const (
 	ChainNoTrack           = "SDN-NOTRACK"
 	ChainCanary            = "SDN-CANARY"
 	ChainNodePorts         = "SDN-NODEPORTS"
+	ChainEgressIPs         = "SDN-EGRESS-IPS"
 	defaultTunnelInterface = "tun0"
 )
 
@@ -211,3 +212,18 @@ func masquerade2Rules(cidrs []netip.Prefix) [][]string {
 func comment(text string) []string { return []string{"-m", "comment", "--comment", text} }
 
 func withComment(text string, rest ...string) []string { return append(comment(text), rest...) }
+
+// EgressIPChain is the filter chain refusing new inbound connections to the
+// egress IPs this node holds (jumped to from FORWARD: the host routes those
+// addresses into br0, it does not own them). Replies of the connections
+// SNATed to them are ESTABLISHED in the host's conntrack (it forwarded the
+// first packet out) and pass. No ips: an empty chain.
+func EgressIPChain(ips []netip.Addr) Chain {
+	c := Chain{Table: TableFilter, Name: ChainEgressIPs,
+		Jumps: []Jump{{Parent: "FORWARD", Args: comment("egress IPs accept no new connections")}}}
+	for _, ip := range ips {
+		c.Rules = append(c.Rules, append([]string{"-d", netip.PrefixFrom(ip, 32).String(), "-m", "conntrack", "--ctstate", "NEW"},
+			withComment("egress IP", "-j", "REJECT", "--reject-with", "icmp-port-unreachable")...))
+	}
+	return c
+}

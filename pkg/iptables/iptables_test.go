@@ -199,3 +199,23 @@ func TestRealIptables(t *testing.T) {
 		t.Errorf("Remove left rules:\n%s", left)
 	}
 }
+
+func TestEgressIPChain(t *testing.T) {
+	f := NewFake()
+	ips := []netip.Addr{netip.MustParseAddr("198.18.0.100"), netip.MustParseAddr("198.18.0.101")}
+	if err := Ensure(f, []Chain{EgressIPChain(ips)}); err != nil {
+		t.Fatal(err)
+	}
+	dump := f.Dump()
+	for _, want := range []string{"-d 198.18.0.100/32 -m conntrack --ctstate NEW", "-d 198.18.0.101/32", "egress IPs accept no new connections -j SDN-EGRESS-IPS"} {
+		if !strings.Contains(dump, want) {
+			t.Errorf("missing %q in\n%s", want, dump)
+		}
+	}
+	if err := Ensure(f, []Chain{EgressIPChain(ips[1:])}); err != nil {
+		t.Fatal(err)
+	}
+	if dump := f.Dump(); strings.Contains(dump, "198.18.0.100") {
+		t.Errorf("released egress IP still refused:\n%s", dump)
+	}
+}

@@ -350,8 +350,10 @@ func (a *Agent) setupHost(ctx context.Context) error {
 	if err := iptables.Ensure(ipt, chains); err != nil {
 		return fmt.Errorf("ensure iptables chains: %w", err)
 	}
+	a.env.ipt = ipt
 	go iptables.Monitor(ctx, ipt, chains, a.cfg.IPTablesPeriod, func(err error) {
 		klog.InfoS("iptables canary was gone; chains re-ensured", "err", err)
+		a.env.queue.markAll(featureEgressIP) // its chain is the feature's
 	})
 	return nil
 }

@@ -99,6 +99,10 @@ var (
 // (destination rewrite) can run before anti-spoofing and un-DNAT after it.
 const SNATZone uint16 = 0xfff1
 
+// EgressZone holds the SNAT of pod traffic to an egress IP this node holds
+// (pkg/pipeline egressip.go).
+const EgressZone uint16 = 0xfff2
+
 // TunnelKeyField is tun_id[0..31], the VXLAN key carrying the source VNID
 // between nodes.
 var TunnelKeyField = tunnelKey{}

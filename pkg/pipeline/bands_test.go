@@ -18,7 +18,7 @@ var modes = []clusternetwork.Mode{clusternetwork.ModeSubnet, clusternetwork.Mode
 func stagesOf(m clusternetwork.Mode) []pipeline.Stage {
 	iso := pipeline.IsolationFor(m)
 	stages := []pipeline.Stage{pipeline.StageBase, pipeline.StagePods, pipeline.StageNodes, iso.Stage(), pipeline.StageReservedTiers,
-		pipeline.StageServiceProxy, pipeline.StageServices}
+		pipeline.StageServiceProxy, pipeline.StageServices, pipeline.StageEgressIP}
 	if iso.EnforcesNetworkPolicy() {
 		stages = append(stages, pipeline.StageNetworkPolicy, pipeline.StagePolicyAllowAll)
 	}

@@ -44,6 +44,10 @@ const (
 	KindServiceProxy
 	// KindService owns the flows and groups of one Service.
 	KindService
+	// KindEgressIP owns the flows and group of one VNID's egress IPs.
+	KindEgressIP
+	// KindEgressIPHost owns the flows of the egress IPs the node holds.
+	KindEgressIPHost
 )
 
 // ownerKind describes one kind. Keys are "<prefix><id>" (or the prefix alone
@@ -69,6 +73,8 @@ var ownerKinds = map[OwnerKind]ownerKind{
 	KindMulticastRemote: {prefix: "multicast/remote", category: ovs.CookieMulticast, word: "remote nodes"},
 	KindServiceProxy:    {prefix: "service-proxy", category: ovs.CookiePipeline, word: "service proxy"},
 	KindService:         {prefix: "service/", category: ovs.CookieService, word: "service"},
+	KindEgressIP:        {prefix: "egress-ip/", category: ovs.CookieEgress, word: "egress IPs of vnid"},
+	KindEgressIPHost:    {prefix: "egress-ip-host", category: ovs.CookieEgress, word: "egress IPs held"},
 }
 
 // PolicyMatchCookieKey is the cookie key shared by every KindPolicyMatch
