@@ -51,6 +51,7 @@ const (
 	featurePods          = "pods"
 	featureIsolation     = "isolation"
 	featureNetworkPolicy = "networkpolicy"
+	featureMulticast     = "multicast"
 )
 
 // features returns the agent's features in render order for the isolation
@@ -63,6 +64,9 @@ func (e *env) features() []feature {
 		} else {
 			fs = append(fs, newPolicyFeature(e))
 		}
+	}
+	if e.iso.UsesVNIDs() {
+		fs = append(fs, &multicastFeature{e: e})
 	}
 	return fs
 }

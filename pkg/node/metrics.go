@@ -20,6 +20,8 @@ type metrics struct {
 	// NetworkPolicy (networkpolicy mode; feature_policy.go).
 	policyRealization prometheus.Histogram
 	policyFlows       prometheus.Gauge
+	// Multicast (modes with VNIDs; feature_multicast.go).
+	multicastVNIDs prometheus.Gauge
 }
 
 // newMetrics creates the agent's metrics and registers them on reg (nil:
@@ -48,12 +50,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
 		policyFlows: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ovs_sdn_networkpolicy_flows", Help: "Number of compiled NetworkPolicy flows (tables 27 and 80) the agent keeps on br0."}),
+		multicastVNIDs: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ovs_sdn_multicast_enabled_vnids", Help: "VNIDs with multicast enabled (every NetNamespace holding the VNID has the annotation), as last rendered."}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.flows, m.ovsOps, m.syncDuration, m.vnidNotFound, m.pendingOwners,
-		m.realization, m.policyRealization, m.policyFlows} {
+		m.realization, m.policyRealization, m.policyFlows, m.multicastVNIDs} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

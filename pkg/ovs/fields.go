@@ -2,6 +2,7 @@ package ovs
 
 import (
 	"fmt"
+	"net/netip"
 	"strconv"
 )
 
@@ -35,7 +36,22 @@ var (
 	// loaded in LocalPod and consumed by output in PolicyIngress. Legal values:
 	// pod ports, >= 3.
 	OutPortField = RegField{Reg: 2, Name: "OutPort"}
+	// DstPodIPField is reg3[0..31]: the IPv4 address (IPv4Value) of the local
+	// pod a packet is being delivered to, loaded next to OutPortField: in
+	// LocalPod for unicast (the destination), in MulticastToLocal for each
+	// receiver of a multicast datagram, whose nw_dst is the group. Compiled
+	// NetworkPolicy ingress in PolicyIngress matches the target pod here, so
+	// unicast and multicast meet one ingress decision. Legal values: local
+	// pod addresses.
+	DstPodIPField = RegField{Reg: 3, Name: "DstPodIP"}
 )
+
+// IPv4Value is a as a register value (big-endian: 10.128.0.2 is
+// 0x0a800002). a must be IPv4.
+func IPv4Value(a netip.Addr) uint32 {
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
 
 // TunnelKeyField is tun_id[0..31], the VXLAN key carrying the source VNID
 // between nodes.
@@ -72,7 +88,7 @@ func (k tunnelKey) MoveTo(dst Field) Action { return Move{Src: k, Dst: dst} }
 
 // regByNumber returns the named register field for n, or an anonymous one.
 func regByNumber(n uint8) RegField {
-	for _, f := range []RegField{SrcVNIDField, DstVNIDField, OutPortField} {
+	for _, f := range []RegField{SrcVNIDField, DstVNIDField, OutPortField, DstPodIPField} {
 		if f.Reg == n {
 			return f
 		}

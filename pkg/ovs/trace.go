@@ -228,9 +228,9 @@ func (tr *tracer) apply(f Flow, p *Packet) error {
 		case SetEthDst:
 			p.DstMAC = a.Addr
 		case OutputPort:
-			tr.output(p, a.Port)
+			tr.outputUnlessInPort(p, a.Port)
 		case OutputReg:
-			tr.output(p, p.Regs[a.Field.Reg])
+			tr.outputUnlessInPort(p, p.Regs[a.Field.Reg])
 		case Group:
 			tr.trace.Outputs = append(tr.trace.Outputs, Verdict{Kind: VerdictGroup, Port: a.ID, Table: f.Table})
 		case GotoTable:
@@ -252,6 +252,17 @@ func (tr *tracer) apply(f Flow, p *Packet) error {
 		return tr.run(*next, p)
 	}
 	return nil
+}
+
+// outputUnlessInPort outputs to port, except to the packet's own in_port:
+// OVS skips such an output ("skipping output to input port") unless the
+// action is output:in_port. Multicast delivery relies on it: table
+// MulticastToLocal outputs to every local pod of the VNID, and the sender
+// does not get its own datagram back.
+func (tr *tracer) outputUnlessInPort(p *Packet, port uint32) {
+	if port != p.InPort {
+		tr.output(p, port)
+	}
 }
 
 func (tr *tracer) output(p *Packet, port uint32) {

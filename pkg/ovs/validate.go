@@ -11,7 +11,8 @@ import (
 // port fields need their protocol (nw_src without ip, tp_dst without
 // tcp/udp/sctp are rejected — OVS would reject or silently widen them);
 // goto_table must jump forward, resubmit and ct(table=) may not go
-// backwards; drop and conjunction actions stand alone.
+// backwards (except the resubmits declared in resubmit.go); drop and
+// conjunction actions stand alone.
 func ValidateFlow(f Flow) error {
 	if _, ok := TableByID(f.Table.ID); !ok {
 		return fmt.Errorf("flow %q: unknown table %d", f, f.Table.ID)
@@ -92,7 +93,7 @@ func validateActions(f Flow) error {
 			}
 			other++
 		case Resubmit:
-			if err := checkTarget(f.Table, a.Table, a, true); err != nil {
+			if err := checkResubmit(f.Table, a); err != nil {
 				return err
 			}
 			other++
@@ -152,6 +153,7 @@ func ValidatePipeline(flows []Flow) error {
 	errs = append(errs, checkDuplicates(flows)...)
 	errs = append(errs, checkFinalFlows(flows)...)
 	errs = append(errs, checkConjunctions(flows)...)
+	errs = append(errs, checkBackResubmitTargets(flows)...)
 	return errors.Join(errs...)
 }
 

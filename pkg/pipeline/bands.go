@@ -84,12 +84,18 @@ var (
 		band(ovs.TableARPLocal, 100, 100, "ARP to pod"),
 		band(ovs.TableLocalPod, 100, 100, "to pod"),
 	}}
-	// StageNodes: the flows of remote nodes and the multicast replication.
+	// StageNodes: the flows of remote nodes.
 	StageNodes = Stage{Name: "nodes", Bands: []Band{
 		band(ovs.TableVXLANIngress, 100, 100, "known node"),
 		band(ovs.TableARPRemote, 100, 100, "ARP to node"),
 		band(ovs.TableRemotePod, 100, 100, "to node"),
+	}}
+	// StageMulticast: multicast per VNID (multicast.go) and the
+	// replication to remote nodes.
+	StageMulticast = Stage{Name: "multicast", Bands: []Band{
+		band(ovs.TableMulticastFromLocal, 100, 100, "enabled VNID"),
 		band(ovs.TableMulticastToRemote, 100, 100, "replication"),
+		band(ovs.TableMulticastToLocal, 100, 100, "local receivers"),
 	}}
 	// StageNetworkPolicy: the compiled NetworkPolicy flows (pkg/networkpolicy).
 	StageNetworkPolicy = Stage{Name: "networkpolicy", Bands: []Band{

@@ -40,6 +40,9 @@ const (
 	KindPolicyAllowAll
 	// KindMulticastRemote owns the table-111 replication flow.
 	KindMulticastRemote
+	// KindMulticastVNID owns the table-110/120 flows of one
+	// multicast-enabled VNID.
+	KindMulticastVNID
 )
 
 // ownerKind describes one kind. Keys are "<prefix><id>" (or the prefix alone
@@ -63,6 +66,7 @@ var ownerKinds = map[OwnerKind]ownerKind{
 	KindPolicyMatch:     {prefix: "policy-match/", category: ovs.CookiePolicy, word: "shared match", cookieKey: PolicyMatchCookieKey},
 	KindPolicyAllowAll:  {prefix: "policy-allow-all", category: ovs.CookiePolicy, word: "allow-all"},
 	KindMulticastRemote: {prefix: "multicast/remote", category: ovs.CookieMulticast, word: "remote nodes"},
+	KindMulticastVNID:   {prefix: "multicast/vnid/", category: ovs.CookieMulticast, word: "multicast vnid"},
 }
 
 // PolicyMatchCookieKey is the cookie key shared by every KindPolicyMatch
@@ -121,6 +125,12 @@ func NodeOwner(name, uid string) Owner {
 // rule.
 func TenantOwner(vnid uint32) Owner {
 	return Owner{kind: KindTenant, key: "vnid/" + strconv.FormatUint(uint64(vnid), 10)}
+}
+
+// MulticastVNIDOwner is the owner "multicast/vnid/<id>" of the multicast
+// flows of one enabled VNID (MulticastVNIDFlows).
+func MulticastVNIDOwner(vnid uint32) Owner {
+	return Owner{kind: KindMulticastVNID, key: "multicast/vnid/" + strconv.FormatUint(uint64(vnid), 10)}
 }
 
 // PolicyNamespaceOwner is the owner "policy-ns/<ns>" of a namespace's

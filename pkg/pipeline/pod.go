@@ -33,7 +33,7 @@ var podSHAMask = ovs.MAC{0, 0, 0xff, 0xff, 0xff, 0xff}
 // "pod/<ns>/<name>"): table 20 ARP and IP anti-spoofing, which load the
 // source VNID; table 25, which reloads it for traffic coming back from host
 // iptables; table 40 ARP delivery; table 70, which loads the destination
-// VNID and port before the ingress checks of table 80.
+// VNID, port and pod address before the ingress checks of table 80.
 func PodFlows(c FlowConfig, p PodInfo) []ovs.Flow {
 	vnid := c.Isolation().PodVNID(p.VNID)
 	ip := host(p.IP)
@@ -47,7 +47,8 @@ func PodFlows(c FlowConfig, p PodInfo) []ovs.Flow {
 			Action(loadSrc, ovs.Goto(ovs.TablePolicyEgress)),
 		ovs.NewFlow(ovs.TableARPLocal, 100).MatchARP().MatchArpTpa(ip).Action(ovs.Output(p.OFPort)),
 		ovs.NewFlow(ovs.TableLocalPod, 100).MatchIPv4().MatchNwDst(ip).
-			Action(ovs.DstVNIDField.Load(vnid), ovs.OutPortField.Load(p.OFPort), ovs.Goto(ovs.TablePolicyIngress)),
+			Action(ovs.DstVNIDField.Load(vnid), ovs.OutPortField.Load(p.OFPort), ovs.DstPodIPField.Load(ovs.IPv4Value(p.IP)),
+				ovs.Goto(ovs.TablePolicyIngress)),
 	}
 	return PodOwner(p.Namespace, p.Name).Stamp(flows)
 }
