@@ -60,30 +60,53 @@ func (p mcPod) key() types.NamespacedName { return key(p.ns, p.name) }
 // joins each to mcGroup; listeners are closed at test end.
 func (c *mcCluster) addPods(t *testing.T, pods ...mcPod) []types.NamespacedName {
 	t.Helper()
-	ctx := context.Background()
+	keys, err := c.addPodsE(context.Background(), pods...)
+	t.Cleanup(func() {
+		for _, k := range keys {
+			c.closeListener(k)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+// addPodsE is addPods for callers without a *testing.T; they close the
+// listeners (closeListener). It returns the keys joined so far with an error.
+func (c *mcCluster) addPodsE(ctx context.Context, pods ...mcPod) ([]types.NamespacedName, error) {
 	var keys []types.NamespacedName
 	for _, p := range pods {
 		if err := c.l.EnsureNamespaces(ctx, nil, p.ns); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		if err := c.l.CreatePod(ctx, lab.PodSpec{Namespace: p.ns, Name: p.name, Node: p.node, Labels: p.labels}); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		keys = append(keys, p.key())
 	}
 	ips, err := c.l.WaitPodsRunning(ctx, 2*time.Minute, keys...)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
+	var joined []types.NamespacedName
 	for _, k := range keys {
 		ml, err := c.l.Kubelets.JoinMulticast(k, mcGroup)
 		if err != nil {
-			t.Fatal(err)
+			return joined, err
 		}
-		t.Cleanup(func() { ml.Close() })
 		c.ips[k], c.listeners[k] = ips[k], ml
+		joined = append(joined, k)
 	}
-	return keys
+	return joined, nil
+}
+
+// closeListener stops k's listener, if it has one.
+func (c *mcCluster) closeListener(k types.NamespacedName) {
+	if ml := c.listeners[k]; ml != nil {
+		ml.Close()
+		delete(c.listeners, k)
+	}
 }
 
 // deletePod deletes a pod and waits until it is gone; its listener stops.
@@ -100,8 +123,7 @@ func (c *mcCluster) deletePod(t *testing.T, k types.NamespacedName) {
 	if err != nil {
 		t.Fatalf("pod %s not gone: %v", k, err)
 	}
-	c.listeners[k].Close()
-	delete(c.listeners, k)
+	c.closeListener(k)
 }
 
 // send runs one round from `from` and returns the pods that received it.
