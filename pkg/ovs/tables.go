@@ -43,7 +43,7 @@
 //	60  Services: service CIDR traffic to tun0 (host kube-proxy). Default:
 //	    drop.
 //	70  LocalPod: per local pod IP load reg1 = pod VNID, reg2 = pod port,
-//	    go to 80. Default: drop.
+//	    reg3 = pod IP, go to 80. Default: drop.
 //	80  PolicyIngress: tenant isolation / NetworkPolicy ingress, allowed
 //	    traffic is output to reg2. The gateway always passes. Default: drop.
 //	90  RemotePod: per remote node subnet, tun_id = reg0, tun_dst = node
@@ -57,7 +57,8 @@
 //	    drop.
 //	111 MulticastToRemote: copy to every remote node, then 120. Default:
 //	    drop.
-//	120 MulticastToLocal: output to local pods of the VNID. Default: drop.
+//	120 MulticastToLocal: each local pod of the VNID through 80 (resubmit,
+//	    with reg1/reg2/reg3 as LocalPod loads them). Default: drop.
 //	253 Version: a single note flow "PP.VV" (plugin, rule version) written
 //	    last; its absence or a different value makes the agent rebuild br0.
 package ovs
