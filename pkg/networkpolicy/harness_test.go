@@ -72,6 +72,9 @@ func (p probe) packet(inPort uint32) ovs.Packet {
 	pkt.Regs[ovs.SrcVNIDField.Reg] = p.srcVNID
 	pkt.Regs[ovs.DstVNIDField.Reg] = p.dstVNID
 	pkt.Regs[ovs.OutPortField.Reg] = harnessPodPort
+	if p.dst.Is4() {
+		pkt.Regs[ovs.DstPodIPField.Reg] = ovs.IPv4Value(p.dst) // as LocalPod loads it
+	}
 	return pkt
 }
 

@@ -143,9 +143,13 @@ func (d direction) allow() ovs.Action {
 }
 
 // targetField matches the protected pod's address, peerField the other end.
+// In ingress the target is the receiving pod as tables LocalPod and
+// MulticastToLocal name it in reg3 (ovs.DstPodIPField), not nw_dst: the
+// destination of a multicast datagram is its group, and both paths must meet
+// the same decision. Targets are single pods (host prefixes).
 func (d direction) targetField(p netip.Prefix) ovs.MatchField {
 	if d == ingress {
-		return ovs.NwDst(p)
+		return ovs.DstPodIPField.MatchMasked(ovs.IPv4Value(p.Addr()), ^uint32(0)<<(32-p.Bits()))
 	}
 	return ovs.NwSrc(p)
 }

@@ -59,6 +59,7 @@ const (
 	featurePods          = "pods"
 	featureIsolation     = "isolation"
 	featureNetworkPolicy = "networkpolicy"
+	featureMulticast     = "multicast"
 )
 
 // features returns the agent's features in render order for the isolation
@@ -76,7 +77,7 @@ func (e *env) features() []feature {
 		fs = append(fs, newServicesFeature(e))
 	}
 	if e.iso.UsesVNIDs() {
-		fs = append(fs, newEgressIPFeature(e))
+		fs = append(fs, newEgressIPFeature(e), &multicastFeature{e: e})
 	}
 	return fs
 }

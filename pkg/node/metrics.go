@@ -24,6 +24,8 @@ type metrics struct {
 	services, servicePorts, serviceEndpoints prometheus.Gauge
 	// Egress IPs (VNID modes; feature_egressip.go).
 	egressIPsHosted, egressVNIDsDropped prometheus.Gauge
+	// Multicast (modes with VNIDs; feature_multicast.go).
+	multicastVNIDs prometheus.Gauge
 }
 
 // newMetrics creates the agent's metrics and registers them on reg (nil:
@@ -62,12 +64,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "ovs_sdn_egress_ips_hosted", Help: "Number of active egress IPs this node holds (SNATs to and answers ARP for)."}),
 		egressVNIDsDropped: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ovs_sdn_egress_namespaces_dropped", Help: "Number of VNIDs requesting egress IPs none of which is active: their traffic leaving the cluster is dropped."}),
+		multicastVNIDs: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ovs_sdn_multicast_enabled_vnids", Help: "VNIDs with multicast enabled (every NetNamespace holding the VNID has the annotation), as last rendered."}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.flows, m.ovsOps, m.syncDuration, m.vnidNotFound, m.pendingOwners,
-		m.realization, m.policyRealization, m.policyFlows, m.services, m.servicePorts, m.serviceEndpoints, m.egressIPsHosted, m.egressVNIDsDropped} {
+		m.realization, m.policyRealization, m.policyFlows, m.services, m.servicePorts, m.serviceEndpoints, m.egressIPsHosted, m.egressVNIDsDropped,
+		m.multicastVNIDs} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -1,6 +1,9 @@
 package ovs
 
-import "strconv"
+import (
+	"net/netip"
+	"strconv"
+)
 
 // Field is a source or destination of a move action or a learn spec: a
 // whole register (RegField), the low 32 bits of the tunnel key
@@ -45,18 +48,27 @@ var (
 	// loaded in LocalPod and consumed by output in PolicyIngress. Legal values:
 	// pod ports, >= 3.
 	OutPortField = RegField{Reg: 2, Name: "OutPort"}
+	// DstPodIPField is reg3[0..31]: the IPv4 address (IPv4Value) of the local
+	// pod a packet is being delivered to, loaded next to OutPortField: in
+	// LocalPod for unicast (the destination), in MulticastToLocal for each
+	// receiver of a multicast datagram, whose nw_dst is the group. Compiled
+	// NetworkPolicy ingress in PolicyIngress matches the target pod here, so
+	// unicast and multicast meet one ingress decision. Legal values: local
+	// pod addresses.
+	DstPodIPField = RegField{Reg: 3, Name: "DstPodIP"}
 )
 
 // Service load balancing (--proxy-mode=ovs; tables ServiceLB..ServicePost,
-// Routing, PolicyIngress). Registers 3..5 carry an endpoint choice from the
-// select group's bucket (or a learned affinity flow) to the DNAT flow; ct_mark
+// Routing, PolicyIngress). Registers 7, 4 and 5 carry an endpoint choice
+// from the select group's bucket (or a learned affinity flow) to the DNAT
+// flow; ct_mark
 // bits remember, for every later packet of the connection, what its first
 // packet decided. The reg4 flags mirror the ct_mark flags bit for bit
 // (ServiceFlagsCT → ServiceFlags) so that one move restores them.
 var (
-	// EndpointIPField is reg3[0..31]: the IPv4 address of the endpoint
+	// EndpointIPField is reg7[0..31]: the IPv4 address of the endpoint
 	// chosen for a new service connection.
-	EndpointIPField = RegBits(3, 0, 31, "EndpointIP")
+	EndpointIPField = RegBits(7, 0, 31, "EndpointIP")
 	// EndpointPortField is reg4[0..15]: its port.
 	EndpointPortField = RegBits(4, 0, 15, "EndpointPort")
 	// LBStateField is reg4[16..17]: 0 = not looked at, 1 = endpoint to
@@ -141,8 +153,14 @@ func (f RegField) MoveTo(dst Field) Action { return Move{Src: f, Dst: dst} }
 func (k tunnelKey) MoveTo(dst Field) Action { return Move{Src: k, Dst: dst} }
 
 // regByNumber returns the named register field for n, or an anonymous one.
+// IPv4Value is a's 32-bit value, as a register holds it.
+func IPv4Value(a netip.Addr) uint32 {
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
 func regByNumber(n uint8) RegField {
-	for _, f := range []RegField{SrcVNIDField, DstVNIDField, OutPortField} {
+	for _, f := range []RegField{SrcVNIDField, DstVNIDField, OutPortField, DstPodIPField} {
 		if f.Reg == n {
 			return f
 		}

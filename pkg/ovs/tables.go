@@ -61,7 +61,7 @@
 //	    kube-proxy; ovs mode: a Service without a usable endpoint, which the
 //	    host rejects). Default: drop.
 //	70  LocalPod: per local pod IP load reg1 = pod VNID, reg2 = pod port,
-//	    go to 80. Default: drop.
+//	    reg3 = pod IP, go to 80. Default: drop.
 //	80  PolicyIngress: tenant isolation / NetworkPolicy ingress, allowed
 //	    traffic is output to reg2. The gateway always passes; a hairpin
 //	    (a pod reaching itself through its Service) goes back out IN_PORT.
@@ -78,7 +78,8 @@
 //	    Default: drop.
 //	111 MulticastToRemote: copy to every remote node, then 120. Default:
 //	    drop.
-//	120 MulticastToLocal: output to local pods of the VNID. Default: drop.
+//	120 MulticastToLocal: each local pod of the VNID through 80 (resubmit,
+//	    with reg1/reg2/reg3 as LocalPod loads them). Default: drop.
 //	253 Version: a single note flow "PP.VV" (plugin, rule version) written
 //	    last; its absence or a different value makes the agent rebuild br0.
 package ovs

@@ -22,6 +22,9 @@ func stagesOf(m clusternetwork.Mode) []pipeline.Stage {
 	if iso.EnforcesNetworkPolicy() {
 		stages = append(stages, pipeline.StageNetworkPolicy, pipeline.StagePolicyAllowAll)
 	}
+	if iso.UsesVNIDs() {
+		stages = append(stages, pipeline.StageMulticast)
+	}
 	return stages
 }
 
@@ -66,7 +69,9 @@ func TestRenderersStayInTheirBands(t *testing.T) {
 			for _, n := range []pipeline.RemoteNode{nodeB, nodeC, fixedVNIDNode()} {
 				check(pipeline.StageNodes, pipeline.RemoteNodeFlows(c, n))
 			}
-			check(pipeline.StageNodes, []ovs.Flow{pipeline.MulticastRemoteFlow(c, []netip.Addr{nodeB.HostIP})})
+			check(pipeline.StageMulticast, []ovs.Flow{pipeline.MulticastRemoteFlow(c, []netip.Addr{nodeB.HostIP})})
+			check(pipeline.StageMulticast, pipeline.MulticastVNIDFlows(c, 10, []pipeline.PodInfo{podWeb, podDB}))
+			check(pipeline.StageMulticast, pipeline.MulticastVNIDFlows(c, 0, nil))
 			check(pipeline.StagePolicyAllowAll, pipeline.PolicyAllowAllFlows())
 			check(pipeline.StageServiceProxy, pipeline.ServiceProxyFlows(c))
 		}

@@ -25,6 +25,7 @@ var pipelineFingerprint = map[int]string{
 	0x12: "9f251470595a7f15b946823913f79d21998fa0a1b3c3a3cfdcd6a5b0d1541518", // the mode's static flows carry OwnerIsolation's cookie
 	0x13: "3f1f914b431c0ab3bb1ca8dfa7d917bd460894f299aff96e03563c619a42a519", // ovs proxy: tables 21-24, pods to 21, pod MAC set in 70
 	0x14: "d7bb3f8ae426dddfbf99baee722b39bdf4cc3ede1620be5871cba610fd7a07b4", // service traffic skips ConntrackCommit (no second zone-0 entry after SNAT)
+	0x15: "d2e0b653193fd5a3f06fe88a928cbaa2a2c94fccbecfb97634b0f5003580e8ba", // merged: services, egress IPs and multicast (Service endpoint IP moved to reg7; reg3 is the receiving pod)
 }
 
 // TestFlowsGolden compares each scenario with testdata/flows_<name>.flows.

@@ -48,6 +48,9 @@ const (
 	KindEgressIP
 	// KindEgressIPHost owns the flows of the egress IPs the node holds.
 	KindEgressIPHost
+	// KindMulticastVNID owns the table-110/120 flows of one
+	// multicast-enabled VNID.
+	KindMulticastVNID
 )
 
 // ownerKind describes one kind. Keys are "<prefix><id>" (or the prefix alone
@@ -75,6 +78,7 @@ var ownerKinds = map[OwnerKind]ownerKind{
 	KindService:         {prefix: "service/", category: ovs.CookieService, word: "service"},
 	KindEgressIP:        {prefix: "egress-ip/", category: ovs.CookieEgress, word: "egress IPs of vnid"},
 	KindEgressIPHost:    {prefix: "egress-ip-host", category: ovs.CookieEgress, word: "egress IPs held"},
+	KindMulticastVNID:   {prefix: "multicast/vnid/", category: ovs.CookieMulticast, word: "multicast vnid"},
 }
 
 // PolicyMatchCookieKey is the cookie key shared by every KindPolicyMatch
@@ -133,6 +137,12 @@ func NodeOwner(name, uid string) Owner {
 // rule.
 func TenantOwner(vnid uint32) Owner {
 	return Owner{kind: KindTenant, key: "vnid/" + strconv.FormatUint(uint64(vnid), 10)}
+}
+
+// MulticastVNIDOwner is the owner "multicast/vnid/<id>" of the multicast
+// flows of one enabled VNID (MulticastVNIDFlows).
+func MulticastVNIDOwner(vnid uint32) Owner {
+	return Owner{kind: KindMulticastVNID, key: "multicast/vnid/" + strconv.FormatUint(uint64(vnid), 10)}
 }
 
 // PolicyNamespaceOwner is the owner "policy-ns/<ns>" of a namespace's
