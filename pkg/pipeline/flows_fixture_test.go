@@ -144,6 +144,12 @@ func fxScenarios() []fxScenario {
 			nodes: []pipeline.RemoteNode{nodeB},
 		},
 		{
+			name:  "networkpolicy_userspace",
+			cfg:   userspace(fxConfig(clusternetwork.ModeNetworkPolicy)),
+			pods:  []pipeline.PodInfo{podWeb, podBlog},
+			nodes: []pipeline.RemoteNode{nodeB, nodeC},
+		},
+		{
 			name:  "networkpolicy_kube_proxy",
 			cfg:   kubeProxy(fxConfig(clusternetwork.ModeNetworkPolicy)),
 			pods:  []pipeline.PodInfo{podWeb, podBlog},
@@ -157,6 +163,11 @@ func fxScenarios() []fxScenario {
 			nodes: []pipeline.RemoteNode{nodeB, fixedVNIDNode()},
 		},
 	}
+}
+
+func userspace(c pipeline.FlowConfig) pipeline.FlowConfig {
+	c.Userspace = true
+	return c
 }
 
 func kubeProxy(c pipeline.FlowConfig) pipeline.FlowConfig {

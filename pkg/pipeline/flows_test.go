@@ -25,6 +25,7 @@ var pipelineFingerprint = map[int]string{
 	0x12: "9f251470595a7f15b946823913f79d21998fa0a1b3c3a3cfdcd6a5b0d1541518", // the mode's static flows carry OwnerIsolation's cookie
 	0x13: "3f1f914b431c0ab3bb1ca8dfa7d917bd460894f299aff96e03563c619a42a519", // ovs proxy: tables 21-24, pods to 21, pod MAC set in 70
 	0x14: "d7bb3f8ae426dddfbf99baee722b39bdf4cc3ede1620be5871cba610fd7a07b4", // service traffic skips ConntrackCommit (no second zone-0 entry after SNAT)
+	0x15: "f4ac7467f8512c3a8fa4da72fbe62659db6998f0d52b7c5984fbfc92c63cd369", // commit after the ingress decision (81); userspace SCTP replies by learned flows (28, 82)
 }
 
 // TestFlowsGolden compares each scenario with testdata/flows_<name>.flows.
@@ -122,9 +123,10 @@ func TestPipelineValidatorRejectsBroken(t *testing.T) {
 // package doc explains: base (1 cluster CIDR, without 253, the table-111
 // flow and the mode's flows) 49 = OpenShift's 51 − 253 − 111 − two table-10
 // migration flows + drops in 60 and 111, plus the final flows of our tables
-// 21–24 (53 in kube-proxy mode), minus the kube-proxy un-NAT of table 31 in
-// ovs proxy mode (52); the isolation statics are OpenShift's "mode start-up
-// flows".
+// 21–24, 28, 81 and 82 (56 in kube-proxy mode), minus the kube-proxy
+// un-NAT of table 31 in ovs proxy mode (55); the isolation statics are
+// OpenShift's "mode start-up flows", plus the networkpolicy commit
+// deferral (30 p110, 81 p100).
 func TestFlowsCounts(t *testing.T) {
 	second := netip.MustParsePrefix("10.132.0.0/14")
 	tests := []struct {
@@ -132,12 +134,12 @@ func TestFlowsCounts(t *testing.T) {
 		cidrs       []netip.Prefix
 		base, modeN int
 	}{
-		{clusternetwork.ModeSubnet, nil, 49, 2},
-		{clusternetwork.ModeMultitenant, nil, 49, 3},
-		{clusternetwork.ModeNetworkPolicy, nil, 49, 3 + 1},
-		{clusternetwork.ModeSubnet, []netip.Prefix{fxClusterCIDR, second}, 49 + 7, 2},
-		{clusternetwork.ModeMultitenant, []netip.Prefix{fxClusterCIDR, second}, 49 + 7, 3},
-		{clusternetwork.ModeNetworkPolicy, []netip.Prefix{fxClusterCIDR, second}, 49 + 7, 3 + 4},
+		{clusternetwork.ModeSubnet, nil, 52, 2},
+		{clusternetwork.ModeMultitenant, nil, 52, 3},
+		{clusternetwork.ModeNetworkPolicy, nil, 52, 5 + 1},
+		{clusternetwork.ModeSubnet, []netip.Prefix{fxClusterCIDR, second}, 52 + 7, 2},
+		{clusternetwork.ModeMultitenant, []netip.Prefix{fxClusterCIDR, second}, 52 + 7, 3},
+		{clusternetwork.ModeNetworkPolicy, []netip.Prefix{fxClusterCIDR, second}, 52 + 7, 5 + 4},
 	}
 	for _, tt := range tests {
 		cfg := fxConfig(tt.mode, tt.cidrs...)
@@ -152,6 +154,9 @@ func TestFlowsCounts(t *testing.T) {
 		}
 	}
 	cfg := fxConfig(clusternetwork.ModeMultitenant)
+	if us := userspace(fxConfig(clusternetwork.ModeNetworkPolicy)); len(us.Isolation().StaticFlows(us)) != 5+1+1+6 {
+		t.Errorf("networkpolicy mode on the userspace datapath: %d isolation flows, want 13 (1 commit to outside, 6 for SCTP replies)", len(us.Isolation().StaticFlows(us)))
+	}
 	if got := len(pipeline.PodFlows(cfg, podWeb)); got != 5 {
 		t.Errorf("per-pod flows = %d, want 5", got)
 	}
