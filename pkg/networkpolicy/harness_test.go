@@ -48,6 +48,8 @@ func harness(compiled []ovs.Flow, placeholder bool) []ovs.Flow {
 		case ovs.TableVersion:
 		case ovs.TableConntrackCommit:
 			flows = append(flows, ovs.NewFlow(t, 0).Action(ovs.Output(egressPassed)))
+		case ovs.TableIngressCommit: // where every ingress allow goes (pipeline.IngressAllow)
+			flows = append(flows, ovs.NewFlow(t, 0).Action(toPod))
 		default:
 			flows = append(flows, ovs.NewFlow(t, 0).Action(ovs.DropAction()))
 		}

@@ -8,6 +8,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 )
 
 // Namespace is one namespace as the compiler sees it. VNIDs must be unique
@@ -137,7 +138,7 @@ func (d direction) nsReg() ovs.RegField {
 // allow is the action of every allow flow of the direction.
 func (d direction) allow() ovs.Action {
 	if d == ingress {
-		return ovs.OutPortField.Output()
+		return pipeline.IngressAllow
 	}
 	return ovs.Goto(ovs.TableConntrackCommit)
 }

@@ -282,7 +282,7 @@ func (a *Agent) readConfig(ctx context.Context) error {
 		return err
 	}
 	a.fc = pipeline.FlowConfig{Mode: a.cn.Mode, ServiceNetwork: a.cn.ServiceNetwork, LocalSubnet: local,
-		NodeIP: a.cfg.NodeIP, VXLANPort: a.cn.VXLANPort, ProxyMode: a.cfg.ProxyMode}
+		NodeIP: a.cfg.NodeIP, VXLANPort: a.cn.VXLANPort, ProxyMode: a.cfg.ProxyMode, Userspace: a.cfg.DatapathType == "netdev"}
 	for _, n := range a.cn.ClusterNetworks {
 		a.fc.ClusterNetworks = append(a.fc.ClusterNetworks, n.CIDR)
 	}

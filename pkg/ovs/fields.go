@@ -96,6 +96,14 @@ var (
 	EndpointIndexField = RegBits(6, 0, 15, "EndpointIndex")
 	NodePortEntry      = RegBits(6, 16, 16, "NodePortEntry").Value(1)
 
+	// SCTP replies on the userspace datapath (tables 27/28, 80/82): a
+	// packet looked up in the reply table (…Checked) and found there
+	// (…ReplyOK), per direction.
+	EgressRepliesChecked  = RegBits(6, 20, 20, "EgressRepliesChecked").Value(1)
+	EgressReplyOK         = RegBits(6, 21, 21, "EgressReplyOK").Value(1)
+	IngressRepliesChecked = RegBits(6, 22, 22, "IngressRepliesChecked").Value(1)
+	IngressReplyOK        = RegBits(6, 23, 23, "IngressReplyOK").Value(1)
+
 	// ServiceCT is ct_mark[0]: the connection was DNATed by a Service.
 	ServiceCT = CtMarkBits(0, 0, "ServiceCT").Value(1)
 	// ServiceFlagsCT is ct_mark[1..2]: ServiceFlags of the connection

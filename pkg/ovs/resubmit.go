@@ -8,10 +8,11 @@ import "fmt"
 // PolicyIngress with resubmit, so that multicast meets the same ingress
 // decision as unicast (isolation, NetworkPolicy) and the verdict of one
 // receiver does not stop delivery to the next. A backward resubmit is safe
-// only into a terminal table: every flow there ends in output or drop and
-// never continues (no goto_table, resubmit or ct(table=)), so the resubmit
-// returns at once and cannot loop. ValidatePipeline checks that property of
-// every target listed here.
+// when nothing the target table leads to reaches the resubmitting table
+// again (PolicyIngress goes on only to IngressCommit and its own reply
+// lookups, below MulticastToLocal), so the resubmit returns and cannot
+// loop. ValidatePipeline checks that property for every resubmit listed
+// here.
 var backResubmits = map[[2]uint8]bool{
 	{TableMulticastToLocal.ID, TablePolicyIngress.ID}: true,
 }
@@ -28,34 +29,55 @@ func checkResubmit(from Table, a Resubmit) error {
 	return checkTarget(from, a.Table, a, true)
 }
 
-// checkBackResubmitTargets reports every flow of a backward-resubmit target
-// table that continues processing (see backResubmits).
+// checkBackResubmitTargets reports every backward resubmit (see
+// backResubmits) whose source table can be reached again from its target
+// through the flows' goto_table, resubmit and ct(table=) actions.
 func checkBackResubmitTargets(flows []Flow) []error {
-	targets := map[uint8]bool{}
-	for k := range backResubmits {
-		targets[k[1]] = true
+	next := map[uint8]map[uint8]bool{}
+	for _, f := range flows {
+		for _, a := range f.Actions {
+			t, ok := continuation(a)
+			if !ok || backResubmitAllowed(f.Table, t) {
+				continue
+			}
+			if next[f.Table.ID] == nil {
+				next[f.Table.ID] = map[uint8]bool{}
+			}
+			next[f.Table.ID][t.ID] = true
+		}
 	}
 	var errs []error
-	for _, f := range flows {
-		if !targets[f.Table.ID] {
-			continue
-		}
-		for _, a := range f.Actions {
-			if continues(a) {
-				errs = append(errs, fmt.Errorf("flow %q: %s in table %s, which later tables resubmit to, must not continue (loop)", f, a, f.Table.Named()))
+	for k := range backResubmits {
+		from, to := k[0], k[1]
+		seen := map[uint8]bool{to: true}
+		queue := []uint8{to}
+		for len(queue) > 0 {
+			t := queue[0]
+			queue = queue[1:]
+			for n := range next[t] {
+				if n == from {
+					errs = append(errs, fmt.Errorf("table %d resubmits back to table %d, from which table %d is reached again (loop)", from, to, from))
+				}
+				if !seen[n] {
+					seen[n] = true
+					queue = append(queue, n)
+				}
 			}
 		}
 	}
 	return errs
 }
 
-// continues reports whether a sends the packet on to another table.
-func continues(a Action) bool {
+// continuation is the table a sends the packet on to, if any.
+func continuation(a Action) (Table, bool) {
 	switch a := a.(type) {
-	case GotoTable, Resubmit:
-		return true
+	case GotoTable:
+		return a.Table, true
+	case Resubmit:
+		return a.Table, true
 	case ConnTrack:
-		return a.Recirc
+		return a.Table, a.Recirc
 	}
-	return false
+	return Table{}, false
 }
+

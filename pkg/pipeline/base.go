@@ -150,7 +150,7 @@ func serviceFlows() []ovs.Flow {
 // from the node itself (kubelet probes) always reaches pods.
 func ingressBaseFlows(c FlowConfig) []ovs.Flow {
 	return []ovs.Flow{
-		ovs.NewFlow(ovs.TablePolicyIngress, 300).MatchIPv4().MatchNwSrc(host(c.Gateway())).Action(ovs.OutPortField.Output()),
+		ovs.NewFlow(ovs.TablePolicyIngress, 300).MatchIPv4().MatchNwSrc(host(c.Gateway())).Action(c.ingressAllow()),
 	}
 }
 
@@ -189,6 +189,8 @@ func finalFlows() []ovs.Flow {
 			f = f.Action(ovs.Goto(ovs.TableEgressRouting))
 		case ovs.TableEgressRouting:
 			f = f.Action(ovs.Output(OFPortTun0))
+		case ovs.TableIngressCommit:
+			f = f.Action(ovs.OutPortField.Output())
 		default:
 			f = f.Action(ovs.DropAction())
 		}

@@ -174,6 +174,12 @@ func fxScenarios() []fxScenario {
 			multicast: []uint32{0},
 		},
 		{
+			name:  "networkpolicy_userspace",
+			cfg:   userspace(fxConfig(clusternetwork.ModeNetworkPolicy)),
+			pods:  []pipeline.PodInfo{podWeb, podBlog},
+			nodes: []pipeline.RemoteNode{nodeB, nodeC},
+		},
+		{
 			name:  "networkpolicy_kube_proxy",
 			cfg:   kubeProxy(fxConfig(clusternetwork.ModeNetworkPolicy)),
 			pods:  []pipeline.PodInfo{podWeb, podBlog},
@@ -187,6 +193,11 @@ func fxScenarios() []fxScenario {
 			nodes: []pipeline.RemoteNode{nodeB, fixedVNIDNode()},
 		},
 	}
+}
+
+func userspace(c pipeline.FlowConfig) pipeline.FlowConfig {
+	c.Userspace = true
+	return c
 }
 
 func kubeProxy(c pipeline.FlowConfig) pipeline.FlowConfig {
