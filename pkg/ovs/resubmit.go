@@ -80,4 +80,3 @@ func continuation(a Action) (Table, bool) {
 	}
 	return Table{}, false
 }
-
