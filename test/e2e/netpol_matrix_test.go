@@ -258,53 +258,55 @@ func (c *npCluster) probe(ctx context.Context, cells []npCell) map[npCell]npResu
 	return c.probeWith(ctx, cells, c.timeout)
 }
 
-// probeWith probes cells in parallel. SCTP cells go last, in four batches
-// (to pod IPs, then through Services; each in two batches that never hold
-// both directions of one pod pair), with the nodes' SCTP conntrack entries
-// flushed before each batch. The reason is a limit of the lab's datapath,
-// not of the policy: OVS 3.1's userspace connection tracker keys SCTP by
-// addresses only (sport=0,dport=0), so after a probe A → B any SCTP packet
-// B → A is a "reply" (ct_state=+rpl) and passes the reply bypass of tables
-// 27/80 whatever the policy says; and a probe A → B's Service, DNATed to B,
-// would need the reply tuple B → A that a probe A → B already holds (the
-// NAT finds no free port to tell them apart). With port-aware conntrack (the
-// kernel datapath of a real node) a new association from another port is a
-// new connection, which is what each probe is meant to be; the flush
-// reproduces that. The limit itself is documented in docs/networkpolicy.md
-// and docs/services.md.
+// probeWith probes cells in parallel: every cell to a pod IP at once, SCTP
+// included, both directions of every pair in the same batch and no
+// conntrack flush. On the userspace datapath SCTP is never committed and
+// its replies are recognised by exact-5-tuple learned flows (tables 28 and
+// 82), so a probe A → B makes no later B → A look like a reply.
+//
+// The SCTP cells through Services go last, in two batches that never hold
+// both directions of one pod pair, each after the Services' own SCTP
+// entries are flushed. That is a limit of Services on OVS 3.1's userspace
+// datapath, not of the policy: its conntrack keys SCTP by addresses only,
+// so a DNATed association A → B's Service holds the reply tuple B → A
+// (address-only) that another A ↔ B association would need, and the NAT
+// cannot pick another port to tell them apart (docs/services.md, "Services:
+// SCTP"). The flush removes only entries to the Services' addresses (and
+// the SNAT zone's, for a pod reaching itself): to pod IPs there are none.
 func (c *npCluster) probeWith(ctx context.Context, cells []npCell, timeout time.Duration) map[npCell]npResult {
-	var other []npCell
-	type batch struct{ service, reverse bool }
-	sctp := map[batch][]npCell{}
+	var main []npCell
+	viaService := map[bool][]npCell{}
 	for _, cell := range cells {
-		if cell.Proto != corev1.ProtocolSCTP {
-			other = append(other, cell)
+		if cell.Proto != corev1.ProtocolSCTP || !cell.Service {
+			main = append(main, cell)
 			continue
 		}
-		b := batch{cell.Service, cell.From.String() >= cell.To.String()}
-		sctp[b] = append(sctp[b], cell)
+		reverse := cell.From.String() >= cell.To.String()
+		viaService[reverse] = append(viaService[reverse], cell)
 	}
-	out := c.probeBatch(ctx, other, timeout)
-	for _, b := range []batch{{false, false}, {false, true}, {true, false}, {true, true}} {
-		if len(sctp[b]) == 0 {
+	c.flushServiceSCTPConntrack() // the previous matrix's, which the next batch could meet
+	out := c.probeBatch(ctx, main, timeout)
+	for _, reverse := range []bool{false, true} {
+		if len(viaService[reverse]) == 0 {
 			continue
 		}
-		c.flushSCTPConntrack()
-		maps.Copy(out, c.probeBatch(ctx, sctp[b], timeout))
+		c.flushServiceSCTPConntrack()
+		maps.Copy(out, c.probeBatch(ctx, viaService[reverse], timeout))
 	}
 	return out
 }
 
-// flushSCTPConntrack removes every SCTP connection entry on every lab node:
-// in zone 0 and in the SNAT zone (a pod reaching itself through its
-// Service).
-func (c *npCluster) flushSCTPConntrack() {
+// flushServiceSCTPConntrack removes the SCTP connection entries to the
+// Services' addresses on every lab node (zone 0), and the SNAT zone's SCTP
+// entries (a pod reaching itself through its Service).
+func (c *npCluster) flushServiceSCTPConntrack() {
 	for _, n := range c.l.Nodes() {
 		// A failure leaves stale entries, which shows up as mismatching
 		// cells with the conntrack dump in the report.
-		for _, zone := range []uint16{0, ovs.SNATZone} {
-			_, _ = n.Net.Appctl("dpctl/flush-conntrack", fmt.Sprintf("zone=%d", zone), "ct_nw_proto=132")
+		for _, vip := range c.vips {
+			_, _ = n.Net.Appctl("dpctl/flush-conntrack", "zone=0", "ct_nw_proto=132,ct_nw_dst="+vip.String())
 		}
+		_, _ = n.Net.Appctl("dpctl/flush-conntrack", fmt.Sprintf("zone=%d", ovs.SNATZone), "ct_nw_proto=132")
 	}
 }
 
