@@ -41,6 +41,7 @@ import (
 	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
 	"github.com/ovs-sdn/ovs-sdn/pkg/client/clientset/versioned"
 	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
+	"github.com/ovs-sdn/ovs-sdn/pkg/hostsubnet"
 	"github.com/ovs-sdn/ovs-sdn/pkg/iptables"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
@@ -276,7 +277,8 @@ func ignoreNotFound(err error) error {
 }
 
 // waitOwnSubnet waits for HostSubnet <NodeName> with hostIP == NodeIP and
-// a subnet.
+// a subnet of the cluster network, that loses no conflict with an older
+// HostSubnet (subnet_conflicts.go).
 func (a *Agent) waitOwnSubnet(ctx context.Context) (netip.Prefix, error) {
 	var local netip.Prefix
 	var last string
@@ -295,6 +297,13 @@ func (a *Agent) waitOwnSubnet(ctx context.Context) (netip.Prefix, error) {
 			last = fmt.Sprintf("subnet %q is not a node subnet of the cluster network", hs.Subnet)
 			return false, nil
 		}
+		if c, lost, err := a.ownSubnetLoses(ctx); err != nil || lost {
+			last = c
+			if err != nil {
+				last = err.Error()
+			}
+			return false, nil
+		}
 		local = p
 		return true, nil
 	})
@@ -302,6 +311,21 @@ func (a *Agent) waitOwnSubnet(ctx context.Context) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("wait for HostSubnet %s (last: %s): %w", a.cfg.NodeName, last, err)
 	}
 	return local, nil
+}
+
+// ownSubnetLoses reports whether the node's HostSubnet loses a conflict
+// with an older one (subnet_conflicts.go), and the conflict in words.
+func (a *Agent) ownSubnetLoses(ctx context.Context) (string, bool, error) {
+	list, err := a.cfg.Network.NetworkV1().HostSubnets().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return "", false, fmt.Errorf("list HostSubnets: %w", err)
+	}
+	hss := make([]*networkv1.HostSubnet, len(list.Items))
+	for i := range list.Items {
+		hss[i] = &list.Items[i]
+	}
+	c, lost := hostsubnet.Resolve(hss, a.cn.ContainsNodeSubnet)[a.cfg.NodeName]
+	return c.Message(), lost, nil
 }
 
 // setupHost sets ip_forward and the iptables chains, and starts the

@@ -13,6 +13,7 @@ import (
 
 	informers "github.com/ovs-sdn/ovs-sdn/pkg/client/informers/externalversions"
 	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
+	"github.com/ovs-sdn/ovs-sdn/pkg/hostsubnet"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 	"github.com/ovs-sdn/ovs-sdn/pkg/vnid"
@@ -90,6 +91,10 @@ type env struct {
 	// local is the local pods last rendered by the pods feature, by owner
 	// key; later features read it in the same pass.
 	local map[string]pipeline.PodInfo
+	// losers is the HostSubnets that lose a conflict, by name, as the nodes
+	// feature last computed them (subnet_conflicts.go); no feature routes
+	// to them.
+	losers map[string]hostsubnet.Conflict
 	// stages maps a feature name to its stage, for set.
 	stages map[string]pipeline.Stage
 }

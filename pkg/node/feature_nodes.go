@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 
 	"k8s.io/apimachinery/pkg/labels"
@@ -20,7 +21,8 @@ import (
 
 // nodesFeature renders the flows of the remote nodes (one owner per
 // HostSubnet name: tables 10, 50, 90) and the table-111 replication to all
-// of them. Keys are HostSubnet names.
+// of them. Keys are HostSubnet names. HostSubnets that lose a conflict
+// (subnet_conflicts.go) get no flows.
 type nodesFeature struct {
 	e       *env
 	subnets listers.HostSubnetLister
@@ -53,28 +55,54 @@ func (f *nodesFeature) onHostSubnet(obj any) {
 }
 
 func (f *nodesFeature) render(_ context.Context, keys []string, all bool) error {
+	hss, err := f.subnets.List(labels.Everything())
+	if err != nil {
+		return err
+	}
+	// Every pass recomputes the conflict losers over the whole cache, so
+	// the result never depends on the order the HostSubnets arrived in;
+	// a HostSubnet whose loser status changed is rendered again (deleting a
+	// winner promotes its loser).
+	keys = append(keys, f.resolveConflicts(hss)...)
 	if all {
-		names, err := f.allNames()
-		if err != nil {
-			return err
-		}
-		keys = names
+		keys = f.allNames(hss)
 	}
 	if len(keys) == 0 {
 		return nil
 	}
-	var errs []error
+	return errors.Join(f.renderNodes(keys), f.renderMulticast(hss))
+}
+
+// renderNodes renders the nodes named by keys: first every deletion, then
+// every set, so that a loser promoted in this pass can take the flow keys
+// (its subnet, its hostIP) of a winner deleted in this pass.
+func (f *nodesFeature) renderNodes(keys []string) error {
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	var set []pipeline.RemoteNode
 	for _, name := range keys {
-		errs = append(errs, f.renderNode(name))
+		if n, ok := f.desiredNode(name); ok {
+			set = append(set, n)
+		} else {
+			f.e.store.Delete(pipeline.NodeOwner(name, ""))
+		}
 	}
-	return errors.Join(append(errs, f.renderMulticast())...)
+	var errs []error
+	for _, n := range set {
+		errs = append(errs, f.e.set(featureNodes, n.Owner(), pipeline.RemoteNodeFlows(f.e.fc, n)))
+	}
+	return errors.Join(errs...)
 }
 
 // remoteNode converts a HostSubnet into a RemoteNode, or explains why it is
-// not one: our own node, an incomplete object, or an invalid one.
+// not one: our own node, the loser of a conflict, an incomplete object, or
+// an invalid one.
 func (f *nodesFeature) remoteNode(hs *networkv1.HostSubnet) (pipeline.RemoteNode, error) {
 	if hs.Name == f.e.cfg.NodeName || hs.Host == f.e.cfg.NodeName {
 		return pipeline.RemoteNode{}, errOwnNode
+	}
+	if c, lost := f.e.losers[hs.Name]; lost {
+		return pipeline.RemoteNode{}, conflictError{c}
 	}
 	ip, err := netip.ParseAddr(hs.HostIP)
 	if err != nil || !ip.Is4() {
@@ -101,37 +129,31 @@ func (f *nodesFeature) remoteNode(hs *networkv1.HostSubnet) (pipeline.RemoteNode
 
 var errOwnNode = errors.New("own node")
 
-// renderNode sets or deletes the flows of the remote node name from the
-// HostSubnet cache. A HostIP or subnet change replaces the node's flows in
-// one step (same owner); a deleted, own or invalid HostSubnet has none.
-func (f *nodesFeature) renderNode(name string) error {
-	owner := pipeline.NodeOwner(name, "")
+// desiredNode returns the remote node name from the HostSubnet cache, or
+// false when it has no flows: deleted, our own node, invalid, or the loser
+// of a conflict. A HostIP or subnet change replaces the node's flows in one
+// step (same owner).
+func (f *nodesFeature) desiredNode(name string) (pipeline.RemoteNode, bool) {
 	hs, err := f.subnets.Get(name)
 	if err != nil {
-		f.e.store.Delete(owner)
-		return nil // not found: deleted
+		return pipeline.RemoteNode{}, false // not found: deleted
 	}
 	n, err := f.remoteNode(hs)
 	if err != nil {
-		f.e.store.Delete(owner)
-		if errors.Is(err, errOwnNode) {
-			return nil
+		var lost conflictError
+		if !errors.Is(err, errOwnNode) && !errors.As(err, &lost) { // losers: logged by resolveConflicts
+			klog.InfoS("Ignoring HostSubnet", "hostSubnet", name, "reason", err)
 		}
-		klog.InfoS("Ignoring HostSubnet", "hostSubnet", name, "reason", err)
-		return nil
+		return pipeline.RemoteNode{}, false
 	}
-	return f.e.set(featureNodes, n.Owner(), pipeline.RemoteNodeFlows(f.e.fc, n))
+	return n, true
 }
 
 // renderMulticast rebuilds the table-111 replication flow from every valid
-// remote node.
-func (f *nodesFeature) renderMulticast() error {
-	all, err := f.subnets.List(labels.Everything())
-	if err != nil {
-		return err
-	}
+// remote node that is not a conflict loser.
+func (f *nodesFeature) renderMulticast(hss []*networkv1.HostSubnet) error {
 	var ips []netip.Addr
-	for _, hs := range all {
+	for _, hs := range hss {
 		if n, err := f.remoteNode(hs); err == nil {
 			ips = append(ips, n.HostIP)
 		}
@@ -139,26 +161,18 @@ func (f *nodesFeature) renderMulticast() error {
 	return f.e.set(featureNodes, pipeline.OwnerMulticastRemote, []ovs.Flow{pipeline.MulticastRemoteFlow(f.e.fc, ips)})
 }
 
-// allNames returns the names of every HostSubnet in the cache and every
-// node owner in the store, so that a full render also removes the flows of
+// allNames returns the names of every HostSubnet in hss and every node
+// owner in the store, so that a full render also removes the flows of
 // nodes deleted while nobody watched.
-func (f *nodesFeature) allNames() ([]string, error) {
-	all, err := f.subnets.List(labels.Everything())
-	if err != nil {
-		return nil, err
-	}
-	set := map[string]struct{}{}
-	for _, hs := range all {
-		set[hs.Name] = struct{}{}
+func (f *nodesFeature) allNames(hss []*networkv1.HostSubnet) []string {
+	names := make([]string, 0, len(hss))
+	for _, hs := range hss {
+		names = append(names, hs.Name)
 	}
 	for _, o := range f.e.store.Owners() {
 		if o.Kind() == pipeline.KindNode {
-			set[o.ID()] = struct{}{}
+			names = append(names, o.ID())
 		}
 	}
-	names := make([]string, 0, len(set))
-	for n := range set {
-		names = append(names, n)
-	}
-	return names, nil
+	return names
 }
