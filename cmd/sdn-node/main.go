@@ -21,10 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
-	"github.com/ovs-sdn/ovs-sdn/pkg/client/clientset/versioned"
 	"github.com/ovs-sdn/ovs-sdn/pkg/cni"
 	"github.com/ovs-sdn/ovs-sdn/pkg/kubeconfig"
 	"github.com/ovs-sdn/ovs-sdn/pkg/node"
@@ -133,11 +131,8 @@ func (f *flags) run(ctx context.Context, cfg node.Config) error {
 		return err
 	}
 	rc.UserAgent = "sdn-node/" + cfg.NodeName
-	if cfg.Network, err = versioned.NewForConfig(rc); err != nil {
-		return fmt.Errorf("network client: %w", err)
-	}
-	if cfg.Kube, err = kubernetes.NewForConfig(rc); err != nil { // Pods, Namespaces, NetworkPolicies, Events
-		return fmt.Errorf("kubernetes client: %w", err)
+	if cfg.Network, cfg.Kube, err = node.NewClients(ctx, rc); err != nil {
+		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -53,7 +53,7 @@ const (
 
 // itCluster is one integration lab: control plane, nodes, agents, pods.
 type itCluster struct {
-	t *testing.T
+	t testing.TB
 	// env is the control plane: env.Kubeconfig for out-of-process agents,
 	// env.Dir to find (and stop) its processes.
 	env  *testenv.Env
@@ -73,6 +73,11 @@ type itNode struct {
 	c      *itCluster
 	name   string // HostSubnet / node name "node-<lab node>"
 	subnet netip.Prefix
+
+	// ungated: the node's agents use the test's own clients, without the
+	// apigate of node.NewClients (client-go's back-off alone: the
+	// baseline of BenchmarkAPIServerCatchUp).
+	ungated bool
 
 	mu    sync.Mutex
 	agent *itAgent
@@ -131,7 +136,7 @@ func (b *countingBridge) counts() (bundles, changes, replaces int) {
 // HostSubnets (10.128.0.0/23, 10.129.0.0/23, …), and starts an agent per
 // node, waiting until all are Ready. Everything is removed at test end, in
 // reverse order, also when the test fails.
-func newITCluster(t *testing.T, prefix, pluginName string, nodes int, fullSync time.Duration) *itCluster {
+func newITCluster(t testing.TB, prefix, pluginName string, nodes int, fullSync time.Duration) *itCluster {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test: needs root, network namespaces, Open vSwitch and the control-plane binaries")
@@ -265,11 +270,21 @@ func (c *itCluster) netNamespace(ns string, netid uint32) {
 	}
 }
 
-func (n *itNode) agentConfig(reg *prometheus.Registry, br ovs.Bridge) node.Config {
+// agentConfig is the configuration of an agent on n. Its clients are
+// built as sdn-node builds them (node.NewClients, behind an API gate
+// living as long as ctx), unless n is ungated.
+func (n *itNode) agentConfig(ctx context.Context, reg *prometheus.Registry, br ovs.Bridge) (node.Config, error) {
+	network, kube := versioned.Interface(n.c.cs), kubernetes.Interface(n.c.kube)
+	if !n.ungated {
+		var err error
+		if network, kube, err = node.NewClients(ctx, n.c.env.Config); err != nil {
+			return node.Config{}, err
+		}
+	}
 	return node.Config{
 		NodeName:       n.name,
 		NodeIP:         n.IP.Addr(),
-		Network:        n.c.cs,
+		Network:        network,
 		OVSDBEndpoint:  n.DBSock,
 		Bridge:         br,
 		DatapathType:   "netdev",
@@ -278,8 +293,8 @@ func (n *itNode) agentConfig(reg *prometheus.Registry, br ovs.Bridge) node.Confi
 		Registry:       reg,
 		// NetworkPolicy informers and Events (networkpolicy mode); the
 		// recorder is the agent's own, through this client.
-		Kube: n.c.kube,
-	}
+		Kube: kube,
+	}, nil
 }
 
 // startAgent starts a new agent on n and waits until it is Ready (30 s).
@@ -287,12 +302,19 @@ func (n *itNode) startAgent() *itAgent {
 	t := n.c.t
 	reg := prometheus.NewRegistry()
 	br := &countingBridge{Bridge: &ovs.OfctlBridge{Name: "unix:" + n.RunDir + "/br0.mgmt"}}
-	a, err := node.New(n.agentConfig(reg, br))
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg, err := n.agentConfig(ctx, reg, br)
 	if err != nil {
+		cancel()
 		t.Errorf("agent %s: %v", n.name, err)
 		return nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	a, err := node.New(cfg)
+	if err != nil {
+		cancel()
+		t.Errorf("agent %s: %v", n.name, err)
+		return nil
+	}
 	ag := &itAgent{Agent: a, reg: reg, br: br, cancel: cancel, done: make(chan error, 1)}
 	start := time.Now()
 	go func() { ag.done <- a.Run(ctx) }()
