@@ -3,7 +3,10 @@
 // NetNamespaces and the pod ports in OVSDB. See pkg/node.
 //
 // It exits non-zero with a message when ClusterNetwork "default" is invalid
-// or the node's HostSubnet does not appear within about three minutes.
+// or the node's HostSubnet does not appear (or loses a conflict with an
+// older one) within about three minutes. While the API server is
+// unreachable it waits for it, logging the reason every 30 s (its API
+// clients hold reads until the server is ready: pkg/apigate).
 package main
 
 import (
@@ -38,6 +41,7 @@ type flags struct {
 	ovsdb          string
 	ofctlTarget    string
 	datapathType   string
+	underlayBridge string
 	fullSyncPeriod time.Duration
 	healthPeriod   time.Duration
 	metricsAddress string
@@ -83,6 +87,7 @@ func newCommandFor(f *flags) *cobra.Command {
 	fs.StringVar(&f.ovsdb, "ovsdb", node.DefaultOVSDBEndpoint, "OVSDB endpoint")
 	fs.StringVar(&f.ofctlTarget, "ofctl-target", pipeline.BridgeName, `ovs-ofctl target of br0: "br0" or "unix:<rundir>/br0.mgmt"`)
 	fs.StringVar(&f.datapathType, "datapath-type", "system", "datapath type of br0: system (kernel module) or netdev (userspace)")
+	fs.StringVar(&f.underlayBridge, "underlay-bridge", "", "netdev only: the OVS bridge whose internal port holds the node IP (e.g. br-phy), for which the agent keeps ovs-vswitchd's tunnel neighbours (empty: the device the host routes each remote node through)")
 	fs.DurationVar(&f.fullSyncPeriod, "full-sync-period", node.DefaultFullSyncPeriod, "period of the full flow sync that repairs out-of-band edits")
 	fs.DurationVar(&f.healthPeriod, "health-check-period", node.DefaultHealthCheckPeriod, "how often br0's version flow is checked to detect an ovs-vswitchd restart")
 	fs.StringVar(&f.metricsAddress, "metrics-bind-address", "127.0.0.1:29101", "address serving /metrics, /healthz and /readyz (empty disables)")
@@ -108,6 +113,9 @@ func (f *flags) config() (node.Config, error) {
 	if f.datapathType != "system" && f.datapathType != "netdev" {
 		return node.Config{}, fmt.Errorf("--datapath-type %q: must be system or netdev", f.datapathType)
 	}
+	if f.underlayBridge != "" && f.datapathType != "netdev" {
+		return node.Config{}, fmt.Errorf("--underlay-bridge %q: only for --datapath-type=netdev (the kernel datapath resolves tunnel neighbours itself)", f.underlayBridge)
+	}
 	if f.fullSyncPeriod <= 0 {
 		return node.Config{}, fmt.Errorf("--full-sync-period %s: must be positive", f.fullSyncPeriod)
 	}
@@ -120,7 +128,7 @@ func (f *flags) config() (node.Config, error) {
 		}
 	}
 	return node.Config{NodeName: f.nodeName, NodeIP: ip, OVSDBEndpoint: f.ovsdb, OfctlTarget: f.ofctlTarget,
-		DatapathType: f.datapathType, FullSyncPeriod: f.fullSyncPeriod, HealthCheckPeriod: f.healthPeriod,
+		DatapathType: f.datapathType, UnderlayBridge: f.underlayBridge, FullSyncPeriod: f.fullSyncPeriod, HealthCheckPeriod: f.healthPeriod,
 		CNISocketPath: f.cniSocket, CNIStateDir: f.cniStateDir, CNIConfDir: f.cniConfDir, HostNetNS: f.hostNetNS}, nil
 }
 

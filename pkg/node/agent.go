@@ -19,6 +19,12 @@
 // sync repairs out-of-band edits; a missing version flow (ovs-vswitchd
 // restarted) or a lost OVSDB connection (ovsdb-server restarted) triggers a
 // rebuild of the bridge, tun0 and all flows.
+//
+// Around the pipeline: the agent's API clients (NewClients) hold reads
+// while the API server is unreachable, so its informers resume as soon as
+// the server is ready again (pkg/apigate); HostSubnets that lose a
+// conflict are ignored (subnet_conflicts.go); on the userspace datapath
+// the agent keeps ovs-vswitchd's tunnel neighbours (tunnelneigh.go).
 package node
 
 import (
@@ -75,6 +81,13 @@ type Config struct {
 	Bridge ovs.Bridge
 	// DatapathType is "system" (default) or "netdev".
 	DatapathType string
+	// UnderlayBridge (netdev only) is the OVS bridge whose internal port
+	// holds the node IP and carries the VXLAN packets (br-phy in sdn-lab),
+	// for which the agent keeps ovs-vswitchd's tunnel neighbours
+	// (tunnelneigh.go). "" = the device the host routes each remote node
+	// through, which is that bridge when the underlay is set up as SPEC
+	// §9 says.
+	UnderlayBridge string
 	// HostNetNS is the path of the network namespace holding tun0 and the
 	// node's iptables ("" = the agent's own). Ignored if Host is set.
 	HostNetNS string
@@ -172,6 +185,10 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, store: NewFlowStore(), m: m, br: meteredBridge{cfg.Bridge, m}}
 	a.env = &env{cfg: &a.cfg, m: m, store: a.store, queue: newDirtyQueue(), vnids: &vnid.Map{}, pods: &localPods{}}
+	if cfg.DatapathType == "netdev" {
+		a.env.tunnels = newTunnelNeighbors(vswitchdNeighbors{runDir: ovsRunDir(cfg.OVSDBEndpoint)},
+			newNetlinkUnderlay(cfg.HostNetNS), cfg.UnderlayBridge)
+	}
 	return a, nil
 }
 
@@ -228,6 +245,10 @@ func (a *Agent) start(ctx context.Context) error {
 	}
 	if err := a.renderAll(ctx); err != nil {
 		return err
+	}
+	if t := a.env.tunnels; t != nil {
+		t.prime(ctx, tunnelNeighborPrime)
+		go t.run(ctx, a.cfg.HealthCheckPeriod)
 	}
 	if err := a.fullSync(ctx); err != nil {
 		return fmt.Errorf("start-up full sync: %w", err)

@@ -95,6 +95,9 @@ type env struct {
 	// feature last computed them (subnet_conflicts.go); no feature routes
 	// to them.
 	losers map[string]hostsubnet.Conflict
+	// tunnels keeps ovs-vswitchd's tunnel neighbours for the remote nodes
+	// the nodes feature publishes (userspace datapath; nil otherwise).
+	tunnels *tunnelNeighbors
 	// stages maps a feature name to its stage, for set.
 	stages map[string]pipeline.Stage
 }

@@ -150,7 +150,8 @@ func (f *nodesFeature) desiredNode(name string) (pipeline.RemoteNode, bool) {
 }
 
 // renderMulticast rebuilds the table-111 replication flow from every valid
-// remote node that is not a conflict loser.
+// remote node that is not a conflict loser, and gives the same nodes to
+// the tunnel-neighbour upkeep (tunnelneigh.go).
 func (f *nodesFeature) renderMulticast(hss []*networkv1.HostSubnet) error {
 	var ips []netip.Addr
 	for _, hs := range hss {
@@ -158,6 +159,7 @@ func (f *nodesFeature) renderMulticast(hss []*networkv1.HostSubnet) error {
 			ips = append(ips, n.HostIP)
 		}
 	}
+	f.e.tunnels.setPeers(ips)
 	return f.e.set(featureNodes, pipeline.OwnerMulticastRemote, []ovs.Flow{pipeline.MulticastRemoteFlow(f.e.fc, ips)})
 }
 

@@ -65,6 +65,7 @@ type itCluster struct {
 	nodes  []*itNode
 	// fullSyncPeriod is given to every agent started (0: default).
 	fullSyncPeriod time.Duration
+	opts           itOptions
 }
 
 // itNode is a lab node with its HostSubnet and its current agent.
@@ -138,6 +139,19 @@ func (b *countingBridge) counts() (bundles, changes, replaces int) {
 // reverse order, also when the test fails.
 func newITCluster(t testing.TB, prefix, pluginName string, nodes int, fullSync time.Duration) *itCluster {
 	t.Helper()
+	return newITClusterWith(t, prefix, pluginName, nodes, fullSync, itOptions{})
+}
+
+// itOptions are the less common settings of an integration lab.
+type itOptions struct {
+	// agentNeighbors: the lab writes no tunnel neighbours and nothing warms
+	// the underlay; the agents keep ovs-vswitchd's tunnel neighbours
+	// alone, as on a real node (netlab.WithoutTunnelNeighbors).
+	agentNeighbors bool
+}
+
+func newITClusterWith(t testing.TB, prefix, pluginName string, nodes int, fullSync time.Duration, o itOptions) *itCluster {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test: needs root, network namespaces, Open vSwitch and the control-plane binaries")
 	}
@@ -153,7 +167,7 @@ func newITCluster(t testing.TB, prefix, pluginName string, nodes int, fullSync t
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &itCluster{t: t, env: env, cs: cs, kube: kube, plugin: pluginName, fullSyncPeriod: fullSync}
+	c := &itCluster{t: t, env: env, cs: cs, kube: kube, plugin: pluginName, fullSyncPeriod: fullSync, opts: o}
 	ctx := context.Background()
 	vx, mtu := uint32(4789), uint32(itMTU)
 	_, err = cs.NetworkV1().ClusterNetworks().Create(ctx, &networkv1.ClusterNetwork{
@@ -173,7 +187,11 @@ func newITCluster(t testing.TB, prefix, pluginName string, nodes int, fullSync t
 	if err := netlab.Sweep(prefix); err != nil {
 		t.Fatalf("sweep: %v", err)
 	}
-	lab, err := netlab.New(prefix)
+	var labOpts []netlab.Option
+	if o.agentNeighbors {
+		labOpts = append(labOpts, netlab.WithoutTunnelNeighbors())
+	}
+	lab, err := netlab.New(prefix, labOpts...)
 	if err != nil {
 		t.Fatalf("new lab: %v", err)
 	}
@@ -193,28 +211,13 @@ func newITCluster(t testing.TB, prefix, pluginName string, nodes int, fullSync t
 		}
 	})
 	for i := 0; i < nodes; i++ {
-		ln := string(rune('a' + i))
-		ip := netip.MustParsePrefix(fmt.Sprintf("198.18.0.%d/24", 11+i))
-		nn, err := lab.AddNode(ln, ip)
-		if err != nil {
-			t.Fatalf("add node %s: %v", ln, err)
-		}
-		n := &itNode{Node: nn, c: c, name: "node-" + ln,
-			subnet: netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/23", 128+i))}
-		c.nodes = append(c.nodes, n)
-		_, err = cs.NetworkV1().HostSubnets().Create(ctx, &networkv1.HostSubnet{
-			ObjectMeta: metav1.ObjectMeta{Name: n.name},
-			Host:       n.name, HostIP: ip.Addr().String(), Subnet: n.subnet.String(),
-		}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatalf("create HostSubnet %s: %v", n.name, err)
-		}
+		c.addNode()
 	}
 	// Warm the underlay (ARP) between all nodes: the userspace datapath
 	// drops the first tunnel packet towards a node it has no neighbour for.
 	for _, a := range c.nodes {
 		for _, b := range c.nodes {
-			if a != b {
+			if a != b && !o.agentNeighbors {
 				if err := a.Ping(b.IP.Addr(), 2); err != nil {
 					t.Fatalf("underlay: %v", err)
 				}
@@ -234,6 +237,30 @@ func newITCluster(t testing.TB, prefix, pluginName string, nodes int, fullSync t
 		t.Logf("agent %s: start → ready %v", n.name, n.currentAgent().ready.Round(time.Millisecond))
 	}
 	return c
+}
+
+// addNode adds the next lab node ("a", "b", … at 198.18.0.11, .12, …) and
+// its HostSubnet (10.128.0.0/23, 10.129.0.0/23, …); it starts no agent.
+func (c *itCluster) addNode() *itNode {
+	c.t.Helper()
+	i := len(c.nodes)
+	ln := string(rune('a' + i))
+	ip := netip.MustParsePrefix(fmt.Sprintf("198.18.0.%d/24", 11+i))
+	nn, err := c.lab.AddNode(ln, ip)
+	if err != nil {
+		c.t.Fatalf("add node %s: %v", ln, err)
+	}
+	n := &itNode{Node: nn, c: c, name: "node-" + ln,
+		subnet: netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/23", 128+i))}
+	c.nodes = append(c.nodes, n)
+	_, err = c.cs.NetworkV1().HostSubnets().Create(context.Background(), &networkv1.HostSubnet{
+		ObjectMeta: metav1.ObjectMeta{Name: n.name},
+		Host:       n.name, HostIP: ip.Addr().String(), Subnet: n.subnet.String(),
+	}, metav1.CreateOptions{})
+	if err != nil {
+		c.t.Fatalf("create HostSubnet %s: %v", n.name, err)
+	}
+	return n
 }
 
 // dumpState logs each node's flows and OVS logs (on failure).
