@@ -70,6 +70,10 @@ const (
 	DefaultProbeTimeout = 2 * time.Second
 )
 
+// stillDownLogPeriod is how often a closed gate logs the last probe error
+// (a wrong server address in a kubeconfig must not go unnoticed).
+const stillDownLogPeriod = 30 * time.Second
+
 // Options tunes a Gate; zero fields take the defaults.
 type Options struct {
 	// FirstProbe is the delay from the failure that closes the gate to the
@@ -222,6 +226,7 @@ func (g *Gate) close(cause error) {
 func (g *Gate) probeUntilReady(open chan struct{}, first time.Duration) {
 	delay := first
 	var last error
+	logged := time.Now()
 	for {
 		select {
 		case <-g.ctx.Done():
@@ -231,7 +236,12 @@ func (g *Gate) probeUntilReady(open chan struct{}, first time.Duration) {
 		if last = g.probeOnce(); last == nil {
 			break
 		}
-		klog.V(4).InfoS("API server not ready yet", "err", last)
+		if time.Since(logged) >= stillDownLogPeriod {
+			logged = time.Now()
+			klog.InfoS("API server still unreachable or not ready; reads held", "for", time.Since(g.closedAt).Round(time.Second), "err", last)
+		} else {
+			klog.V(4).InfoS("API server not ready yet", "err", last)
+		}
 		delay = min(2*delay, g.opts.ProbePeriod)
 	}
 	g.mu.Lock()
