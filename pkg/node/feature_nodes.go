@@ -70,7 +70,20 @@ func (f *nodesFeature) render(_ context.Context, keys []string, all bool) error 
 	if len(keys) == 0 {
 		return nil
 	}
+	f.publishPeers(hss)
 	return errors.Join(f.renderNodes(keys), f.renderMulticast(hss))
+}
+
+// publishPeers gives the hostIPs of the remote nodes that get flows to
+// the tunnel-neighbour upkeep (tunnelneigh.go).
+func (f *nodesFeature) publishPeers(hss []*networkv1.HostSubnet) {
+	var ips []netip.Addr
+	for _, hs := range hss {
+		if n, err := f.remoteNode(hs); err == nil {
+			ips = append(ips, n.HostIP)
+		}
+	}
+	f.e.tunnels.setPeers(ips)
 }
 
 // renderNodes renders the nodes named by keys: first every deletion, then
@@ -150,8 +163,7 @@ func (f *nodesFeature) desiredNode(name string) (pipeline.RemoteNode, bool) {
 }
 
 // renderMulticast rebuilds the table-111 replication flow from every valid
-// remote node that is not a conflict loser, and gives the same nodes to
-// the tunnel-neighbour upkeep (tunnelneigh.go).
+// remote node that is not a conflict loser.
 func (f *nodesFeature) renderMulticast(hss []*networkv1.HostSubnet) error {
 	var ips []netip.Addr
 	for _, hs := range hss {
@@ -159,7 +171,6 @@ func (f *nodesFeature) renderMulticast(hss []*networkv1.HostSubnet) error {
 			ips = append(ips, n.HostIP)
 		}
 	}
-	f.e.tunnels.setPeers(ips)
 	return f.e.set(featureNodes, pipeline.OwnerMulticastRemote, []ovs.Flow{pipeline.MulticastRemoteFlow(f.e.fc, ips)})
 }
 
