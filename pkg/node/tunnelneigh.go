@@ -255,13 +255,13 @@ func (t *tunnelNeighbors) sync(ctx context.Context) (int, error) {
 func (t *tunnelNeighbors) nextHopsLocked(lookup bool) map[netip.Addr]string {
 	hops := map[netip.Addr]string{}
 	for _, p := range t.peers {
-		if _, ok := t.routes[p]; ok && !lookup {
-			// known route
-		} else if dev, hop, err := t.under.Route(p); err == nil {
-			t.routes[p] = nextHop{dev: dev, hop: hop}
-		} else if !ok {
-			klog.V(2).InfoS("No route to a remote node yet", "nodeIP", p, "err", err)
-			continue
+		if _, known := t.routes[p]; !known || lookup {
+			if dev, hop, err := t.under.Route(p); err == nil {
+				t.routes[p] = nextHop{dev: dev, hop: hop}
+			} else if !known {
+				klog.V(2).InfoS("No route to a remote node yet", "nodeIP", p, "err", err)
+				continue
+			}
 		}
 		r := t.routes[p]
 		if t.bridge != "" {

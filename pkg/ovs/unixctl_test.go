@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	. "github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/ovstest"
@@ -40,7 +41,14 @@ func TestParseTunnelNeighbors(t *testing.T) {
 func TestUnixctlTunnelNeighbors(t *testing.T) {
 	in := ovstest.Start(t)
 	ctx := context.Background()
-	u, err := DialUnixctl(ctx, filepath.Join(in.Dir, "ovs-vswitchd.ctl"))
+	var u *Unixctl
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		// ovstest.Start does not wait for ovs-vswitchd's control socket.
+		if u, err = DialUnixctl(ctx, filepath.Join(in.Dir, "ovs-vswitchd.ctl")); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
