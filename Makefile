@@ -49,7 +49,7 @@ test: tools build fmt vet
 ## bench: benchmarks (SPEC §10); numbers go to docs/benchmarks.md. The real-OVS
 ## ones (BenchmarkOVS*, need root) run with fixed counts: 3 full syncs per size,
 ## 200 pod add/delete pairs; every other benchmark runs 3 times. ~5 minutes, plus
-## ~25 minutes of API-server outages (BenchmarkAPIServerCatchUp: 5 × 15 s and 5 × 60 s).
+## ~15 minutes of API-server outages (BenchmarkAPIServerCatchUp: 5 × 15 s and 5 × 60 s).
 bench: tools build
 	$(GO) test -p 1 -run '^$$' -bench . -skip '^Benchmark(OVS|APIServerCatchUp)' -benchtime 3x -timeout 30m ./...
 	$(GO) test -run '^$$' -bench '^BenchmarkOVSFullSync$$' -benchtime 3x -timeout 15m ./pkg/node/

@@ -34,7 +34,7 @@ const catchUpRuns = 5
 //
 // Reported per variant: p50 and p99 (nearest rank; with 2 agents × 5 runs
 // p99 is the maximum) in seconds. Run it alone, with -benchtime 1x (it does
-// its 5 runs itself): about 25 minutes, most of it the outages and the
+// its 5 runs itself): about 15 minutes, most of it the outages and the
 // baseline's back-off.
 func BenchmarkAPIServerCatchUp(b *testing.B) {
 	for _, outage := range []time.Duration{15 * time.Second, 60 * time.Second} {
