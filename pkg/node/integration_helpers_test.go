@@ -144,10 +144,12 @@ func newITCluster(t testing.TB, prefix, pluginName string, nodes int, fullSync t
 
 // itOptions are the less common settings of an integration lab.
 type itOptions struct {
-	// agentNeighbors: the lab writes no tunnel neighbours and nothing warms
-	// the underlay; the agents keep ovs-vswitchd's tunnel neighbours
-	// alone, as on a real node (netlab.WithoutTunnelNeighbors).
-	agentNeighbors bool
+	// labNeighbors: netlab writes the tunnel neighbours between the nodes
+	// and the underlay is warmed with pings, as before the agents kept
+	// them (issue 17). By default neither happens: the agents keep
+	// ovs-vswitchd's tunnel neighbours alone, as on a real node
+	// (netlab.WithoutTunnelNeighbors).
+	labNeighbors bool
 }
 
 func newITClusterWith(t testing.TB, prefix, pluginName string, nodes int, fullSync time.Duration, o itOptions) *itCluster {
@@ -188,7 +190,7 @@ func newITClusterWith(t testing.TB, prefix, pluginName string, nodes int, fullSy
 		t.Fatalf("sweep: %v", err)
 	}
 	var labOpts []netlab.Option
-	if o.agentNeighbors {
+	if !o.labNeighbors {
 		labOpts = append(labOpts, netlab.WithoutTunnelNeighbors())
 	}
 	lab, err := netlab.New(prefix, labOpts...)
@@ -213,11 +215,12 @@ func newITClusterWith(t testing.TB, prefix, pluginName string, nodes int, fullSy
 	for i := 0; i < nodes; i++ {
 		c.addNode()
 	}
-	// Warm the underlay (ARP) between all nodes: the userspace datapath
-	// drops the first tunnel packet towards a node it has no neighbour for.
+	// With labNeighbors, warm the underlay (ARP) between all nodes: the
+	// userspace datapath drops the first tunnel packet towards a node it
+	// has no neighbour for (the agents see to it otherwise).
 	for _, a := range c.nodes {
 		for _, b := range c.nodes {
-			if a != b && !o.agentNeighbors {
+			if a != b && o.labNeighbors {
 				if err := a.Ping(b.IP.Addr(), 2); err != nil {
 					t.Fatalf("underlay: %v", err)
 				}

@@ -26,8 +26,9 @@ const firstPacketBudget = 500 * time.Millisecond
 
 // TestIntegrationTunnelNeighbors (issue 17 item 3): on the userspace
 // datapath with nobody but the agents keeping ovs-vswitchd's tunnel
-// neighbours (netlab.WithoutTunnelNeighbors, no warm-up pings: a real
-// node), the first datagram between pods on two nodes arrives
+// neighbours (the integration lab's default since issue 17:
+// netlab.WithoutTunnelNeighbors, no warm-up pings — a real node), the
+// first datagram between pods on two nodes arrives
 //
 //   - after a fresh start of the lab and the agents,
 //   - after either node's ovs-vswitchd is killed and restarted (its cache
@@ -41,7 +42,7 @@ const firstPacketBudget = 500 * time.Millisecond
 // and the entry of a node that leaves (HostSubnet deleted) is removed.
 // Each node's cache holds the peer's br-phy MAC.
 func TestIntegrationTunnelNeighbors(t *testing.T) {
-	c := newITClusterWith(t, "itneigh", networkv1.MultiTenantPluginName, 2, 0, itOptions{agentNeighbors: true})
+	c := newITCluster(t, "itneigh", networkv1.MultiTenantPluginName, 2, 0)
 	a, b := c.nodes[0], c.nodes[1]
 	c.netNamespace("proj1", 11)
 	a1 := a.addPod("proj1", "a1")
