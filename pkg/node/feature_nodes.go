@@ -14,15 +14,15 @@ import (
 
 	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
 	listers "github.com/ovs-sdn/ovs-sdn/pkg/client/listers/network/v1"
-	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 	"github.com/ovs-sdn/ovs-sdn/pkg/vnid"
 )
 
 // nodesFeature renders the flows of the remote nodes (one owner per
-// HostSubnet name: tables 10, 50, 90) and the table-111 replication to all
-// of them. Keys are HostSubnet names. HostSubnets that lose a conflict
-// (subnet_conflicts.go) get no flows.
+// HostSubnet name: tables 10, 50, 90). Keys are HostSubnet names.
+// HostSubnets that lose a conflict (subnet_conflicts.go) get no flows. (The
+// table-111 replication to the remote nodes is the multicast feature's; it
+// skips the losers through env.remoteNode.)
 type nodesFeature struct {
 	e       *env
 	subnets listers.HostSubnetLister
@@ -63,7 +63,11 @@ func (f *nodesFeature) render(_ context.Context, keys []string, all bool) error 
 	// the result never depends on the order the HostSubnets arrived in;
 	// a HostSubnet whose loser status changed is rendered again (deleting a
 	// winner promotes its loser).
-	keys = append(keys, f.resolveConflicts(hss)...)
+	changed := f.resolveConflicts(hss)
+	keys = append(keys, changed...)
+	if len(changed) > 0 {
+		f.e.markIfPresent(featureMulticast, keyRemote) // its replication list skips the losers
+	}
 	if all {
 		keys = f.allNames(hss)
 	}
@@ -71,7 +75,7 @@ func (f *nodesFeature) render(_ context.Context, keys []string, all bool) error 
 		return nil
 	}
 	f.publishPeers(hss)
-	return errors.Join(f.renderNodes(keys), f.renderMulticast(hss))
+	return f.renderNodes(keys)
 }
 
 // publishPeers gives the hostIPs of the remote nodes that get flows to
@@ -79,7 +83,7 @@ func (f *nodesFeature) render(_ context.Context, keys []string, all bool) error 
 func (f *nodesFeature) publishPeers(hss []*networkv1.HostSubnet) {
 	var ips []netip.Addr
 	for _, hs := range hss {
-		if n, err := f.remoteNode(hs); err == nil {
+		if n, err := f.e.remoteNode(hs); err == nil {
 			ips = append(ips, n.HostIP)
 		}
 	}
@@ -108,24 +112,26 @@ func (f *nodesFeature) renderNodes(keys []string) error {
 }
 
 // remoteNode converts a HostSubnet into a RemoteNode, or explains why it is
-// not one: our own node, the loser of a conflict, an incomplete object, or
-// an invalid one.
-func (f *nodesFeature) remoteNode(hs *networkv1.HostSubnet) (pipeline.RemoteNode, error) {
-	if hs.Name == f.e.cfg.NodeName || hs.Host == f.e.cfg.NodeName {
+// not one: our own node, the loser of a conflict (as the nodes feature last
+// computed them; it renders first in every pass), an incomplete object, or
+// an invalid one. Every feature that needs the remote nodes converts them
+// here.
+func (e *env) remoteNode(hs *networkv1.HostSubnet) (pipeline.RemoteNode, error) {
+	if hs.Name == e.cfg.NodeName || hs.Host == e.cfg.NodeName {
 		return pipeline.RemoteNode{}, errOwnNode
 	}
-	if c, lost := f.e.losers[hs.Name]; lost {
+	if c, lost := e.losers[hs.Name]; lost {
 		return pipeline.RemoteNode{}, conflictError{c}
 	}
 	ip, err := netip.ParseAddr(hs.HostIP)
 	if err != nil || !ip.Is4() {
 		return pipeline.RemoteNode{}, fmt.Errorf("HostSubnet %s: invalid hostIP %q", hs.Name, hs.HostIP)
 	}
-	if ip == f.e.fc.NodeIP {
+	if ip == e.fc.NodeIP {
 		return pipeline.RemoteNode{}, errOwnNode
 	}
 	sub, err := netip.ParsePrefix(hs.Subnet)
-	if err != nil || !f.e.cn.ContainsNodeSubnet(sub) {
+	if err != nil || !e.cn.ContainsNodeSubnet(sub) {
 		return pipeline.RemoteNode{}, fmt.Errorf("HostSubnet %s: subnet %q is not a node subnet of the cluster network", hs.Name, hs.Subnet)
 	}
 	n := pipeline.RemoteNode{Name: hs.Name, UID: string(hs.UID), HostIP: ip, Subnet: sub}
@@ -151,7 +157,7 @@ func (f *nodesFeature) desiredNode(name string) (pipeline.RemoteNode, bool) {
 	if err != nil {
 		return pipeline.RemoteNode{}, false // not found: deleted
 	}
-	n, err := f.remoteNode(hs)
+	n, err := f.e.remoteNode(hs)
 	if err != nil {
 		var lost conflictError
 		if !errors.Is(err, errOwnNode) && !errors.As(err, &lost) { // losers: logged by resolveConflicts
@@ -160,18 +166,6 @@ func (f *nodesFeature) desiredNode(name string) (pipeline.RemoteNode, bool) {
 		return pipeline.RemoteNode{}, false
 	}
 	return n, true
-}
-
-// renderMulticast rebuilds the table-111 replication flow from every valid
-// remote node that is not a conflict loser.
-func (f *nodesFeature) renderMulticast(hss []*networkv1.HostSubnet) error {
-	var ips []netip.Addr
-	for _, hs := range hss {
-		if n, err := f.remoteNode(hs); err == nil {
-			ips = append(ips, n.HostIP)
-		}
-	}
-	return f.e.set(featureNodes, pipeline.OwnerMulticastRemote, []ovs.Flow{pipeline.MulticastRemoteFlow(f.e.fc, ips)})
 }
 
 // allNames returns the names of every HostSubnet in hss and every node

@@ -22,7 +22,9 @@ import (
 // replication list, whatever order the agent learnt the objects in, also
 // across agent restarts. Every render of the nodes feature recomputes the
 // losers, so deleting (or fixing) a winner promotes its loser in the same
-// pass.
+// pass. Every feature reads them through env.remoteNode; when they change,
+// the nodes feature marks the multicast feature (rendered after it in the
+// same pass), whose own HostSubnet event may have come first.
 //
 // Our own HostSubnet losing: the agent does not start while it loses
 // (waitOwnSubnet waits, as for a missing HostSubnet, and then fails naming
