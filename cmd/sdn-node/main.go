@@ -3,7 +3,10 @@
 // NetNamespaces and the pod ports in OVSDB. See pkg/node.
 //
 // It exits non-zero with a message when ClusterNetwork "default" is invalid
-// or the node's HostSubnet does not appear within about three minutes.
+// or the node's HostSubnet does not appear (or loses a conflict with an
+// older one) within about three minutes. While the API server is
+// unreachable it waits for it, logging the reason every 30 s (its API
+// clients hold reads until the server is ready: pkg/apigate).
 package main
 
 import (
@@ -21,10 +24,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
-	"github.com/ovs-sdn/ovs-sdn/pkg/client/clientset/versioned"
 	"github.com/ovs-sdn/ovs-sdn/pkg/cni"
 	"github.com/ovs-sdn/ovs-sdn/pkg/kubeconfig"
 	"github.com/ovs-sdn/ovs-sdn/pkg/node"
@@ -42,6 +43,7 @@ type flags struct {
 	ovsdb          string
 	ofctlTarget    string
 	datapathType   string
+	underlayBridge string
 	proxyMode      string
 	nodePortRange  string
 	fullSyncPeriod time.Duration
@@ -89,6 +91,7 @@ func newCommandFor(f *flags) *cobra.Command {
 	fs.StringVar(&f.ovsdb, "ovsdb", node.DefaultOVSDBEndpoint, "OVSDB endpoint")
 	fs.StringVar(&f.ofctlTarget, "ofctl-target", pipeline.BridgeName, `ovs-ofctl target of br0: "br0" or "unix:<rundir>/br0.mgmt"`)
 	fs.StringVar(&f.datapathType, "datapath-type", "system", "datapath type of br0: system (kernel module) or netdev (userspace)")
+	fs.StringVar(&f.underlayBridge, "underlay-bridge", "", "netdev only: the OVS bridge whose internal port holds the node IP (e.g. br-phy), for which the agent keeps ovs-vswitchd's tunnel neighbours (empty: the device the host routes each remote node through)")
 	fs.StringVar(&f.proxyMode, "proxy-mode", string(pipeline.ProxyOVS), "how Services are load-balanced: ovs (in br0; required with --datapath-type=netdev) or kube-proxy (service traffic to tun0 for kube-proxy, kernel datapath only)")
 	fs.StringVar(&f.nodePortRange, "service-node-port-range", "30000-32767", "node port range of the cluster (kube-apiserver's --service-node-port-range); proxy mode ovs redirects it into br0")
 	fs.DurationVar(&f.fullSyncPeriod, "full-sync-period", node.DefaultFullSyncPeriod, "period of the full flow sync that repairs out-of-band edits")
@@ -116,6 +119,9 @@ func (f *flags) config() (node.Config, error) {
 	if f.datapathType != "system" && f.datapathType != "netdev" {
 		return node.Config{}, fmt.Errorf("--datapath-type %q: must be system or netdev", f.datapathType)
 	}
+	if f.underlayBridge != "" && f.datapathType != "netdev" {
+		return node.Config{}, fmt.Errorf("--underlay-bridge %q: only for --datapath-type=netdev (the kernel datapath resolves tunnel neighbours itself)", f.underlayBridge)
+	}
 	mode := pipeline.ProxyMode(f.proxyMode)
 	if mode != pipeline.ProxyOVS && mode != pipeline.ProxyKubeProxy {
 		return node.Config{}, fmt.Errorf("--proxy-mode %q: must be ovs or kube-proxy", f.proxyMode)
@@ -139,7 +145,8 @@ func (f *flags) config() (node.Config, error) {
 		}
 	}
 	return node.Config{NodeName: f.nodeName, NodeIP: ip, OVSDBEndpoint: f.ovsdb, OfctlTarget: f.ofctlTarget,
-		DatapathType: f.datapathType, ProxyMode: mode, NodePortRange: ports, FullSyncPeriod: f.fullSyncPeriod, HealthCheckPeriod: f.healthPeriod,
+		DatapathType: f.datapathType, UnderlayBridge: f.underlayBridge, ProxyMode: mode, NodePortRange: ports,
+		FullSyncPeriod: f.fullSyncPeriod, HealthCheckPeriod: f.healthPeriod,
 		CNISocketPath: f.cniSocket, CNIStateDir: f.cniStateDir, CNIConfDir: f.cniConfDir, HostNetNS: f.hostNetNS}, nil
 }
 
@@ -161,11 +168,8 @@ func (f *flags) run(ctx context.Context, cfg node.Config) error {
 		return err
 	}
 	rc.UserAgent = "sdn-node/" + cfg.NodeName
-	if cfg.Network, err = versioned.NewForConfig(rc); err != nil {
-		return fmt.Errorf("network client: %w", err)
-	}
-	if cfg.Kube, err = kubernetes.NewForConfig(rc); err != nil { // Pods, Namespaces, NetworkPolicies, Events
-		return fmt.Errorf("kubernetes client: %w", err)
+	if cfg.Network, cfg.Kube, err = node.NewClients(ctx, rc); err != nil {
+		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -16,11 +16,13 @@ func TestFlagValidation(t *testing.T) {
 		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--full-sync-period=0s"}, "--full-sync-period"},
 		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--cni-socket=run/cni.sock"}, "--cni-socket"},
 		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--cni-conf-dir=net.d"}, "--cni-conf-dir"},
+		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--underlay-bridge=br-phy"}, "--underlay-bridge"},
 		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--proxy-mode=iptables"}, "--proxy-mode"},
 		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--datapath-type=netdev", "--proxy-mode=kube-proxy"}, "--datapath-type=system"},
 		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--service-node-port-range=32767-30000"}, "--service-node-port-range"},
 		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--service-node-port-range=30000"}, "--service-node-port-range"},
 		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--datapath-type=netdev"}, ""},
+		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--datapath-type=netdev", "--underlay-bridge=br-phy"}, ""},
 	}
 	for _, tt := range tests {
 		f := &flags{}

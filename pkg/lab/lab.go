@@ -179,7 +179,8 @@ func (l *Lab) start(ctx context.Context) error {
 	if err := installCNIPlugin(l.cfg.CNIPlugin, l.cniBinDir()); err != nil {
 		return err
 	}
-	net, err := netlab.New(l.cfg.Prefix, netlab.WithStateRoot(l.cfg.StateDir))
+	// The agents keep ovs-vswitchd's tunnel neighbours, as on real nodes.
+	net, err := netlab.New(l.cfg.Prefix, netlab.WithStateRoot(l.cfg.StateDir), netlab.WithoutTunnelNeighbors())
 	if err != nil {
 		return fmt.Errorf("lab underlay: %w", err)
 	}

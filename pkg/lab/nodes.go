@@ -119,10 +119,7 @@ func (l *Lab) AddNodes(ctx context.Context, names ...string) error {
 		go func() { defer wg.Done(); errs[i] = l.startNode(ctx, n) }()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	return l.warmUnderlay()
+	return errors.Join(errs...)
 }
 
 func (l *Lab) addNetNode(name string) (*Node, error) {
@@ -218,22 +215,6 @@ func (l *Lab) waitAgent(ctx context.Context, n *Node) error {
 	}
 	flows, _ := n.AgentFlows(ctx)
 	l.progress("%s: node agent ready (%d flows), CNI server on %s", n.Name, flows, n.socketPath())
-	return nil
-}
-
-// warmUnderlay pings between all nodes: the userspace datapath drops the
-// first tunnel packet towards a node whose MAC it has not learned yet.
-func (l *Lab) warmUnderlay() error {
-	nodes := l.Nodes()
-	for _, a := range nodes {
-		for _, b := range nodes {
-			if a != b {
-				if err := a.Net.Ping(b.IP, 2); err != nil {
-					return fmt.Errorf("underlay: %w", err)
-				}
-			}
-		}
-	}
 	return nil
 }
 

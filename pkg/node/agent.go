@@ -19,6 +19,12 @@
 // sync repairs out-of-band edits; a missing version flow (ovs-vswitchd
 // restarted) or a lost OVSDB connection (ovsdb-server restarted) triggers a
 // rebuild of the bridge, tun0 and all flows.
+//
+// Around the pipeline: the agent's API clients (NewClients) hold reads
+// while the API server is unreachable, so its informers resume as soon as
+// the server is ready again (pkg/apigate); HostSubnets that lose a
+// conflict are ignored (subnet_conflicts.go); on the userspace datapath
+// the agent keeps ovs-vswitchd's tunnel neighbours (tunnelneigh.go).
 package node
 
 import (
@@ -41,6 +47,7 @@ import (
 	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
 	"github.com/ovs-sdn/ovs-sdn/pkg/client/clientset/versioned"
 	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
+	"github.com/ovs-sdn/ovs-sdn/pkg/hostsubnet"
 	"github.com/ovs-sdn/ovs-sdn/pkg/iptables"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
@@ -78,6 +85,13 @@ type Config struct {
 	Bridge ovs.Bridge
 	// DatapathType is "system" (default) or "netdev".
 	DatapathType string
+	// UnderlayBridge (netdev only) is the OVS bridge whose internal port
+	// holds the node IP and carries the VXLAN packets (br-phy in sdn-lab),
+	// for which the agent keeps ovs-vswitchd's tunnel neighbours
+	// (tunnelneigh.go). "" = the device the host routes each remote node
+	// through, which is that bridge when the underlay is set up as SPEC
+	// §9 says.
+	UnderlayBridge string
 	// ProxyMode is how Services are load-balanced: pipeline.ProxyOVS
 	// (default; br0, feature_services.go) or pipeline.ProxyKubeProxy
 	// (service traffic to tun0 for kube-proxy; not possible on netdev,
@@ -194,6 +208,10 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, store: NewFlowStore(), m: m, br: meteredBridge{cfg.Bridge, m}}
 	a.env = &env{cfg: &a.cfg, m: m, store: a.store, queue: newDirtyQueue(), vnids: &vnid.Map{}, pods: &localPods{}}
+	if cfg.DatapathType == "netdev" {
+		a.env.tunnels = newTunnelNeighbors(vswitchdNeighbors{runDir: ovsRunDir(cfg.OVSDBEndpoint)},
+			newNetlinkUnderlay(cfg.HostNetNS), cfg.UnderlayBridge)
+	}
 	return a, nil
 }
 
@@ -251,6 +269,10 @@ func (a *Agent) start(ctx context.Context) error {
 	if err := a.renderAll(ctx); err != nil {
 		return err
 	}
+	if t := a.env.tunnels; t != nil {
+		t.prime(ctx, tunnelNeighborPrime)
+		go t.run(ctx, a.cfg.HealthCheckPeriod)
+	}
 	if err := a.fullSync(ctx); err != nil {
 		return fmt.Errorf("start-up full sync: %w", err)
 	}
@@ -299,7 +321,8 @@ func ignoreNotFound(err error) error {
 }
 
 // waitOwnSubnet waits for HostSubnet <NodeName> with hostIP == NodeIP and
-// a subnet.
+// a subnet of the cluster network, that loses no conflict with an older
+// HostSubnet (subnet_conflicts.go).
 func (a *Agent) waitOwnSubnet(ctx context.Context) (netip.Prefix, error) {
 	var local netip.Prefix
 	var last string
@@ -318,6 +341,13 @@ func (a *Agent) waitOwnSubnet(ctx context.Context) (netip.Prefix, error) {
 			last = fmt.Sprintf("subnet %q is not a node subnet of the cluster network", hs.Subnet)
 			return false, nil
 		}
+		if c, lost, err := a.ownSubnetLoses(ctx); err != nil || lost {
+			last = c
+			if err != nil {
+				last = err.Error()
+			}
+			return false, nil
+		}
 		local = p
 		return true, nil
 	})
@@ -325,6 +355,21 @@ func (a *Agent) waitOwnSubnet(ctx context.Context) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("wait for HostSubnet %s (last: %s): %w", a.cfg.NodeName, last, err)
 	}
 	return local, nil
+}
+
+// ownSubnetLoses reports whether the node's HostSubnet loses a conflict
+// with an older one (subnet_conflicts.go), and the conflict in words.
+func (a *Agent) ownSubnetLoses(ctx context.Context) (string, bool, error) {
+	list, err := a.cfg.Network.NetworkV1().HostSubnets().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return "", false, fmt.Errorf("list HostSubnets: %w", err)
+	}
+	hss := make([]*networkv1.HostSubnet, len(list.Items))
+	for i := range list.Items {
+		hss[i] = &list.Items[i]
+	}
+	c, lost := hostsubnet.Resolve(hss, a.cn.ContainsNodeSubnet)[a.cfg.NodeName]
+	return c.Message(), lost, nil
 }
 
 // setupHost sets ip_forward and the iptables chains, and starts the

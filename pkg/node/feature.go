@@ -14,6 +14,7 @@ import (
 	"errors"
 	informers "github.com/ovs-sdn/ovs-sdn/pkg/client/informers/externalversions"
 	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
+	"github.com/ovs-sdn/ovs-sdn/pkg/hostsubnet"
 	"github.com/ovs-sdn/ovs-sdn/pkg/iptables"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
@@ -105,6 +106,13 @@ type env struct {
 	// local is the local pods last rendered by the pods feature, by owner
 	// key; later features read it in the same pass.
 	local map[string]pipeline.PodInfo
+	// losers is the HostSubnets that lose a conflict, by name, as the nodes
+	// feature last computed them (subnet_conflicts.go); no feature routes
+	// to them.
+	losers map[string]hostsubnet.Conflict
+	// tunnels keeps ovs-vswitchd's tunnel neighbours for the remote nodes
+	// the nodes feature publishes (userspace datapath; nil otherwise).
+	tunnels *tunnelNeighbors
 	// stages maps a feature name to its stage, for set.
 	stages map[string]pipeline.Stage
 	// ipt is the node's iptables (set up before the features start).
@@ -140,6 +148,15 @@ func (e *env) setWithGroups(f string, owner pipeline.Owner, flows []ovs.Flow, gr
 
 // mark marks key of feature f dirty and wakes the sync loop.
 func (e *env) mark(f, key string) { e.queue.mark(f, key) }
+
+// markIfPresent marks key of feature f if the agent runs f (the features
+// depend on the mode). A feature marked by an earlier one in render order
+// renders it in the same pass.
+func (e *env) markIfPresent(f, key string) {
+	if _, ok := e.stages[f]; ok {
+		e.mark(f, key)
+	}
+}
 
 // dirtyQueue is the agent's one record of what changed: per feature, the
 // keys marked since its last render, each with the time of its first mark

@@ -20,32 +20,34 @@ import (
 )
 
 // TestIntegrationAPIServerDown (SPEC §11 "API server down: the dataplane
-// keeps forwarding; the agent catches up after"): with both agents running
-// and pods connected, kube-apiserver is SIGKILLed (connections reset, then
-// refused) and started again after apiDownFor on the same address,
-// certificates and etcd data (its own command line, read from /proc), so
-// the agents' clients reconnect without any change of configuration.
+// keeps forwarding; the agent catches up after" and "API server back after
+// an outage: every agent applies new changes within 5 s"): with both
+// agents running and pods connected, kube-apiserver is SIGKILLed
+// (connections reset, then refused) and started again after apiDownFor on
+// the same address, certificates and etcd data (its own command line, read
+// from /proc), so the agents' clients reconnect without any change of
+// configuration.
 //
 //   - While it is down, new TCP connections a1 ↔ b1 every 200 ms and one
 //     long-lived stream a1 → b1 never fail, and the agent wires a pod
 //     plugged into br0 meanwhile (from its caches: multitenant mode needs
 //     only the NetNamespace it already knows).
 //   - After it is back, a NetNamespace netid change (joining proj2 to
-//     proj1) and a new HostSubnet are applied by both agents; the time from
-//     the API write to the dataplane change is measured.
+//     proj1) and a new HostSubnet are applied by both agents within
+//     catchUpBound of the API write.
+//   - An OpenFlow monitor on each br0 from the kill to the end sees no flow
+//     deleted and added again (no flap): the re-listed objects change
+//     nothing.
 //
-// Catching up is bounded by client-go, not by the agent: every reflector
-// retries a failed list or watch after a backoff of 800 ms doubling per
-// failure, capped at 30 s, each jittered by up to +100 % (hard-coded in
-// k8s.io/client-go/tools/cache.NewReflectorWithOptions), so the first
-// retry after the API server is back comes up to about twice the outage
-// later (at most 60 s). Measured with a 20 s outage: 20–53 s from the write
-// to the dataplane. The test asserts that bound — 2 × (outage + restart) +
-// 5 s — which an agent that stopped watching, or needed a restart, fails;
-// "within a few seconds" would need the agent to probe the API server
-// itself and restart its informers when it is back.
+// The agents' clients are built by node.NewClients, as in sdn-node: their
+// API gate (pkg/apigate) holds the informers' reads while the server is
+// unreachable and releases them when /readyz answers. Without it (today's
+// main before issue 17) the changes took 18–53 s after a 15–20 s outage:
+// client-go's reflector back-off. BenchmarkAPIServerCatchUp measures both,
+// for 15 s and 60 s outages.
 //
-// The outage is 15 s, not the spec's minute, to keep the test short.
+// The outage is 15 s, not the spec's minute, to keep the test short (the
+// benchmark runs the minute).
 func TestIntegrationAPIServerDown(t *testing.T) {
 	const apiDownFor = 15 * time.Second
 	c := newITCluster(t, "itapi", networkv1.MultiTenantPluginName, 2, 2*time.Second)
@@ -71,23 +73,15 @@ func TestIntegrationAPIServerDown(t *testing.T) {
 	}
 
 	sp := newSpawner(t)
-	pid, argv := findProcess(t, "--cert-dir="+filepath.Join(c.env.Dir, "apiserver-certs"))
+	api := c.apiServer(t, sp)
 	s := startStream(t, a1, b1)
 	pr := startPairProber(t, [][2]*netlab.Pod{{a1, b1}, {b1, a1}}, 200*time.Millisecond)
+	monDir := t.TempDir()
+	mons := []*flowMonitor{startFlowMonitor(t, sp, a, monDir), startFlowMonitor(t, sp, b, monDir)}
 
 	// Down.
 	t0 := time.Now()
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	waitGone(t, pid, 5*time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	_, err := c.cs.NetworkV1().HostSubnets().List(ctx, metav1.ListOptions{})
-	cancel()
-	if err == nil {
-		t.Fatal("the API server answers after SIGKILL")
-	}
-	t.Logf("kube-apiserver (pid %d) SIGKILLed; a client gets: %v", pid, err)
+	api.kill(t)
 
 	// A pod plugged while the API server is down (no Pod object: the
 	// multitenant agent takes the VNID from its NetNamespace cache).
@@ -107,24 +101,14 @@ func TestIntegrationAPIServerDown(t *testing.T) {
 		time.Sleep(d)
 	}
 
-	// Back, same command line: same port, serving certificate (cert-dir),
-	// client CA and etcd.
-	api := sp.startProc(t, "kube-apiserver", filepath.Join(c.env.Dir, "kube-apiserver.log"), argv...)
-	t.Cleanup(func() { // before the API server is killed: agents stop against a live one
-		for _, n := range c.nodes {
-			n.stopAgent()
-		}
-	})
-	down := time.Since(t0)
-	up := waitAPIReady(t, c, api, 60*time.Second)
-	t.Logf("kube-apiserver down %v; restarted (pid %d), ready %v after its start", down.Round(time.Millisecond), api.pid(), up.Round(time.Millisecond))
-	// The reflectors' backoff bound (see above).
-	catchUp := 2*(down+up) + 5*time.Second
+	api.start(t)
+	t.Logf("kube-apiserver down %v", time.Since(t0).Round(time.Millisecond))
+	catchUp := catchUpBound
 
 	// Changes right after it is back.
 	tw := time.Now()
 	c.netNamespace("proj2", 11)
-	_, err = c.cs.NetworkV1().HostSubnets().Create(context.Background(), &networkv1.HostSubnet{
+	_, err := c.cs.NetworkV1().HostSubnets().Create(context.Background(), &networkv1.HostSubnet{
 		ObjectMeta: metav1.ObjectMeta{Name: "node-c"},
 		Host:       "node-c", HostIP: "198.18.0.13", Subnet: "10.130.0.0/23",
 	}, metav1.CreateOptions{})
@@ -149,7 +133,11 @@ func TestIntegrationAPIServerDown(t *testing.T) {
 		res[what] = time.Since(tw)
 		mu.Unlock()
 	}
-	wg.Add(4)
+	wg.Add(5)
+	go wait("join: b2's table-70 flow on node-b loads VNID 11", func() bool {
+		out, err := b.Ofctl("dump-flows", netlab.PodBridge, fmt.Sprintf("table=70,ip,nw_dst=%s", b2.IP.Addr()))
+		return err == nil && strings.Contains(out, "0xb->NXM_NX_REG1")
+	})
 	go wait("join: a1 → b2 reachable", func() bool { return reachable(a1, b2, 300*time.Millisecond) == nil })
 	go wait("join: b2 → a1 reachable", func() bool { return reachable(b2, a1, 300*time.Millisecond) == nil })
 	for _, n := range []*itNode{a, b} {
@@ -168,6 +156,11 @@ func TestIntegrationAPIServerDown(t *testing.T) {
 		}
 	}
 
+	for i, m := range mons {
+		if f := flaps(m.events()); len(f) > 0 {
+			t.Errorf("node %s: flows deleted and added again across the outage:\n%s", c.nodes[i].name, joinLines(f))
+		}
+	}
 	n, fails := pr.stop()
 	t.Logf("probes a1 ↔ b1 every 200 ms from the kill to the end (%v): %d, %d failed", time.Since(t0).Round(time.Millisecond), n, len(fails))
 	if len(fails) > 0 || n < int(apiDownFor/(400*time.Millisecond)) {
@@ -183,9 +176,97 @@ func TestIntegrationAPIServerDown(t *testing.T) {
 	}
 }
 
+// catchUpBound is SPEC §11's bound from an API write after an outage to
+// every agent applying it.
+const catchUpBound = 5 * time.Second
+
+// flaps returns the flows an OpenFlow monitor saw deleted and then added
+// again unchanged.
+func flaps(events []string) []string {
+	norm := func(ev string) (string, string) {
+		var kind string
+		var rest []string
+		for _, f := range strings.Fields(ev) {
+			switch {
+			case strings.HasPrefix(f, "event="):
+				kind = strings.TrimPrefix(f, "event=")
+			case strings.HasPrefix(f, "reason="), strings.HasPrefix(f, "duration="),
+				strings.HasPrefix(f, "n_packets="), strings.HasPrefix(f, "n_bytes="), strings.HasPrefix(f, "idle_age="):
+			default:
+				rest = append(rest, f)
+			}
+		}
+		return kind, strings.Join(rest, " ")
+	}
+	deleted := map[string]bool{}
+	var out []string
+	for _, ev := range events {
+		kind, flow := norm(ev)
+		switch kind {
+		case "DELETED":
+			deleted[flow] = true
+		case "ADDED":
+			if deleted[flow] {
+				out = append(out, flow)
+			}
+		}
+	}
+	return out
+}
+
+// apiServer is the cluster's kube-apiserver process, killed and restarted
+// on the same command line (same port, serving certificate in its
+// cert-dir, client CA and etcd), so clients reconnect with no change of
+// configuration.
+type apiServer struct {
+	c    *itCluster
+	sp   *spawner
+	pid  int
+	argv []string
+}
+
+func (c *itCluster) apiServer(t testing.TB, sp *spawner) *apiServer {
+	pid, argv := findProcess(t, "--cert-dir="+filepath.Join(c.env.Dir, "apiserver-certs"))
+	return &apiServer{c: c, sp: sp, pid: pid, argv: argv}
+}
+
+// kill SIGKILLs the API server (connections reset, then refused) and
+// checks that a client gets no answer.
+func (s *apiServer) kill(t testing.TB) {
+	t.Helper()
+	if err := syscall.Kill(s.pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, s.pid, 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_, err := s.c.cs.NetworkV1().HostSubnets().List(ctx, metav1.ListOptions{})
+	cancel()
+	if err == nil {
+		t.Fatal("the API server answers after SIGKILL")
+	}
+	t.Logf("kube-apiserver (pid %d) SIGKILLed; a client gets: %v", s.pid, err)
+}
+
+// start starts the API server again and waits until /readyz says ok; it
+// returns how long that took. The agents are stopped at test end before
+// the spawner kills the API server (cleanups run last-in first-out).
+func (s *apiServer) start(t testing.TB) time.Duration {
+	t.Helper()
+	p := s.sp.startProc(t, "kube-apiserver", filepath.Join(s.c.env.Dir, "kube-apiserver.log"), s.argv...)
+	t.Cleanup(func() {
+		for _, n := range s.c.nodes {
+			n.stopAgent()
+		}
+	})
+	s.pid = p.pid()
+	up := waitAPIReady(t, s.c, p, 60*time.Second)
+	t.Logf("kube-apiserver restarted (pid %d), ready %v after its start", s.pid, up.Round(time.Millisecond))
+	return up
+}
+
 // findProcess returns the pid and command line of the one process whose
 // command line has the argument arg.
-func findProcess(t *testing.T, arg string) (int, []string) {
+func findProcess(t testing.TB, arg string) (int, []string) {
 	t.Helper()
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
@@ -217,7 +298,7 @@ func findProcess(t *testing.T, arg string) (int, []string) {
 }
 
 // waitGone waits until pid no longer exists (killed and reaped).
-func waitGone(t *testing.T, pid int, timeout time.Duration) {
+func waitGone(t testing.TB, pid int, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -233,7 +314,7 @@ func waitGone(t *testing.T, pid int, timeout time.Duration) {
 
 // waitAPIReady waits until the API server answers /readyz with ok through
 // the cluster's client.
-func waitAPIReady(t *testing.T, c *itCluster, p *proc, timeout time.Duration) time.Duration {
+func waitAPIReady(t testing.TB, c *itCluster, p *proc, timeout time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for {

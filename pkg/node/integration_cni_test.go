@@ -248,13 +248,18 @@ func (n *cniNode) startCNIAgent(wait bool) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	br := &countingBridge{Bridge: &ovs.OfctlBridge{Name: "unix:" + n.RunDir + "/br0.mgmt"}}
-	cfg := n.agentConfig(reg, br)
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg, err := n.agentConfig(ctx, reg, br)
+	if err != nil {
+		cancel()
+		t.Fatalf("agent %s: %v", n.name, err)
+	}
 	cfg.CNISocketPath, cfg.CNIStateDir, cfg.CNIConfDir = n.sock, n.state, n.conf
 	a, err := node.New(cfg)
 	if err != nil {
+		cancel()
 		t.Fatalf("agent %s: %v", n.name, err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	ag := &itAgent{Agent: a, reg: reg, br: br, cancel: cancel, done: make(chan error, 1)}
 	go func() { ag.done <- a.Run(ctx) }()
 	n.mu.Lock()

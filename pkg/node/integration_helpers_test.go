@@ -51,7 +51,7 @@ const (
 
 // itCluster is one integration lab: control plane, nodes, agents, pods.
 type itCluster struct {
-	t *testing.T
+	t testing.TB
 	// env is the control plane: env.Kubeconfig for out-of-process agents,
 	// env.Dir to find (and stop) its processes.
 	env  *testenv.Env
@@ -63,6 +63,7 @@ type itCluster struct {
 	nodes  []*itNode
 	// fullSyncPeriod is given to every agent started (0: default).
 	fullSyncPeriod time.Duration
+	opts           itOptions
 }
 
 // itNode is a lab node with its HostSubnet and its current agent.
@@ -71,6 +72,11 @@ type itNode struct {
 	c      *itCluster
 	name   string // HostSubnet / node name "node-<lab node>"
 	subnet netip.Prefix
+
+	// ungated: the node's agents use the test's own clients, without the
+	// apigate of node.NewClients (client-go's back-off alone: the
+	// baseline of BenchmarkAPIServerCatchUp).
+	ungated bool
 
 	mu    sync.Mutex
 	agent *itAgent
@@ -140,7 +146,22 @@ func (b *countingBridge) counts() (bundles, changes, replaces int) {
 // HostSubnets (10.128.0.0/23, 10.129.0.0/23, …), and starts an agent per
 // node, waiting until all are Ready. Everything is removed at test end, in
 // reverse order, also when the test fails.
-func newITCluster(t *testing.T, prefix, pluginName string, nodes int, fullSync time.Duration) *itCluster {
+func newITCluster(t testing.TB, prefix, pluginName string, nodes int, fullSync time.Duration) *itCluster {
+	t.Helper()
+	return newITClusterWith(t, prefix, pluginName, nodes, fullSync, itOptions{})
+}
+
+// itOptions are the less common settings of an integration lab.
+type itOptions struct {
+	// labNeighbors: netlab writes the tunnel neighbours between the nodes
+	// and the underlay is warmed with pings, as before the agents kept
+	// them (issue 17). By default neither happens: the agents keep
+	// ovs-vswitchd's tunnel neighbours alone, as on a real node
+	// (netlab.WithoutTunnelNeighbors).
+	labNeighbors bool
+}
+
+func newITClusterWith(t testing.TB, prefix, pluginName string, nodes int, fullSync time.Duration, o itOptions) *itCluster {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test: needs root, network namespaces, Open vSwitch and the control-plane binaries")
@@ -157,7 +178,7 @@ func newITCluster(t *testing.T, prefix, pluginName string, nodes int, fullSync t
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &itCluster{t: t, env: env, cs: cs, kube: kube, plugin: pluginName, fullSyncPeriod: fullSync}
+	c := &itCluster{t: t, env: env, cs: cs, kube: kube, plugin: pluginName, fullSyncPeriod: fullSync, opts: o}
 	ctx := context.Background()
 	vx, mtu := uint32(4789), uint32(itMTU)
 	_, err = cs.NetworkV1().ClusterNetworks().Create(ctx, &networkv1.ClusterNetwork{
@@ -177,7 +198,11 @@ func newITCluster(t *testing.T, prefix, pluginName string, nodes int, fullSync t
 	if err := netlab.Sweep(prefix); err != nil {
 		t.Fatalf("sweep: %v", err)
 	}
-	lab, err := netlab.New(prefix)
+	var labOpts []netlab.Option
+	if !o.labNeighbors {
+		labOpts = append(labOpts, netlab.WithoutTunnelNeighbors())
+	}
+	lab, err := netlab.New(prefix, labOpts...)
 	if err != nil {
 		t.Fatalf("new lab: %v", err)
 	}
@@ -197,28 +222,14 @@ func newITCluster(t *testing.T, prefix, pluginName string, nodes int, fullSync t
 		}
 	})
 	for i := 0; i < nodes; i++ {
-		ln := string(rune('a' + i))
-		ip := netip.MustParsePrefix(fmt.Sprintf("198.18.0.%d/24", 11+i))
-		nn, err := lab.AddNode(ln, ip)
-		if err != nil {
-			t.Fatalf("add node %s: %v", ln, err)
-		}
-		n := &itNode{Node: nn, c: c, name: "node-" + ln,
-			subnet: netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/23", 128+i))}
-		c.nodes = append(c.nodes, n)
-		_, err = cs.NetworkV1().HostSubnets().Create(ctx, &networkv1.HostSubnet{
-			ObjectMeta: metav1.ObjectMeta{Name: n.name},
-			Host:       n.name, HostIP: ip.Addr().String(), Subnet: n.subnet.String(),
-		}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatalf("create HostSubnet %s: %v", n.name, err)
-		}
+		c.addNode()
 	}
-	// Warm the underlay (ARP) between all nodes: the userspace datapath
-	// drops the first tunnel packet towards a node it has no neighbour for.
+	// With labNeighbors, warm the underlay (ARP) between all nodes: the
+	// userspace datapath drops the first tunnel packet towards a node it
+	// has no neighbour for (the agents see to it otherwise).
 	for _, a := range c.nodes {
 		for _, b := range c.nodes {
-			if a != b {
+			if a != b && o.labNeighbors {
 				if err := a.Ping(b.IP.Addr(), 2); err != nil {
 					t.Fatalf("underlay: %v", err)
 				}
@@ -238,6 +249,30 @@ func newITCluster(t *testing.T, prefix, pluginName string, nodes int, fullSync t
 		t.Logf("agent %s: start → ready %v", n.name, n.currentAgent().ready.Round(time.Millisecond))
 	}
 	return c
+}
+
+// addNode adds the next lab node ("a", "b", … at 198.18.0.11, .12, …) and
+// its HostSubnet (10.128.0.0/23, 10.129.0.0/23, …); it starts no agent.
+func (c *itCluster) addNode() *itNode {
+	c.t.Helper()
+	i := len(c.nodes)
+	ln := string(rune('a' + i))
+	ip := netip.MustParsePrefix(fmt.Sprintf("198.18.0.%d/24", 11+i))
+	nn, err := c.lab.AddNode(ln, ip)
+	if err != nil {
+		c.t.Fatalf("add node %s: %v", ln, err)
+	}
+	n := &itNode{Node: nn, c: c, name: "node-" + ln,
+		subnet: netip.MustParsePrefix(fmt.Sprintf("10.%d.0.0/23", 128+i))}
+	c.nodes = append(c.nodes, n)
+	_, err = c.cs.NetworkV1().HostSubnets().Create(context.Background(), &networkv1.HostSubnet{
+		ObjectMeta: metav1.ObjectMeta{Name: n.name},
+		Host:       n.name, HostIP: ip.Addr().String(), Subnet: n.subnet.String(),
+	}, metav1.CreateOptions{})
+	if err != nil {
+		c.t.Fatalf("create HostSubnet %s: %v", n.name, err)
+	}
+	return n
 }
 
 // dumpState logs each node's flows and OVS logs (on failure).
@@ -274,11 +309,21 @@ func (c *itCluster) netNamespace(ns string, netid uint32) {
 	}
 }
 
-func (n *itNode) agentConfig(reg *prometheus.Registry, br ovs.Bridge) node.Config {
+// agentConfig is the configuration of an agent on n. Its clients are
+// built as sdn-node builds them (node.NewClients, behind an API gate
+// living as long as ctx), unless n is ungated.
+func (n *itNode) agentConfig(ctx context.Context, reg *prometheus.Registry, br ovs.Bridge) (node.Config, error) {
+	network, kube := versioned.Interface(n.c.cs), kubernetes.Interface(n.c.kube)
+	if !n.ungated {
+		var err error
+		if network, kube, err = node.NewClients(ctx, n.c.env.Config); err != nil {
+			return node.Config{}, err
+		}
+	}
 	return node.Config{
 		NodeName:       n.name,
 		NodeIP:         n.IP.Addr(),
-		Network:        n.c.cs,
+		Network:        network,
 		OVSDBEndpoint:  n.DBSock,
 		Bridge:         br,
 		DatapathType:   "netdev",
@@ -287,8 +332,8 @@ func (n *itNode) agentConfig(reg *prometheus.Registry, br ovs.Bridge) node.Confi
 		Registry:       reg,
 		// NetworkPolicy informers and Events (networkpolicy mode); the
 		// recorder is the agent's own, through this client.
-		Kube: n.c.kube,
-	}
+		Kube: kube,
+	}, nil
 }
 
 // startAgent starts a new agent on n and waits until it is Ready (30 s).
@@ -296,12 +341,19 @@ func (n *itNode) startAgent() *itAgent {
 	t := n.c.t
 	reg := prometheus.NewRegistry()
 	br := &countingBridge{Bridge: &ovs.OfctlBridge{Name: "unix:" + n.RunDir + "/br0.mgmt"}}
-	a, err := node.New(n.agentConfig(reg, br))
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg, err := n.agentConfig(ctx, reg, br)
 	if err != nil {
+		cancel()
 		t.Errorf("agent %s: %v", n.name, err)
 		return nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	a, err := node.New(cfg)
+	if err != nil {
+		cancel()
+		t.Errorf("agent %s: %v", n.name, err)
+		return nil
+	}
 	ag := &itAgent{Agent: a, reg: reg, br: br, cancel: cancel, done: make(chan error, 1)}
 	start := time.Now()
 	go func() { ag.done <- a.Run(ctx) }()

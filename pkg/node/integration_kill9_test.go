@@ -161,7 +161,7 @@ func buildSDNNode(t *testing.T) string {
 // end earlier (a goroutine that left a network namespace locked).
 type spawner struct{ reqs chan func() }
 
-func newSpawner(t *testing.T) *spawner {
+func newSpawner(t testing.TB) *spawner {
 	s := &spawner{reqs: make(chan func())}
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
@@ -184,7 +184,7 @@ type proc struct {
 // startProc starts argv in the root network namespace in its own process
 // group, SIGKILLed with the test binary, stdout and stderr appended to
 // logPath; t.Cleanup SIGKILLs its process group and reaps it.
-func (s *spawner) startProc(t *testing.T, name, logPath string, argv ...string) *proc {
+func (s *spawner) startProc(t testing.TB, name, logPath string, argv ...string) *proc {
 	t.Helper()
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {

@@ -249,6 +249,7 @@ func (a *Agent) rebuild(ctx context.Context) error {
 	if err := a.setupOVS(ctx, a.env.db); err != nil {
 		return err
 	}
+	a.env.tunnels.restore(ctx) // before the flows: the first tunnelled packets find their MAC
 	a.markPorts()
 	if _, err := a.render(ctx); err != nil {
 		return err

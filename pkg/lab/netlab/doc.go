@@ -53,7 +53,11 @@
 // times out; after the sender's vswitchd restart, with the pod's ARP cached, the datagram
 // itself). So netlab writes the entries itself (`tnl/neigh/set br-phy <peer IP> <peer br-phy
 // MAC>`) between every pair of nodes: on AddNode, after Restart of ovs-vswitchd, and every
-// minute. No warm-up ping is needed.
+// minute. No warm-up ping is needed. A lab made WithoutTunnelNeighbors leaves this to the node
+// agents (sdn-node keeps the entries on the userspace datapath itself, pkg/node tunnelneigh.go),
+// as on a real node, where nobody else would: sdn-lab (pkg/lab) and the node agent's
+// integration tests do so since issue 17; the default is for labs without agents (netlab's own
+// tests, which program br0 by hand).
 //
 // A node's OVS ports (eth0, pod veths) are AF_PACKET ports: the kernel still receives every
 // frame on them as on any device. With the default arp_ignore=0 the kernel of node b answers

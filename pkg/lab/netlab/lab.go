@@ -17,8 +17,9 @@ const DefaultStateRoot = "/run/netlab"
 type Option func(*options)
 
 type options struct {
-	stateRoot string
-	detached  bool
+	stateRoot      string
+	detached       bool
+	agentNeighbors bool
 }
 
 // WithStateRoot overrides DefaultStateRoot. Keep it short: unix socket paths are limited.
@@ -28,6 +29,11 @@ func WithStateRoot(dir string) Option { return func(o *options) { o.stateRoot = 
 // the process that created the Lab (cmd/sdn-lab). Close still stops them; after a crash,
 // Sweep does.
 func WithDetachedProcesses() Option { return func(o *options) { o.detached = true } }
+
+// WithoutTunnelNeighbors leaves ovs-vswitchd's tunnel-neighbour cache to the node agents
+// (see the package doc): netlab writes no tnl/neigh entries on AddNode, after a vswitchd
+// Restart, or periodically.
+func WithoutTunnelNeighbors() Option { return func(o *options) { o.agentNeighbors = true } }
 
 func buildOptions(opts []Option) options {
 	o := options{stateRoot: DefaultStateRoot}
@@ -82,8 +88,10 @@ func New(prefix string, opts ...Option) (*Lab, error) {
 		}
 	}
 	l.spawner = newSpawner()
-	l.stopRefresh, l.refreshDone = make(chan struct{}), make(chan struct{})
-	go func() { defer close(l.refreshDone); l.refreshNeighbors(l.stopRefresh) }()
+	if !o.agentNeighbors {
+		l.stopRefresh, l.refreshDone = make(chan struct{}), make(chan struct{})
+		go func() { defer close(l.refreshDone); l.refreshNeighbors(l.stopRefresh) }()
+	}
 	if err := l.setupUnderlay(); err != nil {
 		_ = l.Close()
 		return nil, fmt.Errorf("new lab %q: %w", prefix, err)

@@ -44,6 +44,9 @@ func (n *Node) physMAC() (string, error) {
 // Two nodes finishing AddNode concurrently each publish their MAC and take the peer list in
 // one critical section, so at least one of them sees the other and writes both directions.
 func (l *Lab) primeNeighbors(n *Node) error {
+	if l.opts.agentNeighbors {
+		return nil // WithoutTunnelNeighbors: the agents keep them
+	}
 	mac, err := n.physMAC()
 	if err != nil {
 		return err
