@@ -39,6 +39,7 @@ type flags struct {
 	nodeIP         string
 	ovsdb          string
 	ofctlTarget    string
+	transport      string
 	datapathType   string
 	fullSyncPeriod time.Duration
 	healthPeriod   time.Duration
@@ -84,6 +85,7 @@ func newCommandFor(f *flags) *cobra.Command {
 	fs.StringVar(&f.nodeIP, "node-ip", "", "IPv4 underlay address of this node (the HostSubnet's hostIP); required")
 	fs.StringVar(&f.ovsdb, "ovsdb", node.DefaultOVSDBEndpoint, "OVSDB endpoint")
 	fs.StringVar(&f.ofctlTarget, "ofctl-target", pipeline.BridgeName, `ovs-ofctl target of br0: "br0" or "unix:<rundir>/br0.mgmt"`)
+	fs.StringVar(&f.transport, "openflow-transport", node.TransportOpenFlow, `how the agent speaks OpenFlow to br0: "openflow" (one persistent OpenFlow 1.3 connection to br0's management socket) or "ofctl" (an ovs-ofctl process per operation)`)
 	fs.StringVar(&f.datapathType, "datapath-type", "system", "datapath type of br0: system (kernel module) or netdev (userspace)")
 	fs.DurationVar(&f.fullSyncPeriod, "full-sync-period", node.DefaultFullSyncPeriod, "period of the full flow sync that repairs out-of-band edits")
 	fs.DurationVar(&f.healthPeriod, "health-check-period", node.DefaultHealthCheckPeriod, "how often br0's version flow is checked to detect an ovs-vswitchd restart")
@@ -110,6 +112,9 @@ func (f *flags) config() (node.Config, error) {
 	if f.datapathType != "system" && f.datapathType != "netdev" {
 		return node.Config{}, fmt.Errorf("--datapath-type %q: must be system or netdev", f.datapathType)
 	}
+	if f.transport != node.TransportOpenFlow && f.transport != node.TransportOfctl {
+		return node.Config{}, fmt.Errorf("--openflow-transport %q: must be %s or %s", f.transport, node.TransportOpenFlow, node.TransportOfctl)
+	}
 	if f.fullSyncPeriod <= 0 {
 		return node.Config{}, fmt.Errorf("--full-sync-period %s: must be positive", f.fullSyncPeriod)
 	}
@@ -122,7 +127,7 @@ func (f *flags) config() (node.Config, error) {
 		}
 	}
 	return node.Config{NodeName: f.nodeName, NodeIP: ip, OVSDBEndpoint: f.ovsdb, OfctlTarget: f.ofctlTarget,
-		DatapathType: f.datapathType, FullSyncPeriod: f.fullSyncPeriod, HealthCheckPeriod: f.healthPeriod,
+		Transport: f.transport, DatapathType: f.datapathType, FullSyncPeriod: f.fullSyncPeriod, HealthCheckPeriod: f.healthPeriod,
 		CNISocketPath: f.cniSocket, CNIStateDir: f.cniStateDir, CNIConfDir: f.cniConfDir, HostNetNS: f.hostNetNS}, nil
 }
 

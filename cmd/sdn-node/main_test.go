@@ -16,6 +16,7 @@ func TestFlagValidation(t *testing.T) {
 		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--full-sync-period=0s"}, "--full-sync-period"},
 		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--cni-socket=run/cni.sock"}, "--cni-socket"},
 		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--cni-conf-dir=net.d"}, "--cni-conf-dir"},
+		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--openflow-transport=grpc"}, "--openflow-transport"},
 		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--datapath-type=netdev"}, ""},
 	}
 	for _, tt := range tests {
@@ -29,7 +30,8 @@ func TestFlagValidation(t *testing.T) {
 			t.Errorf("%v: %v", tt.args, err)
 		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
 			t.Errorf("%v: error %v, want %q", tt.args, err, tt.wantErr)
-		case tt.wantErr == "" && (cfg.DatapathType != "netdev" || cfg.NodeName != "n1" || cfg.NodeIP.String() != "10.0.0.1"):
+		case tt.wantErr == "" && (cfg.DatapathType != "netdev" || cfg.NodeName != "n1" || cfg.NodeIP.String() != "10.0.0.1" ||
+			cfg.Transport != "openflow"):
 			t.Errorf("%v: config %+v", tt.args, cfg)
 		case tt.wantErr == "" && (cfg.CNISocketPath != "/var/run/ovs-sdn/cni-server.sock" ||
 			cfg.CNIStateDir != "/var/lib/cni/networks" || cfg.CNIConfDir != "/etc/cni/net.d"):

@@ -26,6 +26,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +45,7 @@ import (
 	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
 	"github.com/ovs-sdn/ovs-sdn/pkg/iptables"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/openflow"
 	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 	"github.com/ovs-sdn/ovs-sdn/pkg/vnid"
 )
@@ -67,8 +70,16 @@ type Config struct {
 	OVSDBEndpoint string
 	// Dial connects to OVSDB (DialOVSDB); a seam for tests.
 	Dial DialFunc
-	// OfctlTarget is the ovs-ofctl target of br0: "br0" (default) or its
-	// management socket "unix:<rundir>/br0.mgmt". Ignored if Bridge is set.
+	// Transport is how the agent speaks OpenFlow to br0: TransportOpenFlow
+	// (the default: one persistent OpenFlow 1.3 connection to br0's
+	// management socket, pkg/ovs/openflow) or TransportOfctl (an ovs-ofctl
+	// process per operation, the fallback). Ignored if Bridge is set.
+	Transport string
+	// OfctlTarget is br0 as ovs-ofctl names it: "br0" (default) or its
+	// management socket "unix:<rundir>/br0.mgmt". The OpenFlow transport
+	// connects to that socket; given a bridge name, to
+	// <directory of OVSDBEndpoint's socket>/<name>.mgmt. Ignored if Bridge
+	// is set.
 	OfctlTarget string
 	// Bridge overrides the OpenFlow transport (tests).
 	Bridge ovs.Bridge
@@ -107,6 +118,10 @@ type Config struct {
 	CNISocketPath string
 	CNIStateDir   string
 	CNIConfDir    string
+
+	// closeBridge closes the transport complete created (nil if Bridge was
+	// given).
+	closeBridge func()
 }
 
 func (c *Config) complete() error {
@@ -126,12 +141,40 @@ func (c *Config) complete() error {
 		c.Host = NewHost(c.HostNetNS)
 	}
 	if c.Bridge == nil {
-		c.Bridge = &ovs.OfctlBridge{Name: c.OfctlTarget}
+		br, err := newBridge(c.Transport, c.OfctlTarget, c.OVSDBEndpoint)
+		if err != nil {
+			return err
+		}
+		c.Bridge = br
+		if of, ok := br.(*openflow.Bridge); ok {
+			c.closeBridge = of.Close
+		}
 	}
 	if c.DatapathType == "netdev" {
 		c.Bridge = newPurgingBridge(c.Bridge, ovsRunDir(c.OVSDBEndpoint))
 	}
 	return nil
+}
+
+// OpenFlow transports of Config.Transport.
+const (
+	TransportOpenFlow = "openflow"
+	TransportOfctl    = "ofctl"
+)
+
+// newBridge returns the transport to br0.
+func newBridge(transport, target, ovsdbEndpoint string) (ovs.Bridge, error) {
+	switch transport {
+	case "", TransportOpenFlow:
+		sock, ok := strings.CutPrefix(target, "unix:")
+		if !ok {
+			sock = filepath.Join(ovsRunDir(ovsdbEndpoint), target+".mgmt")
+		}
+		return openflow.New(sock), nil
+	case TransportOfctl:
+		return &ovs.OfctlBridge{Name: target}, nil
+	}
+	return nil, fmt.Errorf("node agent: unknown OpenFlow transport %q (want %s or %s)", transport, TransportOpenFlow, TransportOfctl)
 }
 
 func setDefault[T comparable](p *T, v T) {
@@ -199,6 +242,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer stopCNI()
+	if a.cfg.closeBridge != nil {
+		defer a.cfg.closeBridge()
+	}
 	if err := a.start(ctx); err != nil {
 		return err
 	}
