@@ -201,6 +201,10 @@ type Agent struct {
 	// renderMu serializes render passes (the sync loop's and the CNI
 	// server's) and everything features own.
 	renderMu sync.Mutex
+	// cniSyncs lets concurrent CNI calls share syncs (syncgate.go), run
+	// with runCtx, the context of Run.
+	cniSyncs syncGate
+	runCtx   context.Context
 }
 
 // New validates cfg and returns an agent that has not started.
@@ -237,6 +241,7 @@ func (a *Agent) Store() *FlowStore { return a.store }
 
 // Run starts the agent; see the package doc.
 func (a *Agent) Run(ctx context.Context) error {
+	a.runCtx = ctx
 	stopCNI, err := a.startCNI(ctx)
 	if err != nil {
 		return err

@@ -208,7 +208,7 @@ func TestIntegrationCNI(t *testing.T) {
 }
 
 // buildCNIPlugin builds cmd/sdn-cni into a CNI bin dir as "ovs-sdn".
-func buildCNIPlugin(t *testing.T) string {
+func buildCNIPlugin(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	out, err := exec.Command("go", "build", "-o", filepath.Join(dir, cni.PluginType),
@@ -223,13 +223,13 @@ func buildCNIPlugin(t *testing.T) string {
 // CNI directories and a libcni runtime.
 type cniNode struct {
 	*itNode
-	t                        *testing.T
+	t                        testing.TB
 	sock, state, conf, cache string
 	cni                      *libcni.CNIConfig
 	list                     *libcni.NetworkConfigList
 }
 
-func newCNINode(t *testing.T, n *itNode, bin string) *cniNode {
+func newCNINode(t testing.TB, n *itNode, bin string) *cniNode {
 	dir, err := os.MkdirTemp("", "itcni") // short: unix socket paths
 	if err != nil {
 		t.Fatal(err)
@@ -247,7 +247,7 @@ func (n *cniNode) startCNIAgent(wait bool) {
 	t := n.t
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	br := &countingBridge{Bridge: &ovs.OfctlBridge{Name: "unix:" + n.RunDir + "/br0.mgmt"}}
+	br := n.newITBridge()
 	cfg := n.agentConfig(reg, br)
 	cfg.CNISocketPath, cfg.CNIStateDir, cfg.CNIConfDir = n.sock, n.state, n.conf
 	a, err := node.New(cfg)

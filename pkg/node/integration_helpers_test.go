@@ -40,6 +40,7 @@ import (
 	"github.com/ovs-sdn/ovs-sdn/pkg/lab/netlab"
 	"github.com/ovs-sdn/ovs-sdn/pkg/node"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/openflow"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/ovsdb"
 	"github.com/ovs-sdn/ovs-sdn/pkg/testenv"
 )
@@ -53,7 +54,7 @@ const (
 
 // itCluster is one integration lab: control plane, nodes, agents, pods.
 type itCluster struct {
-	t *testing.T
+	t testing.TB
 	// env is the control plane: env.Kubeconfig for out-of-process agents,
 	// env.Dir to find (and stop) its processes.
 	env  *testenv.Env
@@ -120,6 +121,39 @@ func (b *countingBridge) ReplaceFlows(ctx context.Context, flows []ovs.Flow) err
 	return err
 }
 
+// ReplaceAll counts like ReplaceFlows: the FlowStore's full syncs use it.
+func (b *countingBridge) ReplaceAll(ctx context.Context, groups []ovs.GroupEntry, flows []ovs.Flow) error {
+	err := b.Bridge.ReplaceAll(ctx, groups, flows)
+	if err == nil {
+		b.mu.Lock()
+		b.replaces++
+		b.mu.Unlock()
+	}
+	return err
+}
+
+// itTransport is the OpenFlow transport of the agents the integration
+// tests start: the agent's default (openflow), or ofctl when the
+// environment sets OVS_SDN_IT_TRANSPORT=ofctl.
+func itTransport() string {
+	if os.Getenv("OVS_SDN_IT_TRANSPORT") == node.TransportOfctl {
+		return node.TransportOfctl
+	}
+	return node.TransportOpenFlow
+}
+
+// newITBridge returns a counting bridge over the integration transport to
+// n's br0.
+func (n *itNode) newITBridge() *countingBridge {
+	target := "unix:" + n.RunDir + "/br0.mgmt"
+	if itTransport() == node.TransportOfctl {
+		return &countingBridge{Bridge: &ovs.OfctlBridge{Name: target}}
+	}
+	br := openflow.New(target)
+	n.c.t.Cleanup(br.Close)
+	return &countingBridge{Bridge: br}
+}
+
 func (b *countingBridge) counts() (bundles, changes, replaces int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -131,7 +165,7 @@ func (b *countingBridge) counts() (bundles, changes, replaces int) {
 // HostSubnets (10.128.0.0/23, 10.129.0.0/23, …), and starts an agent per
 // node, waiting until all are Ready. Everything is removed at test end, in
 // reverse order, also when the test fails.
-func newITCluster(t *testing.T, prefix, pluginName string, nodes int, fullSync time.Duration) *itCluster {
+func newITCluster(t testing.TB, prefix, pluginName string, nodes int, fullSync time.Duration) *itCluster {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test: needs root, network namespaces, Open vSwitch and the control-plane binaries")
@@ -286,7 +320,7 @@ func (n *itNode) agentConfig(reg *prometheus.Registry, br ovs.Bridge) node.Confi
 func (n *itNode) startAgent() *itAgent {
 	t := n.c.t
 	reg := prometheus.NewRegistry()
-	br := &countingBridge{Bridge: &ovs.OfctlBridge{Name: "unix:" + n.RunDir + "/br0.mgmt"}}
+	br := n.newITBridge()
 	a, err := node.New(n.agentConfig(reg, br))
 	if err != nil {
 		t.Errorf("agent %s: %v", n.name, err)
