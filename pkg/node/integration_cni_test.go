@@ -380,15 +380,23 @@ func (n *cniNode) mustAdd(p *cniPod) *cniPod {
 	if err != nil {
 		n.t.Fatalf("ADD %s: %v", p.name, err)
 	}
+	if err := p.record(r); err != nil {
+		n.t.Fatal(err)
+	}
+	return p
+}
+
+// record takes p's address from its ADD result.
+func (p *cniPod) record(r types.Result) error {
 	res, err := current.NewResultFromResult(r)
 	if err != nil || len(res.IPs) != 1 {
-		n.t.Fatalf("ADD %s: result %v (%v)", p.name, r, err)
+		return fmt.Errorf("ADD %s: result %v (%v)", p.name, r, err)
 	}
 	ip, _ := netip.AddrFromSlice(res.IPs[0].Address.IP.To4())
 	ones, _ := res.IPs[0].Address.Mask.Size()
 	p.ip = ip
 	p.probe.IP = netip.PrefixFrom(ip, ones)
-	return p
+	return nil
 }
 
 func (n *cniNode) del(p *cniPod) error {
