@@ -28,7 +28,7 @@ type corpusFile struct {
 }
 
 // corpus returns every corpus file's flows and groups, by file.
-func corpus(t *testing.T) map[string]corpusFile {
+func corpus(t testing.TB) map[string]corpusFile {
 	t.Helper()
 	out := map[string]corpusFile{}
 	for _, pattern := range corpusFiles {
@@ -43,7 +43,7 @@ func corpus(t *testing.T) map[string]corpusFile {
 	return out
 }
 
-func parseFile(t *testing.T, file string) corpusFile {
+func parseFile(t testing.TB, file string) corpusFile {
 	t.Helper()
 	text, err := os.ReadFile(file)
 	if err != nil {

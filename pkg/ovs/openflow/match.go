@@ -82,7 +82,7 @@ func (m *message) field(f ovs.MatchField, p l3l4) {
 	case ovs.Proto:
 		m.proto(f)
 	case ovs.NwProto:
-		m.tlv(hIPProto, []byte{uint8(f)}, nil)
+		m.tlvN(hIPProto, uint64(f), 0, false)
 	case ovs.AddrMatch:
 		m.addr(f, p)
 	case ovs.MACMatch:
@@ -100,15 +100,15 @@ func (m *message) field(f ovs.MatchField, p l3l4) {
 	case ovs.CtLabelMatch:
 		m.label(f)
 	case ovs.TunID:
-		m.tlv(hTunnelID, binary.BigEndian.AppendUint64(nil, uint64(f)), nil)
+		m.tlvN(hTunnelID, uint64(f), 0, false)
 	case ovs.ConjID:
 		m.exact32(hConjID, uint32(f))
 	case ovs.CtState:
 		m.masked32(hCtState, uint32(f.Set), uint32(f.Set|f.Clear))
 	case ovs.CtZone:
-		m.tlv(hCtZone, binary.BigEndian.AppendUint16(nil, uint16(f)), nil)
+		m.tlvN(hCtZone, uint64(f), 0, false)
 	case ovs.CtNwProto:
-		m.tlv(hCtNwProto, []byte{uint8(f)}, nil)
+		m.tlvN(hCtNwProto, uint64(f), 0, false)
 	default:
 		m.fail(fmt.Errorf("match field %q has no OpenFlow encoding", f))
 	}
@@ -116,12 +116,12 @@ func (m *message) field(f ovs.MatchField, p l3l4) {
 
 func (m *message) proto(p ovs.Proto) {
 	if p == ovs.ProtoARP {
-		m.tlv(hEthType, []byte{0x08, 0x06}, nil)
+		m.tlvN(hEthType, 0x0806, 0, false)
 		return
 	}
-	m.tlv(hEthType, []byte{0x08, 0x00}, nil)
+	m.tlvN(hEthType, 0x0800, 0, false)
 	if n, ok := protoNumbers[p]; ok {
-		m.tlv(hIPProto, []byte{n}, nil)
+		m.tlvN(hIPProto, uint64(n), 0, false)
 	}
 }
 
@@ -192,12 +192,7 @@ func (m *message) port(f ovs.PortMatch, p l3l4) {
 		m.fail(fmt.Errorf("match field %q has no OpenFlow encoding", f))
 		return
 	}
-	v := binary.BigEndian.AppendUint16(nil, f.Port&f.Mask)
-	if f.Mask == 0xffff {
-		m.tlv(h, v, nil)
-		return
-	}
-	m.tlv(h, v, binary.BigEndian.AppendUint16(nil, f.Mask))
+	m.tlvN(h, uint64(f.Port&f.Mask), uint64(f.Mask), f.Mask != 0xffff)
 }
 
 func (m *message) label(f ovs.CtLabelMatch) {
@@ -217,11 +212,28 @@ func (m *message) exact32(h oxmHeader, v uint32) { m.masked32(h, v, ^uint32(0)) 
 
 // masked32 appends a 32-bit field, masked unless mask is all ones.
 func (m *message) masked32(h oxmHeader, v, mask uint32) {
-	if mask == ^uint32(0) {
-		m.tlv(h, binary.BigEndian.AppendUint32(nil, v), nil)
-		return
+	m.tlvN(h, uint64(v&mask), uint64(mask), mask != ^uint32(0))
+}
+
+// tlvN appends a TLV of a field of up to 8 bytes (h's length) holding v,
+// and mask when masked.
+func (m *message) tlvN(h oxmHeader, v, mask uint64, masked bool) {
+	n := h.length()
+	if masked {
+		h = h.masked()
 	}
-	m.tlv(h, binary.BigEndian.AppendUint32(nil, v&mask), binary.BigEndian.AppendUint32(nil, mask))
+	m.u32(uint32(h))
+	m.uintN(v, n)
+	if masked {
+		m.uintN(mask, n)
+	}
+}
+
+// uintN appends the low n bytes of v, big-endian.
+func (m *message) uintN(v uint64, n int) {
+	for i := n - 1; i >= 0; i-- {
+		m.b = append(m.b, byte(v>>(8*i)))
+	}
 }
 
 // tlv appends one OXM TLV; a nil mask is an exact match.
