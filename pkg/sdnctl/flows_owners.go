@@ -47,13 +47,17 @@ func (n *namer) fromFlows(flows []ovs.DumpedFlow) {
 	n.add(pipeline.OwnerPipeline, ownerName{})
 	n.add(pipeline.OwnerIsolation, ownerName{name: "isolation"})
 	n.add(pipeline.OwnerVersion, ownerName{name: "version"})
+	n.add(pipeline.OwnerServiceProxy, ownerName{name: "service proxy"})
 	n.add(pipeline.OwnerMulticastRemote, ownerName{name: "remote nodes"})
 	n.add(pipeline.OwnerPolicyAllowAll, ownerName{name: "allow-all"})
 	n.add(pipeline.PolicyMatchOwner(""), ownerName{name: "shared matches"})
 	for _, f := range flows {
 		for _, vnid := range vnidsOf(f.Flow) {
-			if _, ok := n.names[pipeline.TenantOwner(vnid).Cookie()]; !ok {
-				n.add(pipeline.TenantOwner(vnid), ownerName{name: "vnid " + strconv.FormatUint(uint64(vnid), 10)})
+			name := ownerName{name: "vnid " + strconv.FormatUint(uint64(vnid), 10)}
+			for _, o := range []pipeline.Owner{pipeline.TenantOwner(vnid), pipeline.MulticastVNIDOwner(vnid)} {
+				if _, ok := n.names[o.Cookie()]; !ok {
+					n.add(o, name)
+				}
 			}
 		}
 	}
