@@ -45,7 +45,6 @@ import (
 	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
 	"github.com/ovs-sdn/ovs-sdn/pkg/iptables"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
-	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/openflow"
 	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 	"github.com/ovs-sdn/ovs-sdn/pkg/vnid"
 	"net"
@@ -77,7 +76,10 @@ type Config struct {
 	// Transport is how the agent speaks OpenFlow to br0: TransportOpenFlow
 	// (the default: one persistent OpenFlow 1.3 connection to br0's
 	// management socket, pkg/ovs/openflow) or TransportOfctl (an ovs-ofctl
-	// process per operation, the fallback). Ignored if Bridge is set.
+	// process per operation). With TransportOpenFlow, a flow or group the
+	// OpenFlow codec cannot encode makes the agent drive br0 through
+	// ovs-ofctl from then on (fallbackBridge, logged). Ignored if Bridge is
+	// set.
 	Transport string
 	// OfctlTarget is br0 as ovs-ofctl names it: "br0" (default) or its
 	// management socket "unix:<rundir>/br0.mgmt". The OpenFlow transport
@@ -169,8 +171,8 @@ func (c *Config) complete() error {
 			return err
 		}
 		c.Bridge = br
-		if of, ok := br.(*openflow.Bridge); ok {
-			c.closeBridge = of.Close
+		if fb, ok := br.(*fallbackBridge); ok {
+			c.closeBridge = fb.Close
 		}
 	}
 	if c.DatapathType == "netdev" {
@@ -193,7 +195,7 @@ func newBridge(transport, target, ovsdbEndpoint string) (ovs.Bridge, error) {
 		if !ok {
 			sock = filepath.Join(ovsRunDir(ovsdbEndpoint), target+".mgmt")
 		}
-		return openflow.New(sock), nil
+		return NewOpenFlowBridge(sock, target), nil
 	case TransportOfctl:
 		return &ovs.OfctlBridge{Name: target}, nil
 	}

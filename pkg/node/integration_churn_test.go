@@ -33,10 +33,11 @@ func TestIntegrationChurnVswitchdRestart(t *testing.T) {
 	n.startCNIAgent(true)
 	n.loadConflist()
 	ag := n.currentAgent()
-	of, ok := ag.br.Bridge.(*openflow.Bridge)
-	if !ok {
+	fb, ok := ag.br.Bridge.(interface{ OpenFlow() *openflow.Bridge })
+	if !ok || fb.OpenFlow() == nil {
 		t.Fatalf("agent bridge is %T, want the OpenFlow transport", ag.br.Bridge)
 	}
+	of := fb.OpenFlow()
 
 	ch := &churn{n: n, rng: rand.New(rand.NewPCG(7, 9))}
 	stop := make(chan struct{})

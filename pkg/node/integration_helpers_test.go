@@ -38,7 +38,6 @@ import (
 	"github.com/ovs-sdn/ovs-sdn/pkg/lab/netlab"
 	"github.com/ovs-sdn/ovs-sdn/pkg/node"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
-	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/openflow"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/ovsdb"
 	"github.com/ovs-sdn/ovs-sdn/pkg/testenv"
 )
@@ -148,8 +147,8 @@ func (n *itNode) newITBridge() *countingBridge {
 	if itTransport() == node.TransportOfctl {
 		return &countingBridge{Bridge: &ovs.OfctlBridge{Name: target}}
 	}
-	br := openflow.New(target)
-	n.c.t.Cleanup(br.Close)
+	br := node.NewOpenFlowBridge(target, target)
+	n.c.t.Cleanup(br.(interface{ Close() }).Close)
 	return &countingBridge{Bridge: br}
 }
 

@@ -186,8 +186,12 @@ type ChangeError struct {
 	// (group adds, flow changes, group deletes; see Bridge.Bundle).
 	Index  int
 	Change Change
-	// Err is OVS's reason, e.g. "OFPBAC_BAD_OUT_GROUP".
+	// Err is OVS's reason, e.g. "OFPBAC_BAD_OUT_GROUP", or the
+	// transport's when Unsent.
 	Err error
+	// Unsent: the transport refused the change itself (it cannot encode
+	// it) and sent nothing of the bundle to OVS.
+	Unsent bool
 }
 
 func (e *ChangeError) Error() string {
@@ -195,7 +199,11 @@ func (e *ChangeError) Error() string {
 	if e.Change.Op == OpAdd || e.Change.Op == OpDeleteStrict {
 		cookie = fmt.Sprintf(" (cookie %#x)", e.Change.Flow.Cookie)
 	}
-	return fmt.Sprintf("OVS rejected %q%s: %v", e.Change.String(), cookie, e.Err)
+	who := "OVS rejected"
+	if e.Unsent {
+		who = "the transport cannot send"
+	}
+	return fmt.Sprintf("%s %q%s: %v", who, e.Change.String(), cookie, e.Err)
 }
 
 func (e *ChangeError) Unwrap() error { return e.Err }

@@ -32,14 +32,18 @@ type conformanceSet struct {
 // conformanceCorpus is every flow and group the repository renders: the
 // model cases with the Services fixture (groups, ct with zones/NAT/exec,
 // learn, hairpin), the sample pipeline, and every golden file — the
-// pipeline in each isolation mode, each NetworkPolicy feature, the
-// Services fixture's golden (with its groups) and OVS's own dump of the
-// model.
+// pipeline in each isolation mode and datapath (with multicast and the
+// userspace SCTP reply learning), egress IPs, each NetworkPolicy feature,
+// the Services proxy's golden (select groups, multipath, affinity learn),
+// the Services fixture's golden (with its groups) and OVS's own dump of the
+// model — and renderedSets (Services of every protocol on both datapaths,
+// egress IPs in every state).
 func conformanceCorpus(t *testing.T) []conformanceSet {
 	t.Helper()
 	groups, flows := modelState()
 	sets := []conformanceSet{{name: "model", groups: groups, flows: flows}}
-	for _, pattern := range []string{"testdata/*.flows", "testdata/*.dump", "../pipeline/testdata/*.flows", "../networkpolicy/testdata/*.flows"} {
+	for _, pattern := range []string{"testdata/*.flows", "testdata/*.dump", "../pipeline/testdata/*.flows",
+		"../networkpolicy/testdata/*.flows", "../proxy/testdata/*.flows"} {
 		files, err := filepath.Glob(pattern)
 		if err != nil || len(files) == 0 {
 			t.Fatalf("no golden files %s: %v", pattern, err)
@@ -48,7 +52,7 @@ func conformanceCorpus(t *testing.T) []conformanceSet {
 			sets = append(sets, withUsedGroups(goldenSet(t, f), groups))
 		}
 	}
-	return sets
+	return append(sets, renderedSets()...)
 }
 
 // withUsedGroups adds to s the groups of from that its flows use and it
@@ -214,6 +218,38 @@ func TestTransportBadFlowNamed(t *testing.T) {
 			t.Errorf("%s: error names change %d %s, want 2 %s", name, ce.Index, ce.Change, bad)
 		case !strings.Contains(err.Error(), bad.String()) || !strings.Contains(err.Error(), fmt.Sprintf("%#x", cookie)):
 			t.Errorf("%s: error %q does not name the flow's text and cookie", name, err)
+		}
+		t.Logf("%s: %v", name, err)
+		assertSameFlows(t, dumped(t, br, Filter{}), []Flow{base})
+	}
+}
+
+// TestTransportUnencodable: a flow the codec cannot encode (multipath
+// over symmetric_l2, which OVS 3.1 does not know either) fails the bundle
+// before anything is sent — an *ovs.ChangeError naming the flow, marked
+// Unsent, wrapping openflow.ErrUnsupported (the node agent then falls back
+// to ovs-ofctl) — and leaves the bridge as it was.
+func TestTransportUnencodable(t *testing.T) {
+	inst := ovstest.Start(t)
+	br := newOpenFlowBridge(t, inst, "br0")
+	ctx := context.Background()
+	base := NewFlow(TableLocalPod, 1).MatchIPv4().Action(DropAction())
+	if err := br.Bundle(ctx, []Change{AddFlow(base)}); err != nil {
+		t.Fatal(err)
+	}
+	bad := NewFlow(TableServiceLB, 5).MatchIPv4().Action(NewMultipath("symmetric_l2", 2, RegBits(6, 0, 15, "")))
+	ok := NewFlow(TableLocalPod, 10).MatchIPv4().MatchNwDst(host(podA.ip)).Action(Output(3))
+	for name, op := range map[string]func() error{
+		"Bundle":     func() error { return br.Bundle(ctx, []Change{DeleteFlow(base), AddFlow(ok), AddFlow(bad)}) },
+		"ReplaceAll": func() error { return br.ReplaceAll(ctx, nil, []Flow{ok, bad}) },
+	} {
+		err := op()
+		var ce *ChangeError
+		switch {
+		case !errors.Is(err, openflow.ErrUnsupported) || !errors.As(err, &ce):
+			t.Errorf("%s: error %v, want an ErrUnsupported ChangeError", name, err)
+		case !ce.Unsent || !ce.Change.Flow.Equal(bad) || !strings.Contains(err.Error(), bad.String()):
+			t.Errorf("%s: error %q (unsent %v) does not name the flow %s", name, err, ce.Unsent, bad)
 		}
 		t.Logf("%s: %v", name, err)
 		assertSameFlows(t, dumped(t, br, Filter{}), []Flow{base})

@@ -120,6 +120,8 @@ func (m *message) nxAction(a ovs.Action) {
 		m.conntrack(a)
 	case ovs.Learn:
 		m.learn(a)
+	case ovs.Multipath:
+		m.multipath(a)
 	default:
 		m.fail(fmt.Errorf("action %q has no OpenFlow encoding", a))
 	}
@@ -321,6 +323,8 @@ func decodeNXAction(subtype uint16, r *reader) (ovs.Action, error) {
 		return decodeCT(r)
 	case nxLearn:
 		return decodeLearn(r)
+	case nxMultipath:
+		return decodeMultipath(r)
 	}
 	return nil, fmt.Errorf("unsupported Nicira action subtype %d", subtype)
 }

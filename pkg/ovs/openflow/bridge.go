@@ -216,7 +216,7 @@ func encodeBundle(id, first uint32, raws []rawFlow, changes []ovs.Change) (*mess
 	for i, ch := range changes {
 		m.bundleAdd(xid, id, func() { m.change(xid, ch) })
 		if m.err != nil {
-			return nil, &ovs.ChangeError{Index: i, Change: ch, Err: m.err}
+			return nil, &ovs.ChangeError{Index: i, Change: ch, Err: m.err, Unsent: true}
 		}
 		xid++
 	}

@@ -19,6 +19,7 @@ var corpusFiles = []string{
 	"../testdata/*.dump",
 	"../../pipeline/testdata/*.flows",
 	"../../networkpolicy/testdata/*.flows",
+	"../../proxy/testdata/*.flows",
 }
 
 // corpusFile is the flows and groups of one corpus file.

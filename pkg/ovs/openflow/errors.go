@@ -10,6 +10,12 @@ import (
 // deleted). The next operation connects again.
 var ErrDisconnected = errors.New("openflow: connection to ovs-vswitchd lost")
 
+// ErrUnsupported is wrapped by the errors of flows, groups and actions the
+// codec cannot encode or decode: the transport refuses them loudly, naming
+// the change, rather than send something else. The node agent then falls
+// back to ovs-ofctl for the bridge (pkg/node, fallbackBridge).
+var ErrUnsupported = errors.New("openflow: not supported by this codec")
+
 // OFPError is an OFPT_ERROR message OVS sent in reply to a request.
 type OFPError struct {
 	Type, Code uint16

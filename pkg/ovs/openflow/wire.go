@@ -73,6 +73,7 @@ const (
 	nxNote           = 8
 	nxResubmitTable  = 14
 	nxOutputReg      = 15
+	nxMultipath      = 10
 	nxLearn          = 16
 	nxOutputReg2     = 32
 	nxRegLoad2       = 33
@@ -143,10 +144,12 @@ func (m *message) padTo(start int) {
 // setU16 writes v at offset off (a length field written afterwards).
 func (m *message) setU16(off int, v uint16) { binary.BigEndian.PutUint16(m.b[off:], v) }
 
-// fail records the first encoding error.
+// fail records the first encoding error. Every encoding error is
+// ErrUnsupported: whatever the codec cannot encode, it refuses before
+// sending anything.
 func (m *message) fail(err error) {
 	if m.err == nil {
-		m.err = err
+		m.err = fmt.Errorf("%w: %w", ErrUnsupported, err)
 	}
 }
 
