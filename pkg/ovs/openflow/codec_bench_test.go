@@ -63,3 +63,36 @@ func BenchmarkDecodeFlows(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(flows)), "ns/flow")
 }
+
+// BenchmarkTextBaseline is what the ovs-ofctl transport's Go side costs
+// for the same corpus: rendering every flow as ovs-ofctl text (a bundle
+// of adds) and parsing it back (a dump) — the baselines of
+// BenchmarkEncodeBundle and BenchmarkDecodeFlows. ovs-ofctl's own
+// parsing and printing come on top of it.
+func BenchmarkTextBaseline(b *testing.B) {
+	flows := corpusFlows(b)
+	texts := make([]string, len(flows))
+	for i, f := range flows {
+		texts[i] = f.String()
+	}
+	b.Run("render", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			for _, f := range flows {
+				_ = f.String()
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(flows)), "ns/flow")
+	})
+	b.Run("parse", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			for _, s := range texts {
+				if _, err := ovs.ParseFlow(s); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(flows)), "ns/flow")
+	})
+}

@@ -20,7 +20,7 @@
 //     IN_PORT), group, set_field, and the Nicira actions reg_load (OVS
 //     prints it as "load:"), reg_move, output:reg, resubmit(,T),
 //     conjunction, note, ct (commit, zone, recirculation table, nested nat
-//     and exec loads), nat, ct_clear and learn;
+//     and exec loads), nat, ct_clear, learn and multipath;
 //   - group mods (add_or_mod, delete) with select and all buckets;
 //   - flow stats and group description dumps, decoded into the typed model
 //     (ovs.Flow, ovs.GroupEntry).
@@ -31,6 +31,14 @@
 // every flow and group the repository renders both ways and compares
 // `ovs-ofctl dump-flows` of the two bridges. ovs-ofctl text stays the
 // debugging and golden form (Flow.String).
+//
+// What the codec cannot encode it refuses before sending anything: the
+// operation fails with an *ovs.ChangeError naming the flow (Unsent) that
+// wraps ErrUnsupported. It never sends an approximation. The node agent
+// then drives the bridge through ovs-ofctl for good (pkg/node,
+// NewOpenFlowBridge), so a pipeline change that outgrows the codec costs
+// speed, not correctness; the conformance test is what keeps the codec
+// complete.
 //
 // # Bundles and errors
 //
