@@ -344,6 +344,9 @@ func (b *Bridge) replace(ctx context.Context, groups []ovs.GroupEntry, keepGroup
 			if err != nil {
 				return fmt.Errorf("dump-groups: %w", err)
 			}
+			if err := unreadableDesiredGroup(raws, groups); err != nil {
+				return err
+			}
 			curGroups = currentGroups(raws)
 		}
 		raws, err := dumpFlows(ctx, c, ovs.Filter{})
@@ -351,6 +354,9 @@ func (b *Bridge) replace(ctx context.Context, groups []ovs.GroupEntry, keepGroup
 			return fmt.Errorf("dump-flows: %w", err)
 		}
 		typed, others := currentFlows(raws)
+		if err := unreadableDesiredFlow(others, flows); err != nil {
+			return err
+		}
 		changes, err := ovs.PlanReplace(typed, curGroups, groups, keepGroups, flows)
 		if err != nil {
 			return err
@@ -360,6 +366,49 @@ func (b *Bridge) replace(ctx context.Context, groups []ovs.GroupEntry, keepGroup
 		}
 		return b.bundle(ctx, c, others, changes)
 	})
+}
+
+// unreadableDesiredFlow returns an ErrUnsupported error if a dumped flow
+// the codec cannot decode has the table, priority and cookie of a desired
+// flow: most likely the codec cannot read back what it installed, so every
+// sync would delete and re-add it. The caller then stops before sending
+// anything (the agent falls back to ovs-ofctl).
+func unreadableDesiredFlow(others []rawFlow, desired []ovs.Flow) error {
+	type key struct {
+		table    uint8
+		priority uint16
+		cookie   uint64
+	}
+	bad := map[key]rawFlow{}
+	for _, r := range others {
+		if r.err != nil {
+			bad[key{r.table, r.priority, r.cookie}] = r
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	for _, f := range desired {
+		if r, ok := bad[key{f.Table.ID, f.Priority, f.Cookie}]; ok {
+			return fmt.Errorf("%w: OVS's dump of flow %s cannot be decoded: %v", ErrUnsupported, f, r.err)
+		}
+	}
+	return nil
+}
+
+// unreadableDesiredGroup is unreadableDesiredFlow for groups (by ID).
+func unreadableDesiredGroup(raws []rawGroup, desired []ovs.GroupEntry) error {
+	for _, r := range raws {
+		if r.err == nil {
+			continue
+		}
+		for _, g := range desired {
+			if g.ID == r.group.ID {
+				return fmt.Errorf("%w: OVS's dump of group %s cannot be decoded: %v", ErrUnsupported, g, r.err)
+			}
+		}
+	}
+	return nil
 }
 
 // currentGroups maps the dumped groups by ID; a group outside the typed

@@ -1,6 +1,7 @@
 package openflow
 
 import (
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -189,4 +190,29 @@ func (m *message) instructionsRaw(actions []byte) {
 	m.u16(uint16(8 + len(actions)))
 	m.zeros(4)
 	m.b = append(m.b, actions...)
+}
+
+// TestUnreadableDesired: a full sync refuses (ErrUnsupported, naming the
+// flow or group) when OVS holds an undecodable flow with a desired flow's
+// table, priority and cookie, or an undecodable group with a desired ID;
+// undecodable strangers are no reason to refuse (the sync deletes them).
+func TestUnreadableDesired(t *testing.T) {
+	want := ovs.NewFlow(ovs.TableLocalPod, 10).WithCookie(0x42).MatchIPv4().Action(ovs.Output(3))
+	odd := errors.New("unsupported action type 99")
+	stranger := rawFlow{table: 70, priority: 10, cookie: 0x43, err: odd}
+	if err := unreadableDesiredFlow([]rawFlow{stranger}, []ovs.Flow{want}); err != nil {
+		t.Errorf("stranger: %v", err)
+	}
+	ours := rawFlow{table: 70, priority: 10, cookie: 0x42, err: odd}
+	err := unreadableDesiredFlow([]rawFlow{stranger, ours}, []ovs.Flow{want})
+	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), want.String()) {
+		t.Errorf("ours: %v, want ErrUnsupported naming %s", err, want)
+	}
+	g := ovs.AllGroup(7, ovs.BucketOf(ovs.Output(3)))
+	if err := unreadableDesiredGroup([]rawGroup{{group: ovs.GroupEntry{ID: 8}, err: odd}}, []ovs.GroupEntry{g}); err != nil {
+		t.Errorf("stranger group: %v", err)
+	}
+	if err := unreadableDesiredGroup([]rawGroup{{group: ovs.GroupEntry{ID: 7}, err: odd}}, []ovs.GroupEntry{g}); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("our group: %v, want ErrUnsupported", err)
+	}
 }
