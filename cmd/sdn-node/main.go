@@ -42,6 +42,7 @@ type flags struct {
 	nodeIP         string
 	ovsdb          string
 	ofctlTarget    string
+	transport      string
 	datapathType   string
 	underlayBridge string
 	proxyMode      string
@@ -90,6 +91,7 @@ func newCommandFor(f *flags) *cobra.Command {
 	fs.StringVar(&f.nodeIP, "node-ip", "", "IPv4 underlay address of this node (the HostSubnet's hostIP); required")
 	fs.StringVar(&f.ovsdb, "ovsdb", node.DefaultOVSDBEndpoint, "OVSDB endpoint")
 	fs.StringVar(&f.ofctlTarget, "ofctl-target", pipeline.BridgeName, `ovs-ofctl target of br0: "br0" or "unix:<rundir>/br0.mgmt"`)
+	fs.StringVar(&f.transport, "openflow-transport", node.TransportOpenFlow, `how the agent speaks OpenFlow to br0: "openflow" (one persistent OpenFlow 1.3 connection to br0's management socket) or "ofctl" (an ovs-ofctl process per operation)`)
 	fs.StringVar(&f.datapathType, "datapath-type", "system", "datapath type of br0: system (kernel module) or netdev (userspace)")
 	fs.StringVar(&f.underlayBridge, "underlay-bridge", "", "netdev only: the OVS bridge whose internal port holds the node IP (e.g. br-phy), for which the agent keeps ovs-vswitchd's tunnel neighbours (empty: the device the host routes each remote node through)")
 	fs.StringVar(&f.proxyMode, "proxy-mode", string(pipeline.ProxyOVS), "how Services are load-balanced: ovs (in br0; required with --datapath-type=netdev) or kube-proxy (service traffic to tun0 for kube-proxy, kernel datapath only)")
@@ -122,6 +124,9 @@ func (f *flags) config() (node.Config, error) {
 	if f.underlayBridge != "" && f.datapathType != "netdev" {
 		return node.Config{}, fmt.Errorf("--underlay-bridge %q: only for --datapath-type=netdev (the kernel datapath resolves tunnel neighbours itself)", f.underlayBridge)
 	}
+	if f.transport != node.TransportOpenFlow && f.transport != node.TransportOfctl {
+		return node.Config{}, fmt.Errorf("--openflow-transport %q: must be %s or %s", f.transport, node.TransportOpenFlow, node.TransportOfctl)
+	}
 	mode := pipeline.ProxyMode(f.proxyMode)
 	if mode != pipeline.ProxyOVS && mode != pipeline.ProxyKubeProxy {
 		return node.Config{}, fmt.Errorf("--proxy-mode %q: must be ovs or kube-proxy", f.proxyMode)
@@ -145,7 +150,7 @@ func (f *flags) config() (node.Config, error) {
 		}
 	}
 	return node.Config{NodeName: f.nodeName, NodeIP: ip, OVSDBEndpoint: f.ovsdb, OfctlTarget: f.ofctlTarget,
-		DatapathType: f.datapathType, UnderlayBridge: f.underlayBridge, ProxyMode: mode, NodePortRange: ports,
+		Transport: f.transport, DatapathType: f.datapathType, UnderlayBridge: f.underlayBridge, ProxyMode: mode, NodePortRange: ports,
 		FullSyncPeriod: f.fullSyncPeriod, HealthCheckPeriod: f.healthPeriod,
 		CNISocketPath: f.cniSocket, CNIStateDir: f.cniStateDir, CNIConfDir: f.cniConfDir, HostNetNS: f.hostNetNS}, nil
 }

@@ -72,7 +72,9 @@ func (s *Server) add(ctx context.Context, req *request) (out []byte, err error) 
 
 // attach runs the steps of ADD, pushing the undo of each step it took.
 func (s *Server) attach(ctx context.Context, req *request, nc NodeConfig, vnid uint32, undo *undoStack) (PodPort, error) {
+	t := time.Now()
 	addr, existed, err := s.leases.Allocate(req.ContainerID, req.IfName, nc.Subnet, nc.gateway())
+	s.m.step("add", "ipam", &t)
 	if err != nil {
 		return PodPort{}, err
 	}
@@ -82,6 +84,7 @@ func (s *Server) attach(ctx context.Context, req *request, nc NodeConfig, vnid u
 	p := PodPort{Namespace: req.pod.Namespace, Name: req.pod.Name, SandboxID: req.ContainerID,
 		IP: addr.Addr(), MAC: PodMAC(addr.Addr()), PortName: HostVethName(req.ContainerID, req.IfName), VNID: vnid}
 	created, err := ensureVeth(s.hostNS, podLink{netns: req.Netns, ifName: req.IfName, hostVeth: p.PortName, addr: addr, nc: nc})
+	s.m.step("add", "veth", &t)
 	if created {
 		undo.push(func(context.Context) error { return deleteVeth(s.hostNS, p.PortName) })
 	}
@@ -89,6 +92,7 @@ func (s *Server) attach(ctx context.Context, req *request, nc NodeConfig, vnid u
 		return PodPort{}, err
 	}
 	ofport, err := s.sw.AddPort(ctx, s.cfg.Bridge, p.PortName, portExternalIDs(p))
+	s.m.step("add", "ovs_port", &t)
 	if created {
 		undo.push(func(ctx context.Context) error { return s.sw.DeletePort(ctx, s.cfg.Bridge, p.PortName) })
 	}
@@ -97,7 +101,9 @@ func (s *Server) attach(ctx context.Context, req *request, nc NodeConfig, vnid u
 	}
 	p.OFPort = uint32(ofport)
 	// PodAdded is all-or-nothing: nothing to undo when it fails.
-	if err := s.cfg.PodNetwork.PodAdded(ctx, p); err != nil {
+	err = s.cfg.PodNetwork.PodAdded(ctx, p)
+	s.m.step("add", "flows", &t)
+	if err != nil {
 		return PodPort{}, fmt.Errorf("install flows of pod %s/%s: %w", p.Namespace, p.Name, err)
 	}
 	return p, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"k8s.io/klog/v2"
@@ -65,20 +66,25 @@ func (s *Server) detach(ctx context.Context, p PodPort, containerID, ifName stri
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
 	defer cancel()
 	var errs []error
+	t := time.Now()
 	if p.Namespace != "" && p.Name != "" {
 		if err := s.cfg.PodNetwork.PodDeleted(ctx, p); err != nil {
 			errs = append(errs, fmt.Errorf("remove flows of pod %s/%s: %w", p.Namespace, p.Name, err))
 		}
 	}
+	s.m.step("del", "flows", &t)
 	if err := s.sw.DeletePort(ctx, s.cfg.Bridge, p.PortName); err != nil {
 		errs = append(errs, fmt.Errorf("delete OVS port %s: %w", p.PortName, err))
 	}
+	s.m.step("del", "ovs_port", &t)
 	if err := deleteVeth(s.hostNS, p.PortName); err != nil {
 		errs = append(errs, err)
 	}
+	s.m.step("del", "veth", &t)
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
+	defer s.m.step("del", "ipam", &t)
 	return s.leases.Release(containerID, ifName)
 }
 

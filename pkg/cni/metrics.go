@@ -13,6 +13,9 @@ import (
 type metrics struct {
 	latency *prometheus.HistogramVec
 	errors  *prometheus.CounterVec
+	// steps is the time of each step of an ADD or DEL (ipam, veth,
+	// ovs_port, flows), to tell where the latency of a slow one goes.
+	steps *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -26,11 +29,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "ovs_sdn_pod_operations_errors_total",
 			Help: "CNI pod operations that failed, by operation.",
 		}, []string{"operation"}),
+		steps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "ovs_sdn_pod_operation_step_seconds",
+			Help:    "Duration of each step of a CNI ADD or DEL in the node agent: ipam, veth, ovs_port (OVSDB, until ovs-vswitchd applied it), flows (the agent's render and sync).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16), // 0.5 ms .. 16 s
+		}, []string{"operation", "step"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.latency, m.errors} {
+	for _, c := range []prometheus.Collector{m.latency, m.errors, m.steps} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -44,4 +52,12 @@ func (m *metrics) observe(cmd string, start time.Time, err error) {
 	if err != nil {
 		m.errors.WithLabelValues(op).Inc()
 	}
+}
+
+// step records the duration of one step of operation op ("add", "del")
+// since *start and moves *start to now.
+func (m *metrics) step(op, name string, start *time.Time) {
+	now := time.Now()
+	m.steps.WithLabelValues(op, name).Observe(now.Sub(*start).Seconds())
+	*start = now
 }

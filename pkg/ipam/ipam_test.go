@@ -3,7 +3,10 @@ package ipam
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 )
@@ -110,5 +113,75 @@ func TestAllocateRejectsBadSubnet(t *testing.T) {
 	defer s.Close()
 	if _, _, err := s.Allocate("c", "eth0", subnet, netip.MustParseAddr("10.0.0.1")); err == nil {
 		t.Error("gateway outside the subnet accepted")
+	}
+}
+
+// TestIndexMatchesDirectory: after a random sequence of allocations and
+// releases, Lookup (the index) agrees with the lease files, also for a
+// Store reopened on the directory; leases in the old single-line format
+// are found and released.
+func TestIndexMatchesDirectory(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, "net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	subnet := netip.MustParsePrefix("10.128.2.0/24")
+	rng := rand.New(rand.NewPCG(1, 2))
+	live := map[string]bool{}
+	for i := range 300 {
+		id := fmt.Sprintf("c%d", rng.IntN(40))
+		if live[id] && rng.IntN(2) == 0 {
+			if err := s.Release(id, "eth0"); err != nil {
+				t.Fatal(err)
+			}
+			delete(live, id)
+			continue
+		}
+		if _, _, err := s.Allocate(id, "eth0", subnet, gw); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		live[id] = true
+	}
+	// An old-format lease, as an earlier plugin wrote it.
+	if err := os.WriteFile(filepath.Join(s.Dir(), "10.128.2.250"), []byte("legacy"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	for _, reopened := range []bool{false, true} {
+		s, err = Open(dir, "net")
+		if err != nil {
+			t.Fatal(err)
+		}
+		leases, err := s.Leases()
+		if err != nil {
+			t.Fatal(err)
+		}
+		onDisk := map[string]netip.Addr{}
+		for _, l := range leases {
+			onDisk[l.ContainerID] = l.IP
+		}
+		for i := range 40 {
+			id := fmt.Sprintf("c%d", i)
+			ip, ok := s.Lookup(id, "eth0")
+			if ok != live[id] || ip != onDisk[id] {
+				t.Errorf("reopened=%v: Lookup(%s) = %s, %v; lease file says %s (live %v)", reopened, id, ip, ok, onDisk[id], live[id])
+			}
+		}
+		if len(onDisk) != len(live)+1 {
+			t.Errorf("reopened=%v: %d lease files, want %d", reopened, len(onDisk), len(live)+1)
+		}
+		if ip, ok := s.Lookup("legacy", "eth0"); !ok || ip.String() != "10.128.2.250" {
+			t.Errorf("old-format lease not found: %s %v", ip, ok)
+		}
+		s.Close()
+	}
+	s, _ = Open(dir, "net")
+	defer s.Close()
+	if err := s.Release("legacy", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(s.Dir(), "10.128.2.250")); !os.IsNotExist(err) {
+		t.Errorf("old-format lease not released: %v", err)
 	}
 }

@@ -32,6 +32,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,8 +80,19 @@ type Config struct {
 	OVSDBEndpoint string
 	// Dial connects to OVSDB (DialOVSDB); a seam for tests.
 	Dial DialFunc
-	// OfctlTarget is the ovs-ofctl target of br0: "br0" (default) or its
-	// management socket "unix:<rundir>/br0.mgmt". Ignored if Bridge is set.
+	// Transport is how the agent speaks OpenFlow to br0: TransportOpenFlow
+	// (the default: one persistent OpenFlow 1.3 connection to br0's
+	// management socket, pkg/ovs/openflow) or TransportOfctl (an ovs-ofctl
+	// process per operation). With TransportOpenFlow, a flow or group the
+	// OpenFlow codec cannot encode makes the agent drive br0 through
+	// ovs-ofctl from then on (fallbackBridge, logged). Ignored if Bridge is
+	// set.
+	Transport string
+	// OfctlTarget is br0 as ovs-ofctl names it: "br0" (default) or its
+	// management socket "unix:<rundir>/br0.mgmt". The OpenFlow transport
+	// connects to that socket; given a bridge name, to
+	// <directory of OVSDBEndpoint's socket>/<name>.mgmt. Ignored if Bridge
+	// is set.
 	OfctlTarget string
 	// Bridge overrides the OpenFlow transport (tests).
 	Bridge ovs.Bridge
@@ -133,6 +146,10 @@ type Config struct {
 	CNISocketPath string
 	CNIStateDir   string
 	CNIConfDir    string
+
+	// closeBridge closes the transport complete created (nil if Bridge was
+	// given).
+	closeBridge func()
 }
 
 func (c *Config) complete() error {
@@ -163,12 +180,40 @@ func (c *Config) complete() error {
 		c.Host = NewHost(c.HostNetNS)
 	}
 	if c.Bridge == nil {
-		c.Bridge = &ovs.OfctlBridge{Name: c.OfctlTarget}
+		br, err := newBridge(c.Transport, c.OfctlTarget, c.OVSDBEndpoint)
+		if err != nil {
+			return err
+		}
+		c.Bridge = br
+		if fb, ok := br.(*fallbackBridge); ok {
+			c.closeBridge = fb.Close
+		}
 	}
 	if c.DatapathType == "netdev" {
 		c.Bridge = newPurgingBridge(c.Bridge, ovsRunDir(c.OVSDBEndpoint))
 	}
 	return nil
+}
+
+// OpenFlow transports of Config.Transport.
+const (
+	TransportOpenFlow = "openflow"
+	TransportOfctl    = "ofctl"
+)
+
+// newBridge returns the transport to br0.
+func newBridge(transport, target, ovsdbEndpoint string) (ovs.Bridge, error) {
+	switch transport {
+	case "", TransportOpenFlow:
+		sock, ok := strings.CutPrefix(target, "unix:")
+		if !ok {
+			sock = filepath.Join(ovsRunDir(ovsdbEndpoint), target+".mgmt")
+		}
+		return NewOpenFlowBridge(sock, target), nil
+	case TransportOfctl:
+		return &ovs.OfctlBridge{Name: target}, nil
+	}
+	return nil, fmt.Errorf("node agent: unknown OpenFlow transport %q (want %s or %s)", transport, TransportOpenFlow, TransportOfctl)
 }
 
 func setDefault[T comparable](p *T, v T) {
@@ -195,6 +240,10 @@ type Agent struct {
 	// renderMu serializes render passes (the sync loop's and the CNI
 	// server's) and everything features own.
 	renderMu sync.Mutex
+	// cniSyncs lets concurrent CNI calls share syncs (syncgate.go), run
+	// with runCtx, the context of Run.
+	cniSyncs syncGate
+	runCtx   context.Context
 }
 
 // New validates cfg and returns an agent that has not started.
@@ -235,11 +284,15 @@ func (a *Agent) Store() *FlowStore { return a.store }
 
 // Run starts the agent; see the package doc.
 func (a *Agent) Run(ctx context.Context) error {
+	a.runCtx = ctx
 	stopCNI, err := a.startCNI(ctx)
 	if err != nil {
 		return err
 	}
 	defer stopCNI()
+	if a.cfg.closeBridge != nil {
+		defer a.cfg.closeBridge()
+	}
 	if err := a.start(ctx); err != nil {
 		return err
 	}

@@ -7,10 +7,14 @@ package node_test
 // that the ratio survives a busy machine. How to run them and the latest
 // numbers: docs/benchmarks.md.
 //
-//	BenchmarkOVSFullSync/<cluster>/empty      FullSync on an empty bridge vs raw `ovs-ofctl --bundle add-flows`
-//	BenchmarkOVSFullSync/<cluster>/unchanged  FullSync of an already synced bridge vs raw `ovs-ofctl dump-flows`
-//	BenchmarkOVSFullSync/<cluster>/repair1pct FullSync after 1% out-of-band deletions vs raw `ovs-ofctl --bundle replace-flows`
-//	BenchmarkOVSPodChurn/<cluster>            one pod add and one pod delete (Set/Delete + Sync), p50/p99 per op
+//	BenchmarkOVSFullSync/<cluster>/<transport>/empty      FullSync on an empty bridge vs raw `ovs-ofctl --bundle add-flows`
+//	BenchmarkOVSFullSync/<cluster>/<transport>/unchanged  FullSync of an already synced bridge vs raw `ovs-ofctl dump-flows`
+//	BenchmarkOVSFullSync/<cluster>/<transport>/repair1pct FullSync after 1% out-of-band deletions vs raw `ovs-ofctl --bundle replace-flows`
+//	BenchmarkOVSPodChurn/<cluster>/<transport>            one pod add and one pod delete (Set/Delete + Sync), p50/p99 per op
+//
+// <transport> is openflow (the agent's default: one persistent OpenFlow
+// connection, pkg/ovs/openflow) or ofctl (an ovs-ofctl process per
+// operation).
 //	BenchmarkRenderNode/<cluster>             rendering + FlowStore.Set of a whole node, no OVS
 
 import (
@@ -33,6 +37,7 @@ import (
 	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
 	"github.com/ovs-sdn/ovs-sdn/pkg/node"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/openflow"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/ovstest"
 	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 )
@@ -131,18 +136,36 @@ func (c benchCluster) store(tb testing.TB) *node.FlowStore {
 // baselines.
 type benchOVS struct {
 	tb     testing.TB
-	br     *ovs.OfctlBridge
+	br     ovs.Bridge // the transport under test (use)
 	target string
 	dir    string
-	ofctl  time.Duration // ovs-ofctl time of br's operations (OnOperation)
+	ofctl  time.Duration // time inside br's operations (OnOperation)
 	cpu    time.Duration // CPU time of this process inside FullSync
 }
 
+// benchTransports are the agent's two OpenFlow transports: a persistent
+// OpenFlow connection (the default) and an ovs-ofctl process per
+// operation.
+var benchTransports = []string{node.TransportOpenFlow, node.TransportOfctl}
+
 func startBenchOVS(tb testing.TB) *benchOVS {
 	inst := ovstest.Start(tb)
-	o := &benchOVS{tb: tb, br: inst.AddBridge("br0"), target: inst.Target("br0"), dir: inst.Dir}
-	o.br.OnOperation = func(_ string, d time.Duration, _ error) { o.ofctl += d }
-	return o
+	inst.AddBridge("br0")
+	return &benchOVS{tb: tb, target: inst.Target("br0"), dir: inst.Dir}
+}
+
+// use makes the benchmark's bridge the given transport to br0.
+func (o *benchOVS) use(transport string) {
+	record := func(_ string, d time.Duration, _ error) { o.ofctl += d }
+	switch transport {
+	case node.TransportOpenFlow:
+		br := openflow.New(o.target)
+		br.OnOperation = record
+		o.tb.Cleanup(br.Close)
+		o.br = br
+	default:
+		o.br = &ovs.OfctlBridge{Name: o.target, OnOperation: record}
+	}
 }
 
 // raw runs `ovs-ofctl -O OpenFlow13 [--bundle] cmd br0 args…` with stdout
@@ -242,12 +265,17 @@ func BenchmarkOVSFullSync(b *testing.B) {
 	for _, c := range benchClusters {
 		b.Run(c.name, func(b *testing.B) {
 			o := startBenchOVS(b)
-			store := c.store(b)
-			flows := store.All()
+			flows := c.store(b).All()
 			file := o.writeFile("flows.txt", benchFlowText(flows))
-			b.Run("empty", func(b *testing.B) { benchFullSyncEmpty(b, o, store, file, len(flows)) })
-			b.Run("unchanged", func(b *testing.B) { benchFullSyncUnchanged(b, o, store, len(flows)) })
-			b.Run("repair1pct", func(b *testing.B) { benchFullSyncRepair(b, o, store, flows, file) })
+			for _, tr := range benchTransports {
+				b.Run(tr, func(b *testing.B) {
+					o.use(tr)
+					store := c.store(b) // a fresh store: no applied state from the other transport
+					b.Run("empty", func(b *testing.B) { benchFullSyncEmpty(b, o, store, file, len(flows)) })
+					b.Run("unchanged", func(b *testing.B) { benchFullSyncUnchanged(b, o, store, len(flows)) })
+					b.Run("repair1pct", func(b *testing.B) { benchFullSyncRepair(b, o, store, flows, file) })
+				})
+			}
 		})
 	}
 }
@@ -391,12 +419,19 @@ func (l benchLatencies) report(b *testing.B, name string) {
 // transport that execs ovs-ofctl. Run with -benchtime=200x or more.
 func BenchmarkOVSPodChurn(b *testing.B) {
 	for _, c := range benchClusters[1:] {
-		b.Run(c.name, func(b *testing.B) { benchPodChurn(b, c) })
+		b.Run(c.name, func(b *testing.B) {
+			o := startBenchOVS(b)
+			for _, tr := range benchTransports {
+				b.Run(tr, func(b *testing.B) {
+					o.use(tr)
+					benchPodChurn(b, o, c)
+				})
+			}
+		})
 	}
 }
 
-func benchPodChurn(b *testing.B, c benchCluster) {
-	o := startBenchOVS(b)
+func benchPodChurn(b *testing.B, o *benchOVS, c benchCluster) {
 	store := c.store(b)
 	ctx := context.Background()
 	if err := store.FullSync(ctx, o.br); err != nil {

@@ -81,7 +81,7 @@ func (a *Agent) PodAdded(ctx context.Context, p cni.PodPort) error {
 	}
 	a.env.pods.add(sp)
 	a.env.mark(featurePods, keyCNI)
-	err := a.sync(ctx)
+	err := a.syncForCNI(ctx)
 	if got, ok := a.renderedPod(pipeline.PodOwner(want.Namespace, want.Name)); err == nil && !(ok && got.IP == want.IP && got.OFPort == want.OFPort) {
 		err = fmt.Errorf("namespace %q has no VNID yet", want.Namespace)
 	}
@@ -90,7 +90,7 @@ func (a *Agent) PodAdded(ctx context.Context, p cni.PodPort) error {
 	}
 	a.env.pods.forget(sp.Name)
 	a.env.mark(featurePods, keyCNI)
-	if rerr := a.sync(ctx); rerr != nil {
+	if rerr := a.syncForCNI(ctx); rerr != nil {
 		klog.ErrorS(rerr, "Syncing local pods after a failed CNI ADD")
 	}
 	return fmt.Errorf("render flows of pod %s/%s: %w", want.Namespace, want.Name, err)
@@ -107,7 +107,14 @@ func (a *Agent) PodDeleted(ctx context.Context, p cni.PodPort) error {
 	if !a.ready.Load() {
 		return nil
 	}
-	return a.sync(ctx)
+	return a.syncForCNI(ctx)
+}
+
+// syncForCNI renders and applies what is marked, in a sync shared with the
+// CNI calls made meanwhile (syncGate): it returns once a sync that started
+// after the caller's marks is done.
+func (a *Agent) syncForCNI(ctx context.Context) error {
+	return a.cniSyncs.do(ctx, func() error { return a.sync(a.runCtx) })
 }
 
 // CheckPod implements cni.PodNetwork: the pod must be rendered with p's

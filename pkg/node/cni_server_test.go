@@ -143,8 +143,12 @@ func TestCNIPodAddedWithoutVNIDFails(t *testing.T) {
 func TestCNIPodAddedSyncFailureLeavesNoFlows(t *testing.T) {
 	e := standardEnv(t)
 	e.expect("start", expectedFlows([]pipeline.RemoteNode{node2}, []pipeline.PodInfo{pa, pb}))
-	e.br.FailNext(errors.New("bundle failed"))
-	if err := e.agent.PodAdded(context.Background(), cniPort(pc, "veth-c")); err == nil {
+	// Every bundle fails while PodAdded runs: the agent's sync loop may
+	// take a single failure from PodAdded's own sync.
+	e.br.FailAll(errors.New("bundle failed"))
+	err := e.agent.PodAdded(context.Background(), cniPort(pc, "veth-c"))
+	e.br.FailAll(nil)
+	if err == nil {
 		t.Fatal("PodAdded succeeded although the bundle failed")
 	}
 	e.sw.setPorts(podPort("ns1", "a", "10.128.0.2", 3), podPort("ns2", "b", "10.128.0.3", 4))

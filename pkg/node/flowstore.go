@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -251,7 +252,7 @@ func (s *FlowStore) Sync(ctx context.Context, br ovs.Bridge) error {
 	s.mu.Unlock()
 	if len(changes) > 0 {
 		if err := br.Bundle(ctx, changes); err != nil {
-			return fmt.Errorf("flow store sync of %d owners (%d changes): %w", len(owners), len(changes), err)
+			return fmt.Errorf("flow store sync of %d owners (%d changes): %w", len(owners), len(changes), s.namingOwner(err))
 		}
 	}
 	s.mu.Lock()
@@ -273,7 +274,7 @@ func (s *FlowStore) FullSync(ctx context.Context, br ovs.Bridge) error {
 	s.mu.Unlock()
 	flows, groups := snap.flows(), snap.groupList()
 	if err := br.ReplaceAll(ctx, groups, flows); err != nil {
-		return fmt.Errorf("flow store full sync of %d flows and %d groups: %w", len(flows), len(groups), err)
+		return fmt.Errorf("flow store full sync of %d flows and %d groups: %w", len(flows), len(groups), s.namingOwner(err))
 	}
 	s.mu.Lock()
 	s.commitLocked(snap)
@@ -433,4 +434,48 @@ func (s *FlowStore) setAppliedLocked(owner string, flows []storedFlow, gen uint6
 	}
 	s.applied[owner] = m
 	s.appliedG[owner] = gen
+}
+
+// namingOwner adds the owner of the change OVS rejected (an
+// *ovs.ChangeError) to err: OVS names the flow, the store knows whose it
+// is.
+func (s *FlowStore) namingOwner(err error) error {
+	var ce *ovs.ChangeError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	s.mu.Lock()
+	owner := s.ownerOfLocked(ce.Change)
+	s.mu.Unlock()
+	if owner == "" {
+		return err
+	}
+	return fmt.Errorf("owner %s: %w", owner, err)
+}
+
+// ownerOfLocked returns the owner that wants or last applied the flow or
+// group a change touches ("" if none).
+func (s *FlowStore) ownerOfLocked(c ovs.Change) string {
+	switch c.Op {
+	case ovs.OpAdd, ovs.OpDeleteStrict:
+		key := c.Flow.Key()
+		if o, ok := s.keyOwner[key]; ok {
+			return o
+		}
+		for o, m := range s.applied {
+			if _, ok := m[key]; ok {
+				return o
+			}
+		}
+	case ovs.OpAddGroup, ovs.OpDeleteGroup:
+		if o, ok := s.groups.owner[c.Group.ID]; ok {
+			return o
+		}
+		for o, m := range s.groups.applied {
+			if _, ok := m[c.Group.ID]; ok {
+				return o
+			}
+		}
+	}
+	return ""
 }

@@ -208,7 +208,7 @@ func TestIntegrationCNI(t *testing.T) {
 }
 
 // buildCNIPlugin builds cmd/sdn-cni into a CNI bin dir as "ovs-sdn".
-func buildCNIPlugin(t *testing.T) string {
+func buildCNIPlugin(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	out, err := exec.Command("go", "build", "-o", filepath.Join(dir, cni.PluginType),
@@ -223,13 +223,13 @@ func buildCNIPlugin(t *testing.T) string {
 // CNI directories and a libcni runtime.
 type cniNode struct {
 	*itNode
-	t                        *testing.T
+	t                        testing.TB
 	sock, state, conf, cache string
 	cni                      *libcni.CNIConfig
 	list                     *libcni.NetworkConfigList
 }
 
-func newCNINode(t *testing.T, n *itNode, bin string) *cniNode {
+func newCNINode(t testing.TB, n *itNode, bin string) *cniNode {
 	dir, err := os.MkdirTemp("", "itcni") // short: unix socket paths
 	if err != nil {
 		t.Fatal(err)
@@ -247,7 +247,7 @@ func (n *cniNode) startCNIAgent(wait bool) {
 	t := n.t
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	br := &countingBridge{Bridge: &ovs.OfctlBridge{Name: "unix:" + n.RunDir + "/br0.mgmt"}}
+	br := n.newITBridge()
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg, err := n.agentConfig(ctx, reg, br)
 	if err != nil {
@@ -385,15 +385,23 @@ func (n *cniNode) mustAdd(p *cniPod) *cniPod {
 	if err != nil {
 		n.t.Fatalf("ADD %s: %v", p.name, err)
 	}
+	if err := p.record(r); err != nil {
+		n.t.Fatal(err)
+	}
+	return p
+}
+
+// record takes p's address from its ADD result.
+func (p *cniPod) record(r types.Result) error {
 	res, err := current.NewResultFromResult(r)
 	if err != nil || len(res.IPs) != 1 {
-		n.t.Fatalf("ADD %s: result %v (%v)", p.name, r, err)
+		return fmt.Errorf("ADD %s: result %v (%v)", p.name, r, err)
 	}
 	ip, _ := netip.AddrFromSlice(res.IPs[0].Address.IP.To4())
 	ones, _ := res.IPs[0].Address.Mask.Size()
 	p.ip = ip
 	p.probe.IP = netip.PrefixFrom(ip, ones)
-	return p
+	return nil
 }
 
 func (n *cniNode) del(p *cniPod) error {

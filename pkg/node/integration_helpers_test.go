@@ -124,7 +124,8 @@ func (b *countingBridge) ReplaceFlows(ctx context.Context, flows []ovs.Flow) err
 	return err
 }
 
-// ReplaceAll is what the flow store's full sync calls (flows and groups).
+// ReplaceAll is what the flow store's full sync calls (flows and groups);
+// it counts like ReplaceFlows.
 func (b *countingBridge) ReplaceAll(ctx context.Context, groups []ovs.GroupEntry, flows []ovs.Flow) error {
 	err := b.Bridge.ReplaceAll(ctx, groups, flows)
 	if err == nil {
@@ -133,6 +134,28 @@ func (b *countingBridge) ReplaceAll(ctx context.Context, groups []ovs.GroupEntry
 		b.mu.Unlock()
 	}
 	return err
+}
+
+// itTransport is the OpenFlow transport of the agents the integration
+// tests start: the agent's default (openflow), or ofctl when the
+// environment sets OVS_SDN_IT_TRANSPORT=ofctl.
+func itTransport() string {
+	if os.Getenv("OVS_SDN_IT_TRANSPORT") == node.TransportOfctl {
+		return node.TransportOfctl
+	}
+	return node.TransportOpenFlow
+}
+
+// newITBridge returns a counting bridge over the integration transport to
+// n's br0.
+func (n *itNode) newITBridge() *countingBridge {
+	target := "unix:" + n.RunDir + "/br0.mgmt"
+	if itTransport() == node.TransportOfctl {
+		return &countingBridge{Bridge: &ovs.OfctlBridge{Name: target}}
+	}
+	br := node.NewOpenFlowBridge(target, target)
+	n.c.t.Cleanup(br.(interface{ Close() }).Close)
+	return &countingBridge{Bridge: br}
 }
 
 func (b *countingBridge) counts() (bundles, changes, replaces int) {
@@ -340,7 +363,7 @@ func (n *itNode) agentConfig(ctx context.Context, reg *prometheus.Registry, br o
 func (n *itNode) startAgent() *itAgent {
 	t := n.c.t
 	reg := prometheus.NewRegistry()
-	br := &countingBridge{Bridge: &ovs.OfctlBridge{Name: "unix:" + n.RunDir + "/br0.mgmt"}}
+	br := n.newITBridge()
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg, err := n.agentConfig(ctx, reg, br)
 	if err != nil {

@@ -112,6 +112,11 @@ func (c Change) String() string {
 	}
 }
 
+// OrderChanges returns changes in the order Bundle applies them, or an
+// error for a bundle that both adds and deletes one group; for Bridge
+// implementations outside this package.
+func OrderChanges(changes []Change) ([]Change, error) { return orderChanges(changes) }
+
 // orderChanges returns changes in the order Bundle applies them: group adds,
 // flow changes, group deletes (each in the given order).
 func orderChanges(changes []Change) ([]Change, error) {
@@ -169,3 +174,36 @@ func (f Filter) Selects(fl Flow) bool {
 	}
 	return f.Cookie.Matches(fl.Cookie)
 }
+
+// ChangeError is the change of a bundle that OVS rejected: a flow whose
+// match or actions it refused, a group it could not add. The bundle it was
+// part of was not applied — none of its changes is in effect. Bridges
+// return it wrapped (find it with errors.As), so that a caller holding the
+// desired state by owner can say whose flow it was; Error names the flow's
+// text and cookie.
+type ChangeError struct {
+	// Index is the change's position in the bundle as the bridge applied it
+	// (group adds, flow changes, group deletes; see Bridge.Bundle).
+	Index  int
+	Change Change
+	// Err is OVS's reason, e.g. "OFPBAC_BAD_OUT_GROUP", or the
+	// transport's when Unsent.
+	Err error
+	// Unsent: the transport refused the change itself (it cannot encode
+	// it) and sent nothing of the bundle to OVS.
+	Unsent bool
+}
+
+func (e *ChangeError) Error() string {
+	cookie := ""
+	if e.Change.Op == OpAdd || e.Change.Op == OpDeleteStrict {
+		cookie = fmt.Sprintf(" (cookie %#x)", e.Change.Flow.Cookie)
+	}
+	who := "OVS rejected"
+	if e.Unsent {
+		who = "the transport cannot send"
+	}
+	return fmt.Sprintf("%s %q%s: %v", who, e.Change.String(), cookie, e.Err)
+}
+
+func (e *ChangeError) Unwrap() error { return e.Err }

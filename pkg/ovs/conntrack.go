@@ -116,20 +116,40 @@ type CtExec struct {
 func (e CtExec) IsZero() bool { return e.MarkMask == 0 && e.LabelMask.IsZero() }
 
 func (e CtExec) String() string {
-	var loads []string
+	loads := e.Loads()
+	parts := make([]string, len(loads))
+	for i, l := range loads {
+		parts[i] = l.String()
+	}
+	return "exec(" + strings.Join(parts, ",") + ")"
+}
+
+// Loads returns the exec's writes as the loads OVS prints (and ovs-ofctl
+// encodes): ct_mark first — one load of the whole field, or one per run of
+// mask bits —, then ct_label, one load per run of at most 64 bits.
+func (e CtExec) Loads() []Load {
+	var loads []Load
 	if e.MarkMask == ^uint32(0) {
-		loads = append(loads, "load:"+hexOrZero(uint64(e.Mark))+"->NXM_NX_CT_MARK[]")
+		loads = append(loads, Load{Field: FieldCtMark.bits(), Value: uint64(e.Mark)})
 	} else {
 		for _, r := range bitRuns(U128{Lo: uint64(e.MarkMask)}, 32) {
 			v := uint64(e.Mark) >> r.lo & (1<<r.width() - 1)
-			loads = append(loads, Load{Field: BitField{Field: FieldCtMark, Lo: r.lo, Hi: r.hi}, Value: v}.String())
+			loads = append(loads, Load{Field: BitField{Field: FieldCtMark, Lo: r.lo, Hi: r.hi}, Value: v})
 		}
 	}
 	for _, r := range bitRuns(e.LabelMask, 64) {
 		v := e.Label.shr(int(r.lo)).and(onesU128(r.width())).Lo
-		loads = append(loads, Load{Field: BitField{Field: FieldCtLabel, Lo: r.lo, Hi: r.hi}, Value: v}.String())
+		loads = append(loads, Load{Field: BitField{Field: FieldCtLabel, Lo: r.lo, Hi: r.hi}, Value: v})
 	}
-	return "exec(" + strings.Join(loads, ",") + ")"
+	return loads
+}
+
+// With returns e also writing value v into f (a ct_mark or ct_label bit
+// field), for decoders; a value that does not fit or another field is an
+// error.
+func (e CtExec) With(f BitField, v uint64) (CtExec, error) {
+	err := e.set(f, v)
+	return e, err
 }
 
 type bitRun struct{ lo, hi uint8 }

@@ -30,6 +30,7 @@ type FakeBridge struct {
 	flowMods  int
 	groupMods int
 	failNext  error
+	failAll   error
 }
 
 var _ Bridge = (*FakeBridge)(nil)
@@ -45,6 +46,16 @@ func (b *FakeBridge) FailNext(err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.failNext = err
+}
+
+// FailAll makes every Bundle, ReplaceFlows and ReplaceAll fail with err,
+// changing nothing, until FailAll(nil): for error paths that a concurrent
+// caller (an agent's sync loop) could otherwise take the one failure of
+// FailNext from.
+func (b *FakeBridge) FailAll(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.failAll = err
 }
 
 // FlowMods returns how many flows have been added, modified or deleted so
@@ -259,6 +270,9 @@ func (b *FakeBridge) Dump() string {
 }
 
 func (b *FakeBridge) takeFailure() error {
+	if b.failAll != nil {
+		return b.failAll
+	}
 	err := b.failNext
 	b.failNext = nil
 	return err

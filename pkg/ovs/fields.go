@@ -175,3 +175,12 @@ func regByNumber(n uint8) RegField {
 	}
 	return RegField{Reg: n}
 }
+
+// BitsOf returns the bit range a Field names (whole registers and fields
+// as bits 0..width-1), for transports that encode field references.
+func BitsOf(f Field) BitField { return f.bits() }
+
+// RegisterByNumber returns register n as a whole-register field: the named
+// one of the register map (SrcVNIDField, …) or an anonymous one, as the
+// parser gives it. For decoders of other encodings than the text.
+func RegisterByNumber(n uint8) RegField { return regByNumber(n) }

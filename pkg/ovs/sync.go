@@ -70,6 +70,30 @@ func planReplace(cur syncState, groups []GroupEntry, keepGroups bool, flows []Fl
 	return changes, nil
 }
 
+// PlanReplace is the diff of the full syncs, for Bridge implementations
+// outside this package that decode their dumps into typed flows
+// (pkg/ovs/openflow): it returns the changes that make a bridge holding
+// current flows and currentGroups hold exactly groups and flows
+// (ReplaceAll) or, with keepGroups, exactly flows with its groups left
+// alone (ReplaceFlows; currentGroups and groups are then ignored). Only
+// differing flows and groups are in the result, in Bundle's order: group
+// adds, flow deletes, flow adds, group deletes. current must not hold
+// learned flows (CookieLearned), nor flows the caller removes by other
+// means (one it could not decode).
+func PlanReplace(current []Flow, currentGroups map[uint32]GroupEntry, groups []GroupEntry, keepGroups bool, flows []Flow) ([]Change, error) {
+	cur := syncState{flows: make([]currentFlow, len(current))}
+	for i, f := range current {
+		cur.flows[i] = currentOf(f)
+	}
+	if !keepGroups {
+		cur.groups = currentGroups
+		if cur.groups == nil {
+			cur.groups = map[uint32]GroupEntry{}
+		}
+	}
+	return planReplace(cur, groups, keepGroups, flows)
+}
+
 // flowChanges diffs current against desired flows: deletes, then adds.
 func flowChanges(cur []currentFlow, flows []Flow) []Change {
 	if len(cur) == 0 {

@@ -66,9 +66,9 @@ func (c *Client) EnsureBridge(ctx context.Context, cfg BridgeConfig) error {
 		if err != nil {
 			return nil, err
 		}
-		iface := vswitchd.Interface{UUID: "newiface", Name: cfg.Name, Type: "internal"}
-		port := vswitchd.Port{UUID: "newport", Name: cfg.Name, Interfaces: []string{iface.UUID}}
-		want.UUID = "newbridge"
+		iface := vswitchd.Interface{UUID: c.namedUUID("iface"), Name: cfg.Name, Type: "internal"}
+		port := vswitchd.Port{UUID: c.namedUUID("port"), Name: cfg.Name, Interfaces: []string{iface.UUID}}
+		want.UUID = c.namedUUID("bridge")
 		want.Ports = []string{port.UUID}
 		ops, err := c.cli.Create(&iface, &port, &want)
 		if err != nil {
@@ -112,13 +112,7 @@ func bridgeMatches(have, want vswitchd.Bridge) bool {
 // bridge returns the cached bridge named name, or an error wrapping
 // ErrNotFound.
 func (c *Client) bridge(ctx context.Context, name string) (vswitchd.Bridge, error) {
-	var rows []vswitchd.Bridge
-	err := c.cli.WhereCache(func(b *vswitchd.Bridge) bool { return b.Name == name }).List(ctx, &rows)
-	if err != nil {
-		return vswitchd.Bridge{}, err
-	}
-	if len(rows) == 0 {
-		return vswitchd.Bridge{}, fmt.Errorf("ovsdb: bridge %q: %w", name, ErrNotFound)
-	}
-	return rows[0], nil
+	br := vswitchd.Bridge{Name: name}
+	err := c.byName(ctx, &br, "bridge", name)
+	return br, err
 }

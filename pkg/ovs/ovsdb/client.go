@@ -11,6 +11,9 @@
 // `ovs-vsctl` without --no-wait does. So after a successful call the cache
 // reflects the write, ofports are assigned and bridge management sockets
 // exist; if ovs-vswitchd is not running, writes block until ctx is done.
+// Writes of concurrent callers that arrive while a transaction is in
+// flight share the next one (group commit, batch.go), and every wait
+// (cur_cfg, an ofport) is on the monitor cache, looked up by name index.
 //
 // Ensure and Delete methods compare the cache with the wanted state and send
 // nothing when they agree: calling them again is cheap and changes nothing.
@@ -28,6 +31,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ovn-org/libovsdb/cache"
@@ -70,6 +74,9 @@ type Client struct {
 	hooks   []func()
 
 	portKick chan struct{} // capacity 1: coalesced OnPortChange trigger
+
+	batch batcher      // group commit of writes (batch.go)
+	names atomic.Int64 // named UUID counter
 }
 
 // Dial connects to ovsdb-server at endpoint ("unix:/path/db.sock" or
@@ -100,6 +107,7 @@ func Dial(ctx context.Context, endpoint string) (*Client, error) {
 		changed:      make(chan struct{}),
 		portKick:     make(chan struct{}, 1),
 	}
+	c.batch = batcher{transact: c.transact, opError: isOpError}
 	// Listen for the disconnect before anything else can fail: libovsdb
 	// sends its notification only to a receiver already waiting.
 	watching := make(chan struct{})
@@ -263,9 +271,10 @@ type errRetry struct{ err error }
 func (e errRetry) Error() string { return e.err.Error() }
 func (e errRetry) Unwrap() error { return e.err }
 
-// commit runs ops as one transaction together with a next_cfg increment,
-// then waits until ovs-vswitchd reports cur_cfg >= the new next_cfg. With no
-// ops it does nothing.
+// commit runs ops in a transaction together with a next_cfg increment —
+// shared with the writes of other goroutines arriving meanwhile (group
+// commit, batch.go) — then waits until ovs-vswitchd reports cur_cfg >= the
+// transaction's next_cfg. With no ops it does nothing.
 func (c *Client) commit(ctx context.Context, what string, ops []ovsdb.Operation) error {
 	if len(ops) == 0 {
 		return nil
@@ -273,16 +282,61 @@ func (c *Client) commit(ctx context.Context, what string, ops []ovsdb.Operation)
 	if err := c.alive(); err != nil {
 		return err
 	}
+	next, err := c.batch.submit(ctx, ops)
+	if err != nil {
+		return fmt.Errorf("ovsdb: %s: %w", what, err)
+	}
+	return c.waitFor(ctx, fmt.Sprintf("ovs-vswitchd to apply %s (next_cfg %d)", what, next), func() (bool, error) {
+		r, err := c.root(ctx)
+		if err != nil {
+			return false, err
+		}
+		return r.CurCfg >= next, nil
+	})
+}
+
+// transactTimeout bounds one transaction of the batcher (ovsdb-server
+// only; the wait for ovs-vswitchd is each write's own).
+const transactTimeout = 30 * time.Second
+
+// opError marks a transaction that ovsdb-server refused because of one of
+// its operations (the batcher then commits each write alone).
+type opError struct{ err error }
+
+func (e opError) Error() string { return e.err.Error() }
+func (e opError) Unwrap() error { return e.err }
+
+func isOpError(err error) bool {
+	var oe opError
+	return errors.As(err, &oe)
+}
+
+// transact commits the operations of every write of batch, plus the
+// next_cfg increment, as one transaction and returns the new next_cfg.
+func (c *Client) transact(batch []*batchReq) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), transactTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	root, err := c.root(ctx)
 	if err != nil {
-		return err
+		return 0, err
+	}
+	var ops []ovsdb.Operation
+	for _, r := range batch {
+		ops = append(ops, r.ops...)
 	}
 	bumpRow := vswitchd.OpenvSwitch{UUID: root.UUID}
 	bump, err := c.cli.Where(&bumpRow).Mutate(&bumpRow, model.Mutation{
 		Field: &bumpRow.NextCfg, Mutator: ovsdb.MutateOperationAdd, Value: 1,
 	})
 	if err != nil {
-		return fmt.Errorf("ovsdb: %s: %w", what, err)
+		return 0, err
 	}
 	ops = append(ops, bump...)
 	ops = append(ops, ovsdb.Operation{
@@ -296,26 +350,29 @@ func (c *Client) commit(ctx context.Context, what string, ops []ovsdb.Operation)
 		if errors.Is(err, client.ErrNotConnected) {
 			err = ErrDisconnected
 		}
-		return fmt.Errorf("ovsdb: %s: %w", what, err)
+		return 0, err
 	}
 	if err := resultError(results); err != nil {
-		return fmt.Errorf("ovsdb: %s: %w", what, err)
+		return 0, opError{err}
 	}
 	if len(results) != len(ops) || len(results[len(ops)-1].Rows) != 1 {
-		return fmt.Errorf("ovsdb: %s: unexpected transaction result %+v", what, results)
+		return 0, fmt.Errorf("unexpected transaction result %+v", results)
 	}
 	nextF, ok := results[len(ops)-1].Rows[0]["next_cfg"].(float64)
 	if !ok {
-		return fmt.Errorf("ovsdb: %s: next_cfg not a number in %+v", what, results[len(ops)-1].Rows[0])
+		return 0, fmt.Errorf("next_cfg not a number in %+v", results[len(ops)-1].Rows[0])
 	}
-	next := int(nextF)
-	return c.waitFor(ctx, fmt.Sprintf("ovs-vswitchd to apply %s (next_cfg %d)", what, next), func() (bool, error) {
-		r, err := c.root(ctx)
-		if err != nil {
-			return false, err
-		}
-		return r.CurCfg >= next, nil
-	})
+	return int(nextF), nil
+}
+
+// Stats returns how many writes this client committed, in how many OVSDB
+// transactions (fewer when concurrent writes shared them).
+func (c *Client) Stats() (writes, transactions int64) { return c.batch.stats() }
+
+// namedUUID returns a fresh named UUID for a row a write creates: unique
+// within the client, so that writes sharing a transaction do not collide.
+func (c *Client) namedUUID(kind string) string {
+	return fmt.Sprintf("%s%d", kind, c.names.Add(1))
 }
 
 // resultError turns the per-operation errors of a transaction into one

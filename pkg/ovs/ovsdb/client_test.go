@@ -542,7 +542,7 @@ func TestAddPortConcurrent(t *testing.T) {
 	in, c := startOVS(t)
 	ctx := testCtx(t)
 	setupNode(t, c)
-	const n = 10
+	const n = 30
 	for i := 0; i < n; i++ {
 		addVeth(t, in, fmt.Sprintf("vethC%d", i))
 	}
@@ -560,6 +560,8 @@ func TestAddPortConcurrent(t *testing.T) {
 			t.Errorf("AddPort: %v", err)
 		}
 	}
+	writes, txns := c.Stats()
+	t.Logf("%d concurrent AddPorts: %d writes in %d OVSDB transactions", n, writes, txns)
 	seen := map[int]bool{}
 	for i, of := range ofports {
 		if of < 3 || seen[of] {

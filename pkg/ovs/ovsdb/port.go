@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ovn-org/libovsdb/client"
 	"github.com/ovn-org/libovsdb/model"
 	"github.com/ovn-org/libovsdb/ovsdb"
 
@@ -248,11 +249,11 @@ func (c *Client) ensurePort(ctx context.Context, s portSpec) (created bool, err 
 			return nil, fmt.Errorf("ovsdb: interface %s exists on another port", s.name)
 		}
 		iface := vswitchd.Interface{
-			UUID: "newiface", Name: s.name, Type: s.ifType,
+			UUID: c.namedUUID("iface"), Name: s.name, Type: s.ifType,
 			Options: s.options, ExternalIDs: s.externalIDs,
 			OfportRequest: s.ofportRequest, MTURequest: s.mtuRequest,
 		}
-		newPort := vswitchd.Port{UUID: "newport", Name: s.name, Interfaces: []string{iface.UUID}}
+		newPort := vswitchd.Port{UUID: c.namedUUID("port"), Name: s.name, Interfaces: []string{iface.UUID}}
 		ops, err := c.cli.Create(&iface, &newPort)
 		if err != nil {
 			return nil, err
@@ -310,28 +311,31 @@ func (c *Client) fixPort(ctx context.Context, br vswitchd.Bridge, port vswitchd.
 }
 
 func (c *Client) port(ctx context.Context, name string) (vswitchd.Port, error) {
-	var rows []vswitchd.Port
-	if err := c.cli.WhereCache(func(p *vswitchd.Port) bool { return p.Name == name }).List(ctx, &rows); err != nil {
-		return vswitchd.Port{}, err
-	}
-	if len(rows) == 0 {
-		return vswitchd.Port{}, fmt.Errorf("ovsdb: port %q: %w", name, ErrNotFound)
-	}
-	return rows[0], nil
+	p := vswitchd.Port{Name: name}
+	err := c.byName(ctx, &p, "port", name)
+	return p, err
 }
 
 func (c *Client) iface(ctx context.Context, name string) (vswitchd.Interface, error) {
 	if err := c.alive(); err != nil {
 		return vswitchd.Interface{}, err
 	}
-	var rows []vswitchd.Interface
-	if err := c.cli.WhereCache(func(i *vswitchd.Interface) bool { return i.Name == name }).List(ctx, &rows); err != nil {
-		return vswitchd.Interface{}, err
+	i := vswitchd.Interface{Name: name}
+	err := c.byName(ctx, &i, "interface", name)
+	return i, err
+}
+
+// byName fills m, a model with its name set, from the cache through the
+// schema's name index (Bridge, Port and Interface names are unique): one
+// row looked up and copied, where a predicate would copy the whole table.
+// Called for every cache update by writers waiting for an ofport, so it
+// must stay cheap with hundreds of ports.
+func (c *Client) byName(ctx context.Context, m model.Model, kind, name string) error {
+	err := c.cli.Get(ctx, m)
+	if errors.Is(err, client.ErrNotFound) {
+		return fmt.Errorf("ovsdb: %s %q: %w", kind, name, ErrNotFound)
 	}
-	if len(rows) == 0 {
-		return vswitchd.Interface{}, fmt.Errorf("ovsdb: interface %q: %w", name, ErrNotFound)
-	}
-	return rows[0], nil
+	return err
 }
 
 func portInfo(iface vswitchd.Interface) PortInfo {

@@ -18,6 +18,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,6 +37,26 @@ type Instance struct {
 	NetNS  string // network namespace of ovs-vswitchd (ports live here)
 	t      testing.TB
 	env    []string
+
+	mu       sync.Mutex
+	vswitchd *daemon // the running ovs-vswitchd, nil while killed
+}
+
+// daemon is one running OVS daemon.
+type daemon struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// stop interrupts (or kills) the daemon and waits for it.
+func (d *daemon) stop(sig os.Signal) {
+	_ = d.cmd.Process.Signal(sig)
+	select {
+	case <-d.done:
+	case <-time.After(5 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.done
+	}
 }
 
 // Start starts a private OVS for t. It skips the test under -short, when
@@ -62,13 +84,54 @@ func Start(t testing.TB) *Instance {
 	waitFor(t, "ovsdb-server socket", func() bool { return accepts(in.DBSock) })
 	in.Vsctl("--no-wait", "init")
 	in.NetNS = in.addNetNS()
-	in.startDaemon("ovs-vswitchd", "ip", "netns", "exec", in.NetNS, "ovs-vswitchd", "unix:"+in.DBSock)
+	in.StartVswitchd()
+	in.t.Cleanup(func() {
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		if in.vswitchd != nil {
+			in.vswitchd.stop(os.Interrupt)
+		}
+	})
 	return in
+}
+
+// StartVswitchd starts ovs-vswitchd (again, after KillVswitchd): it
+// re-creates the bridges recorded in OVSDB, without flows.
+func (in *Instance) StartVswitchd() {
+	in.t.Helper()
+	d := in.spawn("ovs-vswitchd", "ip", "netns", "exec", in.NetNS, "ovs-vswitchd", "unix:"+in.DBSock)
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.vswitchd = d
+}
+
+// KillVswitchd kills ovs-vswitchd with SIGKILL (a crash) and waits until
+// it is gone.
+func (in *Instance) KillVswitchd() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.vswitchd != nil {
+		in.vswitchd.stop(syscall.SIGKILL)
+		in.vswitchd = nil
+	}
+}
+
+// WaitBridge waits until bridge's management socket accepts connections.
+func (in *Instance) WaitBridge(bridge string) {
+	in.t.Helper()
+	sock := filepath.Join(in.RunDir, bridge+".mgmt")
+	waitFor(in.t, bridge+" management socket", func() bool { return accepts(sock) })
 }
 
 // startDaemon runs a daemon (argv, named name for its files) in the
 // foreground as a child; cleanup interrupts it and waits.
 func (in *Instance) startDaemon(name string, argv ...string) {
+	d := in.spawn(name, argv...)
+	in.t.Cleanup(func() { d.stop(os.Interrupt) })
+}
+
+// spawn starts a daemon as a child.
+func (in *Instance) spawn(name string, argv ...string) *daemon {
 	args := append(argv[1:], "--no-chdir", "-vconsole:off", "-vfile:info",
 		"--log-file="+filepath.Join(in.Dir, name+".log"),
 		"--pidfile="+filepath.Join(in.Dir, name+".pid"),
@@ -78,17 +141,9 @@ func (in *Instance) startDaemon(name string, argv ...string) {
 	if err := cmd.Start(); err != nil {
 		in.t.Fatalf("start %s: %v", name, err)
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	in.t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
+	d := &daemon{cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(d.done) }()
+	return d
 }
 
 func (in *Instance) addNetNS() string {

@@ -7,4 +7,4 @@
 // pkg/ovs/ovsdb checks that the checked-in files match a fresh generation.
 package vswitchd
 
-//go:generate go tool modelgen -p vswitchd -o . vswitch.ovsschema
+//go:generate go tool modelgen -extended -p vswitchd -o . vswitch.ovsschema
