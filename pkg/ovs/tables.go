@@ -51,9 +51,11 @@
 //	    traffic is output to reg2. The gateway always passes. Default: drop.
 //	90  RemotePod: per remote node subnet, tun_id = reg0, tun_dst = node
 //	    IP, output to vxlan0. Default: drop.
-//	99  EgressPrelim: DNS to the node IP bypasses egress controls.
-//	    Default: go to 100.
-//	100 EgressFirewall: EgressNetworkPolicy per VNID. Default: go to 101.
+//	99  EgressPrelim: DNS to the node IP bypasses egress controls; the
+//	    rest is committed in the egress firewall's conntrack zone
+//	    (zones.go). Default: go to 100.
+//	100 EgressFirewall: replies of connections pods serve pass;
+//	    EgressNetworkPolicy per VNID. Default: go to 101.
 //	101 EgressRouting: egress IPs (select groups per VNID), replies to
 //	    tun0. Default: output to tun0.
 //	110 MulticastFromLocal: multicast-enabled VNIDs go to 111. Default:

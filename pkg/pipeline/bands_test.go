@@ -21,6 +21,9 @@ func stagesOf(m clusternetwork.Mode) []pipeline.Stage {
 	if iso.EnforcesNetworkPolicy() {
 		stages = append(stages, pipeline.StageNetworkPolicy, pipeline.StagePolicyAllowAll)
 	}
+	if iso.UsesVNIDs() {
+		stages = append(stages, pipeline.StageEgressFirewall)
+	}
 	return stages
 }
 
@@ -71,6 +74,9 @@ func TestRenderersStayInTheirBands(t *testing.T) {
 	}
 	for _, s := range fxScenarios() {
 		if err := pipeline.CheckFlowBands(pipeline.StageNetworkPolicy, s.policyFlows()); err != nil {
+			t.Errorf("scenario %s: %v", s.name, err)
+		}
+		if err := pipeline.CheckFlowBands(pipeline.StageEgressFirewall, s.egressFirewallFlows()); err != nil {
 			t.Errorf("scenario %s: %v", s.name, err)
 		}
 	}

@@ -36,6 +36,9 @@
 //	                   Compiled NetworkPolicy p60..p195 (pkg/networkpolicy).
 //	30  ConntrackCommit networkpolicy isolation: ct(commit,table=31) for
 //	                   every (cluster CIDR, cluster CIDR) pair, -rpl.
+//	                   Egress firewall (VNID modes): connections from
+//	                   outside the cluster network into a local pod through
+//	                   tun0 committed in its zone (pkg/egressfirewall).
 //	31  Routing        BaseFlows: gateway, local (40/70), replies ct(nat)
 //	                   → 70, remote (50/90), services (60), multicast
 //	                   (110/120), other IP → 99.
@@ -50,8 +53,12 @@
 //	                   reg0=reg1=V; networkpolicy p200 replies. Compiled
 //	                   NetworkPolicy p60..p195.
 //	90  RemotePod      RemoteNodeFlows: IP for a node subnet → VXLAN.
-//	99  EgressPrelim   BaseFlows: DNS to the node IP → tun0.
-//	100 EgressFirewall EgressNetworkPolicy per VNID (next: SPEC §4.6).
+//	99  EgressPrelim   BaseFlows: DNS to the node IP → tun0. Egress
+//	                   firewall: everything else committed in its conntrack
+//	                   zone, then 100.
+//	100 EgressFirewall pkg/egressfirewall: replies of connections pods
+//	                   serve pass (p2000); EgressNetworkPolicy rules per
+//	                   VNID, rule i of n at priority n-i (SPEC §4.6).
 //	101 EgressRouting  BaseFlows: replies → tun0; egress IPs per VNID
 //	                   (next: SPEC §4.7).
 //	110 MulticastFromLocal  multicast-enabled VNIDs (next: SPEC §4.8).
@@ -66,7 +73,8 @@
 // OwnerIsolation (the mode's static flows; up to pipeline version 0x11 they
 // were part of OwnerPipeline), OwnerVersion, PodOwner, NodeOwner (cookie
 // keyed by the HostSubnet UID), TenantOwner, the NetworkPolicy owners
-// (PolicyNamespaceOwner, PolicyMatchOwner) and OwnerMulticastRemote.
+// (PolicyNamespaceOwner, PolicyMatchOwner), OwnerMulticastRemote and the
+// egress firewall's (OwnerEgressFirewall, EgressFirewallOwner per VNID).
 //
 // # Final flows
 //

@@ -23,6 +23,7 @@ var pipelineFingerprint = map[int]string{
 	0x10: "975baa4b818a05be7cb3dd5e839c20a450073dc16d23d64794c32a07eeb48604",
 	0x11: "428d0ca9ff842c98351eaf7dd0b0a87d5f52b183e4083742c274bf7a41566454", // placeholder gone, compiled policy in the networkpolicy scenarios
 	0x12: "9f251470595a7f15b946823913f79d21998fa0a1b3c3a3cfdcd6a5b0d1541518", // the mode's static flows carry OwnerIsolation's cookie
+	0x13: "4550de706ab0e7805c5e0093ff3a7c2d81772866ef5929847b7e939cf5da4da0", // egress firewall: conntrack zone, replies, table-100 rules (VNID modes)
 }
 
 // TestFlowsGolden compares each scenario with testdata/flows_<name>.flows.

@@ -40,6 +40,12 @@ const (
 	KindPolicyAllowAll
 	// KindMulticastRemote owns the table-111 replication flow.
 	KindMulticastRemote
+	// KindEgressFirewall owns the table-100 flows of one VNID: its
+	// EgressNetworkPolicy rules (pkg/egressfirewall).
+	KindEgressFirewall
+	// KindFirewallStatic owns the egress firewall's flows that depend on
+	// the configuration only (conntrack in its zone, replies).
+	KindFirewallStatic
 )
 
 // ownerKind describes one kind. Keys are "<prefix><id>" (or the prefix alone
@@ -63,6 +69,8 @@ var ownerKinds = map[OwnerKind]ownerKind{
 	KindPolicyMatch:     {prefix: "policy-match/", category: ovs.CookiePolicy, word: "shared match", cookieKey: PolicyMatchCookieKey},
 	KindPolicyAllowAll:  {prefix: "policy-allow-all", category: ovs.CookiePolicy, word: "allow-all"},
 	KindMulticastRemote: {prefix: "multicast/remote", category: ovs.CookieMulticast, word: "remote nodes"},
+	KindEgressFirewall:  {prefix: "egress-firewall/", category: ovs.CookieEgress, word: "egress firewall VNID"},
+	KindFirewallStatic:  {prefix: "egress-firewall", category: ovs.CookieEgress, word: "egress firewall"},
 }
 
 // PolicyMatchCookieKey is the cookie key shared by every KindPolicyMatch
@@ -100,6 +108,7 @@ var (
 	OwnerVersion         = Owner{kind: KindVersion, key: "version"}
 	OwnerPolicyAllowAll  = Owner{kind: KindPolicyAllowAll, key: "policy-allow-all"}
 	OwnerMulticastRemote = Owner{kind: KindMulticastRemote, key: "multicast/remote"}
+	OwnerEgressFirewall  = Owner{kind: KindFirewallStatic, key: "egress-firewall"}
 )
 
 // PodOwner is the owner "pod/<ns>/<name>" of a local pod's flows.
@@ -133,6 +142,12 @@ func PolicyNamespaceOwner(namespace string) Owner {
 // conjunctive match flow; its cookie is PolicyMatchCookieKey's.
 func PolicyMatchOwner(flowKey string) Owner {
 	return Owner{kind: KindPolicyMatch, key: "policy-match/" + flowKey}
+}
+
+// EgressFirewallOwner is the owner "egress-firewall/<vnid>" of the
+// table-100 flows of one VNID.
+func EgressFirewallOwner(vnid uint32) Owner {
+	return Owner{kind: KindEgressFirewall, key: "egress-firewall/" + strconv.FormatUint(uint64(vnid), 10)}
 }
 
 // Kind returns the owner's kind.
