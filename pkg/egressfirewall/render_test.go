@@ -83,7 +83,7 @@ func TestFlowsGolden(t *testing.T) {
 	flows := append(fw.StaticFlows(config(clusternetwork.ModeNetworkPolicy)), decisionFlows(
 		policy("proj1", "fw", rule(allow, "203.0.113.0/24", ""), rule(deny, "203.0.113.8/29", ""), rule(allow, "", "www.lab.example"),
 			rule(deny, "", "gone.lab.example"), rule(deny, "0.0.0.0/0", "")),
-		policy("proj3", "fw", rule(deny, "0.0.0.0/0", "")), // VNID 13 is shared by proj3 and proj4: drop all
+		policy("proj3", "fw", rule(deny, "0.0.0.0/0", "")),   // VNID 13 is shared by proj3 and proj4: drop all
 		policy("default", "fw", rule(deny, "0.0.0.0/0", "")), // VNID 0: ignored
 	)...)
 	ovstest.AssertGolden(t, "egressfirewall", flows)
@@ -159,10 +159,12 @@ func udp(from pipeline.PodInfo, to netip.Addr, port uint16) ovs.Packet {
 func reply(p ovs.Packet) ovs.Packet { p.CtReply = true; return p }
 
 var (
-	out       = ovs.Verdict{Kind: ovs.VerdictOutput, Port: pipeline.OFPortTun0}.String()
-	dropped   = ovs.Verdict{Kind: ovs.VerdictDrop, Table: ovs.TableEgressFirewall}.String()
-	toPod     = func(p pipeline.PodInfo) string { return ovs.Verdict{Kind: ovs.VerdictOutput, Port: p.OFPort}.String() }
-	toRemote  = func(vnid uint32) string { return ovs.Verdict{Kind: ovs.VerdictTunnel, TunDst: remote.HostIP, TunID: uint64(vnid)}.String() }
+	out      = ovs.Verdict{Kind: ovs.VerdictOutput, Port: pipeline.OFPortTun0}.String()
+	dropped  = ovs.Verdict{Kind: ovs.VerdictDrop, Table: ovs.TableEgressFirewall}.String()
+	toPod    = func(p pipeline.PodInfo) string { return ovs.Verdict{Kind: ovs.VerdictOutput, Port: p.OFPort}.String() }
+	toRemote = func(vnid uint32) string {
+		return ovs.Verdict{Kind: ovs.VerdictTunnel, TunDst: remote.HostIP, TunID: uint64(vnid)}.String()
+	}
 	vnidModes = []clusternetwork.Mode{clusternetwork.ModeMultitenant, clusternetwork.ModeNetworkPolicy}
 )
 
