@@ -64,6 +64,9 @@ func (e *env) features() []feature {
 			fs = append(fs, newPolicyFeature(e))
 		}
 	}
+	if e.iso.UsesVNIDs() {
+		fs = append(fs, newEgressFirewallFeature(e))
+	}
 	return fs
 }
 

@@ -85,9 +85,9 @@ func TestFeaturesPerMode(t *testing.T) {
 		want []string
 	}{
 		{clusternetwork.ModeSubnet, true, []string{"base", "nodes", "pods", "isolation"}},
-		{clusternetwork.ModeMultitenant, true, []string{"base", "nodes", "pods", "isolation"}},
-		{clusternetwork.ModeNetworkPolicy, true, []string{"base", "nodes", "pods", "isolation", "networkpolicy"}},
-		{clusternetwork.ModeNetworkPolicy, false, []string{"base", "nodes", "pods", "isolation", "networkpolicy"}},
+		{clusternetwork.ModeMultitenant, true, []string{"base", "nodes", "pods", "isolation", "egressfirewall"}},
+		{clusternetwork.ModeNetworkPolicy, true, []string{"base", "nodes", "pods", "isolation", "networkpolicy", "egressfirewall"}},
+		{clusternetwork.ModeNetworkPolicy, false, []string{"base", "nodes", "pods", "isolation", "networkpolicy", "egressfirewall"}},
 	} {
 		c := pipeline.FlowConfig{Mode: tc.mode}
 		e := &env{cfg: &Config{}, fc: c, iso: c.Isolation()}
