@@ -50,10 +50,13 @@ func (n *namer) fromFlows(flows []ovs.DumpedFlow) {
 	n.add(pipeline.OwnerMulticastRemote, ownerName{name: "remote nodes"})
 	n.add(pipeline.OwnerPolicyAllowAll, ownerName{name: "allow-all"})
 	n.add(pipeline.PolicyMatchOwner(""), ownerName{name: "shared matches"})
+	n.add(pipeline.OwnerEgressFirewall, ownerName{name: "firewall (conntrack, replies)"})
 	for _, f := range flows {
 		for _, vnid := range vnidsOf(f.Flow) {
+			id := strconv.FormatUint(uint64(vnid), 10)
 			if _, ok := n.names[pipeline.TenantOwner(vnid).Cookie()]; !ok {
-				n.add(pipeline.TenantOwner(vnid), ownerName{name: "vnid " + strconv.FormatUint(uint64(vnid), 10)})
+				n.add(pipeline.TenantOwner(vnid), ownerName{name: "vnid " + id})
+				n.add(pipeline.EgressFirewallOwner(vnid), ownerName{name: "firewall of vnid " + id})
 			}
 		}
 	}
@@ -177,6 +180,9 @@ func (n *namer) fromAPI(ctx context.Context, c *cli) {
 		slices.Sort(names)
 		n.add(pipeline.TenantOwner(vnid), ownerName{
 			name: "vnid " + strconv.FormatUint(uint64(vnid), 10), detail: strings.Join(names, ", "),
+		})
+		n.add(pipeline.EgressFirewallOwner(vnid), ownerName{
+			name: "firewall of vnid " + strconv.FormatUint(uint64(vnid), 10), detail: strings.Join(names, ", "),
 		})
 	}
 }
