@@ -85,7 +85,13 @@ func (l *Lab) RunDemo(ctx context.Context, w io.Writer) (int, error) {
 		return 0, err
 	}
 	l.printPods(ctx, w, ips)
-	return l.runSteps(ctx, w, ips, l.demoSteps())
+	steps := l.demoSteps()
+	bad, err := l.runSteps(ctx, w, ips, steps)
+	if err != nil {
+		return bad, err
+	}
+	more, err := l.runEgressDemo(ctx, w, len(steps)) // demo_egress.go
+	return bad + more, err
 }
 
 func (l *Lab) printPods(ctx context.Context, w io.Writer, ips map[types.NamespacedName]netip.Addr) {
