@@ -85,12 +85,13 @@ func (l *Lab) RunDemo(ctx context.Context, w io.Writer) (int, error) {
 		return 0, err
 	}
 	l.printPods(ctx, w, ips)
-	steps := l.demoSteps()
-	bad, err := l.runSteps(ctx, w, ips, steps)
+	// The egress firewall first (demo_egress.go), while no NetworkPolicy
+	// isolates the clients: see runEgressDemo.
+	bad, err := l.runEgressDemo(ctx, w)
 	if err != nil {
 		return bad, err
 	}
-	more, err := l.runEgressDemo(ctx, w, len(steps)) // demo_egress.go
+	more, err := l.runSteps(ctx, w, ips, l.demoSteps())
 	return bad + more, err
 }
 

@@ -83,8 +83,12 @@ func applyEgressPolicy(ctx context.Context, l *Lab) error {
 
 // runEgressDemo walks through the egress steps, printing who reaches which
 // external address (TCP 80) after each, and returns the number of cells
-// that differ from what the step should give.
-func (l *Lab) runEgressDemo(ctx context.Context, w io.Writer, first int) (int, error) {
+// that differ from what the step should give. RunDemo runs it before the
+// NetworkPolicy steps: on the lab's userspace datapath a pod isolated for
+// ingress by NetworkPolicy does not recognize the replies of its own
+// connections to the outside (OVS's conntrack never saw the host's SNAT, see
+// docs/egressfirewall.md), which would hide what the egress firewall does.
+func (l *Lab) runEgressDemo(ctx context.Context, w io.Writer) (int, error) {
 	if l.DNS == nil || l.Ext == nil || !l.UsesVNIDs() {
 		return 0, nil
 	}
@@ -98,7 +102,7 @@ func (l *Lab) runEgressDemo(ctx context.Context, w io.Writer, first int) (int, e
 		if ctx.Err() != nil {
 			return bad, ctx.Err()
 		}
-		fmt.Fprintf(w, "\n[%d] %s\n    %s\n", first+i, st.title, st.explain)
+		fmt.Fprintf(w, "\n[E%d] %s\n    %s\n", i, st.title, st.explain)
 		bad += renderEgress(w, got, st.allowed)
 	}
 	return bad, nil
