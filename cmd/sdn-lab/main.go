@@ -219,7 +219,7 @@ func printOutsideHelp(w io.Writer, l *lab.Lab, f upFlags, dnsFile string) {
 	if f.dir != lab.DefaultStateDir {
 		sd = " --state-dir " + f.dir
 	}
-	fmt.Fprintf(w, "Outside world: external host %s (203.0.113.1-16: TCP 80/443, UDP 53/5353), DNS %s for %s.\n",
+	fmt.Fprintf(w, "Outside world: external host %s (203.0.113.1-16: TCP 80/443, UDP 53/5353), DNS %s (zone %s)\n",
 		l.Ext.IP.Addr(), lab.DNSAddr, lab.DNSZone)
 	fmt.Fprintf(w, "  DNS records: edit %s (reloaded within a second; A and CNAME, per-record TTL)\n", dnsFile)
 	if f.mode != "subnet" {

@@ -92,7 +92,7 @@ func (l *Lab) runEgressDemo(ctx context.Context, w io.Writer) (int, error) {
 	if l.DNS == nil || l.Ext == nil || !l.UsesVNIDs() {
 		return 0, nil
 	}
-	fmt.Fprintf(w, "\nThe outside world: external host %s (203.0.113.1-16, TCP 80), DNS server %s for %s.\n", l.Ext.IP.Addr(), DNSAddr, DNSZone)
+	fmt.Fprintf(w, "\nThe outside world: external host %s (203.0.113.1-16, TCP 80), DNS server %s (zone %s)\n", l.Ext.IP.Addr(), DNSAddr, DNSZone)
 	bad := 0
 	for i, st := range egressSteps() {
 		if err := st.apply(ctx, l); err != nil {
