@@ -145,8 +145,7 @@ func up(args []string) error {
 	if err != nil {
 		return err
 	}
-	printHelp(os.Stdout, l, f)
-	printOutsideHelp(os.Stdout, l, f, dnsFile)
+	printHelp(os.Stdout, l, f, dnsFile)
 	<-ctx.Done()
 	return nil
 }
@@ -180,7 +179,7 @@ func show(ctx context.Context, l *lab.Lab, kind string) {
 	}
 }
 
-func printHelp(w io.Writer, l *lab.Lab, f upFlags) {
+func printHelp(w io.Writer, l *lab.Lab, f upFlags, dnsFile string) {
 	self, _ := os.Executable()
 	bin := filepath.Dir(self)
 	sd := ""
@@ -207,6 +206,7 @@ The lab is up. In another shell:
 	if f.mode == "multitenant" {
 		fmt.Fprintf(w, "  %s/sdnctl pod-network join-projects --to=proj1 proj2\n", bin)
 	}
+	printOutsideHelp(w, l, f, dnsFile)
 	fmt.Fprintf(w, "Stop with Ctrl-C here or '%s/sdn-lab down%s'.\n", bin, sd)
 }
 

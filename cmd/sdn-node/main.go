@@ -31,6 +31,8 @@ import (
 	"github.com/ovs-sdn/ovs-sdn/pkg/node"
 	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 	"github.com/ovs-sdn/ovs-sdn/pkg/probes"
+	"strconv"
+	"strings"
 )
 
 // flags are the command-line settings, completed into node.Config.
@@ -41,6 +43,8 @@ type flags struct {
 	ovsdb          string
 	ofctlTarget    string
 	datapathType   string
+	proxyMode      string
+	nodePortRange  string
 	fullSyncPeriod time.Duration
 	healthPeriod   time.Duration
 	metricsAddress string
@@ -88,6 +92,8 @@ func newCommandFor(f *flags) *cobra.Command {
 	fs.StringVar(&f.ovsdb, "ovsdb", node.DefaultOVSDBEndpoint, "OVSDB endpoint")
 	fs.StringVar(&f.ofctlTarget, "ofctl-target", pipeline.BridgeName, `ovs-ofctl target of br0: "br0" or "unix:<rundir>/br0.mgmt"`)
 	fs.StringVar(&f.datapathType, "datapath-type", "system", "datapath type of br0: system (kernel module) or netdev (userspace)")
+	fs.StringVar(&f.proxyMode, "proxy-mode", string(pipeline.ProxyOVS), "how Services are load-balanced: ovs (in br0; required with --datapath-type=netdev) or kube-proxy (service traffic to tun0 for kube-proxy, kernel datapath only)")
+	fs.StringVar(&f.nodePortRange, "service-node-port-range", "30000-32767", "node port range of the cluster (kube-apiserver's --service-node-port-range); proxy mode ovs redirects it into br0")
 	fs.DurationVar(&f.fullSyncPeriod, "full-sync-period", node.DefaultFullSyncPeriod, "period of the full flow sync that repairs out-of-band edits")
 	fs.DurationVar(&f.healthPeriod, "health-check-period", node.DefaultHealthCheckPeriod, "how often br0's version flow is checked to detect an ovs-vswitchd restart")
 	fs.StringVar(&f.metricsAddress, "metrics-bind-address", "127.0.0.1:29101", "address serving /metrics, /healthz and /readyz (empty disables)")
@@ -115,6 +121,17 @@ func (f *flags) config() (node.Config, error) {
 	if f.datapathType != "system" && f.datapathType != "netdev" {
 		return node.Config{}, fmt.Errorf("--datapath-type %q: must be system or netdev", f.datapathType)
 	}
+	mode := pipeline.ProxyMode(f.proxyMode)
+	if mode != pipeline.ProxyOVS && mode != pipeline.ProxyKubeProxy {
+		return node.Config{}, fmt.Errorf("--proxy-mode %q: must be ovs or kube-proxy", f.proxyMode)
+	}
+	if mode == pipeline.ProxyKubeProxy && f.datapathType == "netdev" {
+		return node.Config{}, errors.New("--proxy-mode=kube-proxy needs --datapath-type=system: kube-proxy cannot un-NAT replies tracked by the userspace datapath's own conntrack")
+	}
+	ports, err := parsePortRange(f.nodePortRange)
+	if err != nil {
+		return node.Config{}, fmt.Errorf("--service-node-port-range %q: %w", f.nodePortRange, err)
+	}
 	if f.fullSyncPeriod <= 0 {
 		return node.Config{}, fmt.Errorf("--full-sync-period %s: must be positive", f.fullSyncPeriod)
 	}
@@ -131,7 +148,7 @@ func (f *flags) config() (node.Config, error) {
 		return node.Config{}, err
 	}
 	return node.Config{NodeName: f.nodeName, NodeIP: ip, OVSDBEndpoint: f.ovsdb, OfctlTarget: f.ofctlTarget,
-		DatapathType: f.datapathType, FullSyncPeriod: f.fullSyncPeriod, HealthCheckPeriod: f.healthPeriod,
+		DatapathType: f.datapathType, ProxyMode: mode, NodePortRange: ports, FullSyncPeriod: f.fullSyncPeriod, HealthCheckPeriod: f.healthPeriod,
 		CNISocketPath: f.cniSocket, CNIStateDir: f.cniStateDir, CNIConfDir: f.cniConfDir, HostNetNS: f.hostNetNS,
 		DNSServers: servers, ResolvConf: f.resolvConf}, nil
 }
@@ -151,6 +168,17 @@ func parseDNSServers(vals []string) ([]netip.AddrPort, error) {
 		out = append(out, ap)
 	}
 	return out, nil
+}
+
+// parsePortRange parses "FROM-TO" (inclusive, 1..65535).
+func parsePortRange(s string) ([2]uint16, error) {
+	from, to, ok := strings.Cut(s, "-")
+	a, errA := strconv.ParseUint(from, 10, 16)
+	b, errB := strconv.ParseUint(to, 10, 16)
+	if !ok || errA != nil || errB != nil || a == 0 || a > b {
+		return [2]uint16{}, errors.New("want FROM-TO with 1 <= FROM <= TO <= 65535")
+	}
+	return [2]uint16{uint16(a), uint16(b)}, nil
 }
 
 func (f *flags) run(ctx context.Context, cfg node.Config) error {

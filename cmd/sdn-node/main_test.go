@@ -16,6 +16,10 @@ func TestFlagValidation(t *testing.T) {
 		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--full-sync-period=0s"}, "--full-sync-period"},
 		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--cni-socket=run/cni.sock"}, "--cni-socket"},
 		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--cni-conf-dir=net.d"}, "--cni-conf-dir"},
+		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--proxy-mode=iptables"}, "--proxy-mode"},
+		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--datapath-type=netdev", "--proxy-mode=kube-proxy"}, "--datapath-type=system"},
+		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--service-node-port-range=32767-30000"}, "--service-node-port-range"},
+		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--service-node-port-range=30000"}, "--service-node-port-range"},
 		{[]string{"--node-name=n1", "--node-ip=10.0.0.1", "--datapath-type=netdev"}, ""},
 	}
 	for _, tt := range tests {
@@ -29,7 +33,8 @@ func TestFlagValidation(t *testing.T) {
 			t.Errorf("%v: %v", tt.args, err)
 		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
 			t.Errorf("%v: error %v, want %q", tt.args, err, tt.wantErr)
-		case tt.wantErr == "" && (cfg.DatapathType != "netdev" || cfg.NodeName != "n1" || cfg.NodeIP.String() != "10.0.0.1"):
+		case tt.wantErr == "" && (cfg.DatapathType != "netdev" || cfg.NodeName != "n1" || cfg.NodeIP.String() != "10.0.0.1" ||
+			cfg.ProxyMode != "ovs" || cfg.NodePortRange != [2]uint16{30000, 32767}):
 			t.Errorf("%v: config %+v", tt.args, cfg)
 		case tt.wantErr == "" && (cfg.CNISocketPath != "/var/run/ovs-sdn/cni-server.sock" ||
 			cfg.CNIStateDir != "/var/lib/cni/networks" || cfg.CNIConfDir != "/etc/cni/net.d"):

@@ -44,30 +44,23 @@
 //
 // # Replies: connections the pod serves
 //
-// A pod that serves a connection opened from outside the cluster network (a
-// NodePort with the client's address kept, an address routed to the pod)
-// sends its replies to an outside address: they reach table 100 like the
-// pod's own connections, and a Deny 0.0.0.0/0 would cut them. OpenShift
-// SDN skipped replies (ct_state=+rpl) in table 101 only, relying on OVS
-// sharing the kernel's conntrack; the userspace datapath has a conntrack
-// of its own, which never saw the host's DNAT. So the egress firewall
-// tracks these connections itself, in a conntrack zone of its own
-// (ovs.CtZoneEgressFirewall), on both datapaths (StaticFlows):
+// A pod serving a connection opened from outside the cluster network (a
+// NodePort whose client address is kept, an address routed to the pod)
+// replies to an outside address: its replies reach table 100 like the pod's
+// own connections, and a Deny 0.0.0.0/0 would cut them. So table 100 lets
+// replies pass before any rule (StaticFlows):
 //
-//	30  p55  ip,in_port=tun0,nw_src=<cluster network> → goto 31
-//	30  p50  ip,in_port=tun0,nw_dst=<local subnet> → ct(commit,zone=Z,table=31)
-//	99  p100 ip → ct(commit,zone=Z,table=100)
-//	100 p2000 ct_state=+rpl+trk → goto 101
+//	100 p2000 ip,ct_state=+rpl+trk → goto 101
 //
-// Every connection entering a local pod from tun0 with a source outside the
-// cluster networks is committed in zone Z as opened from outside; every
-// packet leaving the cluster network is committed in zone Z before the
-// rules, so a connection the pod opens is known as the pod's before any
-// reply comes back — its replies arriving through tun0 are replies in Z,
-// never a new connection opened from outside. A pod's packet is therefore
-// +rpl in zone Z exactly when the other side opened the connection, and
-// only those skip the rules. Committing a connection the rules then deny
-// costs a conntrack entry and opens nothing: its packets stay the
-// originator's. Zone 0 is left alone: on the kernel datapath it is host
-// iptables' zone, where a commit would hide new connections from NAT.
+// The state is zone 0's, from table 0's ct(table=0). A pod's packet is a
+// reply there only when the other side opened the connection and someone
+// committed it: the host on the kernel datapath (OVS shares its conntrack:
+// kube-proxy's NodePort DNAT, the host's forwarding), br0 itself on both
+// datapaths for Service connections (ServiceLB) and, in networkpolicy mode,
+// for what ingress allowed (IngressCommit, 81). A connection the pod opens is
+// never a reply from its side, so it meets the rules on every packet (a rule
+// change cuts it, as in OpenShift SDN). What stays uncovered: on the
+// userspace datapath in multitenant and subnet modes, nothing commits a
+// connection opened from outside straight to a pod address (not through a
+// Service), so its replies meet the rules.
 package egressfirewall

@@ -84,20 +84,10 @@ func ruleAction(r Rule) ovs.Action {
 func at(f ovs.Flow, p uint16) ovs.Flow { f.Priority = p; return f }
 
 // StaticFlows are the egress firewall's flows that depend on the
-// configuration only (owner pipeline.OwnerEgressFirewall): conntrack in
-// ovs.CtZoneEgressFirewall and the replies of connections pods serve (see
-// the package doc).
-func StaticFlows(c pipeline.FlowConfig) []ovs.Flow {
-	zone := ovs.CtZoneEgressFirewall
-	fromTun0 := ovs.NewFlow(ovs.TableConntrackCommit, 50).MatchIPv4().MatchInPort(pipeline.OFPortTun0)
-	var flows []ovs.Flow
-	for _, cn := range c.ClusterNetworks {
-		flows = append(flows, at(fromTun0, 55).MatchNwSrc(cn).Action(ovs.Goto(ovs.TableRouting)))
-	}
-	flows = append(flows,
-		fromTun0.MatchNwDst(c.LocalSubnet).Action(ovs.CTCommit().WithZone(zone).WithTable(ovs.TableRouting)),
-		ovs.NewFlow(ovs.TableEgressPrelim, 100).MatchIPv4().Action(ovs.CTCommit().WithZone(zone).WithTable(fwTable)),
+// configuration only (owner pipeline.OwnerEgressFirewall): replies of
+// connections pods serve pass before any rule (see the package doc).
+func StaticFlows(pipeline.FlowConfig) []ovs.Flow {
+	return pipeline.OwnerEgressFirewall.Stamp([]ovs.Flow{
 		ovs.NewFlow(fwTable, PriorityReplies).MatchIPv4().MatchCtState(ovs.CtTrk|ovs.CtRpl, 0).Action(toRouting),
-	)
-	return pipeline.OwnerEgressFirewall.Stamp(flows)
+	})
 }

@@ -32,6 +32,8 @@ const (
 	ChainMasquerade2       = "SDN-MASQUERADE-2"
 	ChainNoTrack           = "SDN-NOTRACK"
 	ChainCanary            = "SDN-CANARY"
+	ChainNodePorts         = "SDN-NODEPORTS"
+	ChainEgressIPs         = "SDN-EGRESS-IPS"
 	defaultTunnelInterface = "tun0"
 )
 
@@ -63,6 +65,19 @@ type Config struct {
 	MasqueradeBit int
 	// TunnelInterface is the node gateway interface (default tun0).
 	TunnelInterface string
+	// Services is the host side of the ovs proxy (nil: kube-proxy mode,
+	// whose chains are kube-proxy's).
+	Services *ServicesConfig
+}
+
+// ServicesConfig is what the host does for Services load-balanced in br0.
+type ServicesConfig struct {
+	// ServiceNetwork is the service CIDR.
+	ServiceNetwork netip.Prefix
+	// NodePortVIP is the address br0 answers node ports on.
+	NodePortVIP netip.Addr
+	// NodePortRange is the node port range (inclusive).
+	NodePortRange [2]uint16
 }
 
 // NodeChains renders the node's chains. It is pure: the same Config always gives the same
@@ -84,7 +99,7 @@ func NodeChains(cfg Config) []Chain {
 			Jumps: []Jump{{Parent: "FORWARD", Args: append([]string{"-i", tun, "!", "-o", tun}, comment("administrator overrides")...)}}},
 		{Table: TableFilter, Name: ChainFirewallForward,
 			Jumps: []Jump{{Parent: "FORWARD", Args: comment("firewall overrides")}},
-			Rules: forwardRules(cfg.ClusterNetworks)},
+			Rules: forwardRules(cfg.ClusterNetworks, cfg.Services, tun)},
 		{Table: TableNAT, Name: ChainMasquerade,
 			Jumps: []Jump{{Parent: "POSTROUTING", Args: comment("rules for masquerading SDN traffic")}},
 			Rules: masqueradeRules(cfg)},
@@ -96,14 +111,72 @@ func NodeChains(cfg Config) []Chain {
 			},
 			Rules: [][]string{{"-p", "udp", "--dport", port, "-j", "NOTRACK"}}},
 	}
+	if cfg.Services != nil {
+		chains = append(chains, serviceChains(*cfg.Services, tun)...)
+	}
 	for _, t := range CanaryTables {
 		chains = append(chains, Chain{Table: t, Name: ChainCanary})
 	}
 	return chains
 }
 
-func forwardRules(cidrs []netip.Prefix) [][]string {
+// serviceChains are the host's part of the ovs proxy:
+//
+//   - SDN-NODEPORTS (nat, from PREROUTING and OUTPUT for local
+//     destinations): a node port on any node address but loopback is DNATed
+//     to NodePortVIP, port kept; the route to NodePortVIP leads into br0,
+//     which load-balances it. Every port of the range goes there: a port no
+//     Service holds is rejected like a Service without endpoints.
+//   - SDN-FIREWALL-FORWARD first rejects what br0 sends back out tun0 to a
+//     Service without a usable endpoint (or a node port no Service holds)
+//     with ICMP port unreachable, so the client sees "connection refused"
+//     at once (kube-proxy's REJECT); a node port the host has just DNATed
+//     (conntrack state DNAT) is on its way into br0 and passes. Then it
+//     accepts forwarding to and from NodePortVIP (and, as before, the
+//     cluster networks). The rejects come first in the same chain: its
+//     accept of cluster sources would otherwise forward the bounced packet
+//     back into br0.
+func serviceChains(cfg ServicesConfig, tun string) []Chain {
+	ports := fmt.Sprintf("%d:%d", cfg.NodePortRange[0], cfg.NodePortRange[1])
+	var nodePorts [][]string
+	for _, proto := range []string{"tcp", "udp", "sctp"} {
+		nodePorts = append(nodePorts, append([]string{"!", "-d", "127.0.0.0/8", "-p", proto, "-m", proto, "--dport", ports},
+			withComment("node ports to br0", "-j", "DNAT", "--to-destination", cfg.NodePortVIP.String())...))
+	}
+	return []Chain{
+		{Table: TableNAT, Name: ChainNodePorts,
+			Jumps: []Jump{
+				{Parent: "PREROUTING", Args: append([]string{"-m", "addrtype", "--dst-type", "LOCAL"}, comment("node ports")...)},
+				{Parent: "OUTPUT", Args: append([]string{"-m", "addrtype", "--dst-type", "LOCAL"}, comment("node ports")...)},
+			},
+			Rules: nodePorts},
+	}
+}
+
+func forwardRules(cidrs []netip.Prefix, services *ServicesConfig, tun string) [][]string {
 	var rules [][]string
+	if services != nil {
+		vip := netip.PrefixFrom(services.NodePortVIP, 32).String()
+		// TCP gets a reset: ICMP errors are rate-limited per destination
+		// (net.ipv4.icmp_ratelimit; on the lab's 6.18 kernel a pod's first
+		// SYN often got none), a reset is not.
+		reject := func(tcp bool, dst string, more ...string) []string {
+			r := append([]string{"-i", tun, "-d", dst}, more...)
+			with := "icmp-port-unreachable"
+			if tcp {
+				r, with = append(r, "-p", "tcp"), "tcp-reset"
+			}
+			return append(r, withComment("service without endpoints", "-j", "REJECT", "--reject-with", with)...)
+		}
+		notDNAT := []string{"-m", "conntrack", "!", "--ctstate", "DNAT"}
+		rules = append(rules,
+			reject(true, services.ServiceNetwork.String()),
+			reject(false, services.ServiceNetwork.String()),
+			reject(true, vip, notDNAT...),
+			reject(false, vip, notDNAT...),
+			append([]string{"-d", vip}, withComment("node ports into br0", "-j", "ACCEPT")...),
+			append([]string{"-s", vip}, withComment("node port replies from br0", "-j", "ACCEPT")...))
+	}
 	for _, cn := range cidrs {
 		c := cn.String()
 		rules = append(rules,
@@ -139,3 +212,18 @@ func masquerade2Rules(cidrs []netip.Prefix) [][]string {
 func comment(text string) []string { return []string{"-m", "comment", "--comment", text} }
 
 func withComment(text string, rest ...string) []string { return append(comment(text), rest...) }
+
+// EgressIPChain is the filter chain refusing new inbound connections to the
+// egress IPs this node holds (jumped to from FORWARD: the host routes those
+// addresses into br0, it does not own them). Replies of the connections
+// SNATed to them are ESTABLISHED in the host's conntrack (it forwarded the
+// first packet out) and pass. No ips: an empty chain.
+func EgressIPChain(ips []netip.Addr) Chain {
+	c := Chain{Table: TableFilter, Name: ChainEgressIPs,
+		Jumps: []Jump{{Parent: "FORWARD", Args: comment("egress IPs accept no new connections")}}}
+	for _, ip := range ips {
+		c.Rules = append(c.Rules, append([]string{"-d", netip.PrefixFrom(ip, 32).String(), "-m", "conntrack", "--ctstate", "NEW"},
+			withComment("egress IP", "-j", "REJECT", "--reject-with", "icmp-port-unreachable")...))
+	}
+	return c
+}

@@ -19,6 +19,8 @@ func testConfig() Config {
 		ClusterNetworks: []netip.Prefix{netip.MustParsePrefix("10.128.0.0/14"), netip.MustParsePrefix("10.132.0.0/14")},
 		VXLANPort:       4789,
 		MasqueradeBit:   0,
+		Services: &ServicesConfig{ServiceNetwork: netip.MustParsePrefix("172.30.0.0/16"),
+			NodePortVIP: netip.MustParseAddr("169.254.169.3"), NodePortRange: [2]uint16{30000, 32767}},
 	}
 }
 
@@ -158,6 +160,10 @@ func TestRealIptables(t *testing.T) {
 		"-A SDN-FIREWALL-ALLOW -p udp -m udp --dport 4789 -m comment --comment \"VXLAN incoming\" -j ACCEPT",
 		"-A SDN-NOTRACK -p udp -m udp --dport 4789 -j NOTRACK",
 		"-A FORWARD -i tun0 ! -o tun0 -m comment --comment \"administrator overrides\" -j SDN-ADMIN-OUTPUT-RULES",
+		"-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment \"node ports\" -j SDN-NODEPORTS",
+		"-A SDN-NODEPORTS ! -d 127.0.0.0/8 -p sctp -m sctp --dport 30000:32767 -m comment --comment \"node ports to br0\" -j DNAT --to-destination 169.254.169.3",
+		"-A SDN-FIREWALL-FORWARD -d 169.254.169.3/32 -i tun0 -m conntrack ! --ctstate DNAT -m comment --comment \"service without endpoints\" -j REJECT --reject-with icmp-port-unreachable",
+		"-A SDN-FIREWALL-FORWARD -d 172.30.0.0/16 -i tun0 -p tcp -m comment --comment \"service without endpoints\" -j REJECT --reject-with tcp-reset",
 	} {
 		if !strings.Contains(first, want) {
 			t.Errorf("iptables-save lacks %q; got:\n%s", want, first)
@@ -191,5 +197,25 @@ func TestRealIptables(t *testing.T) {
 	}
 	if left := save(); strings.Contains(left, "SDN-") {
 		t.Errorf("Remove left rules:\n%s", left)
+	}
+}
+
+func TestEgressIPChain(t *testing.T) {
+	f := NewFake()
+	ips := []netip.Addr{netip.MustParseAddr("198.18.0.100"), netip.MustParseAddr("198.18.0.101")}
+	if err := Ensure(f, []Chain{EgressIPChain(ips)}); err != nil {
+		t.Fatal(err)
+	}
+	dump := f.Dump()
+	for _, want := range []string{"-d 198.18.0.100/32 -m conntrack --ctstate NEW", "-d 198.18.0.101/32", "egress IPs accept no new connections -j SDN-EGRESS-IPS"} {
+		if !strings.Contains(dump, want) {
+			t.Errorf("missing %q in\n%s", want, dump)
+		}
+	}
+	if err := Ensure(f, []Chain{EgressIPChain(ips[1:])}); err != nil {
+		t.Fatal(err)
+	}
+	if dump := f.Dump(); strings.Contains(dump, "198.18.0.100") {
+		t.Errorf("released egress IP still refused:\n%s", dump)
 	}
 }

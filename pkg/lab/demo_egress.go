@@ -84,10 +84,8 @@ func applyEgressPolicy(ctx context.Context, l *Lab) error {
 // runEgressDemo walks through the egress steps, printing who reaches which
 // external address (TCP 80) after each, and returns the number of cells
 // that differ from what the step should give. RunDemo runs it before the
-// NetworkPolicy steps: on the lab's userspace datapath a pod isolated for
-// ingress by NetworkPolicy does not recognize the replies of its own
-// connections to the outside (OVS's conntrack never saw the host's SNAT, see
-// docs/egressfirewall.md), which would hide what the egress firewall does.
+// NetworkPolicy steps, while the egress firewall is the clients' only
+// restriction.
 func (l *Lab) runEgressDemo(ctx context.Context, w io.Writer) (int, error) {
 	if l.DNS == nil || l.Ext == nil || !l.UsesVNIDs() {
 		return 0, nil

@@ -46,6 +46,7 @@ import (
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 	"github.com/ovs-sdn/ovs-sdn/pkg/vnid"
+	"net"
 )
 
 // Defaults of Config.
@@ -55,6 +56,9 @@ const (
 	DefaultHealthCheckPeriod = 2 * time.Second
 	DefaultIPTablesPeriod    = 30 * time.Second
 )
+
+// DefaultNodePortRange is kube-apiserver's default --service-node-port-range.
+var DefaultNodePortRange = [2]uint16{30000, 32767}
 
 // Config configures one node agent. NodeName, NodeIP and Network are
 // required; every other zero field means its default.
@@ -75,6 +79,14 @@ type Config struct {
 	Bridge ovs.Bridge
 	// DatapathType is "system" (default) or "netdev".
 	DatapathType string
+	// ProxyMode is how Services are load-balanced: pipeline.ProxyOVS
+	// (default; br0, feature_services.go) or pipeline.ProxyKubeProxy
+	// (service traffic to tun0 for kube-proxy; not possible on netdev,
+	// whose conntrack the host's kube-proxy cannot see).
+	ProxyMode pipeline.ProxyMode
+	// NodePortRange is the Service node port range the host redirects to
+	// br0 in proxy mode ovs (DefaultNodePortRange).
+	NodePortRange [2]uint16
 	// HostNetNS is the path of the network namespace holding tun0 and the
 	// node's iptables ("" = the agent's own). Ignored if Host is set.
 	HostNetNS string
@@ -126,6 +138,17 @@ func (c *Config) complete() error {
 	setDefault(&c.OVSDBEndpoint, DefaultOVSDBEndpoint)
 	setDefault(&c.OfctlTarget, pipeline.BridgeName)
 	setDefault(&c.DatapathType, "system")
+	setDefault(&c.ProxyMode, pipeline.ProxyOVS)
+	setDefault(&c.NodePortRange, DefaultNodePortRange)
+	switch {
+	case c.ProxyMode != pipeline.ProxyOVS && c.ProxyMode != pipeline.ProxyKubeProxy:
+		return fmt.Errorf("node agent: proxy mode %q: must be %s or %s", c.ProxyMode, pipeline.ProxyOVS, pipeline.ProxyKubeProxy)
+	case c.ProxyMode == pipeline.ProxyKubeProxy && c.DatapathType == "netdev":
+		return fmt.Errorf("node agent: proxy mode %s needs the kernel datapath: kube-proxy cannot un-NAT replies the userspace datapath's conntrack tracks (use %s)",
+			pipeline.ProxyKubeProxy, pipeline.ProxyOVS)
+	case c.NodePortRange[0] == 0 || c.NodePortRange[0] > c.NodePortRange[1]:
+		return fmt.Errorf("node agent: node port range %d-%d is empty", c.NodePortRange[0], c.NodePortRange[1])
+	}
 	setDefault(&c.FullSyncPeriod, DefaultFullSyncPeriod)
 	setDefault(&c.HealthCheckPeriod, DefaultHealthCheckPeriod)
 	setDefault(&c.IPTablesPeriod, DefaultIPTablesPeriod)
@@ -269,7 +292,7 @@ func (a *Agent) readConfig(ctx context.Context) error {
 		return err
 	}
 	a.fc = pipeline.FlowConfig{Mode: a.cn.Mode, ServiceNetwork: a.cn.ServiceNetwork, LocalSubnet: local,
-		NodeIP: a.cfg.NodeIP, VXLANPort: a.cn.VXLANPort}
+		NodeIP: a.cfg.NodeIP, VXLANPort: a.cn.VXLANPort, ProxyMode: a.cfg.ProxyMode, Userspace: a.cfg.DatapathType == "netdev"}
 	for _, n := range a.cn.ClusterNetworks {
 		a.fc.ClusterNetworks = append(a.fc.ClusterNetworks, n.CIDR)
 	}
@@ -327,13 +350,20 @@ func (a *Agent) setupHost(ctx context.Context) error {
 			return fmt.Errorf("iptables: %w", err)
 		}
 	}
-	chains := iptables.NodeChains(iptables.Config{ClusterNetworks: a.fc.ClusterNetworks, VXLANPort: a.fc.VXLANPortOrDefault(),
-		MasqueradeBit: a.cfg.MasqueradeBit, TunnelInterface: pipeline.Tun0})
+	ic := iptables.Config{ClusterNetworks: a.fc.ClusterNetworks, VXLANPort: a.fc.VXLANPortOrDefault(),
+		MasqueradeBit: a.cfg.MasqueradeBit, TunnelInterface: pipeline.Tun0}
+	if a.fc.OVSProxy() {
+		ic.Services = &iptables.ServicesConfig{ServiceNetwork: a.fc.ServiceNetwork, NodePortVIP: pipeline.NodePortVIP,
+			NodePortRange: a.cfg.NodePortRange}
+	}
+	chains := iptables.NodeChains(ic)
 	if err := iptables.Ensure(ipt, chains); err != nil {
 		return fmt.Errorf("ensure iptables chains: %w", err)
 	}
+	a.env.ipt = ipt
 	go iptables.Monitor(ctx, ipt, chains, a.cfg.IPTablesPeriod, func(err error) {
 		klog.InfoS("iptables canary was gone; chains re-ensured", "err", err)
+		a.env.queue.markAll(featureEgressIP) // its chain is the feature's
 	})
 	return nil
 }
@@ -354,14 +384,26 @@ func (a *Agent) connectOVS(ctx context.Context) error {
 	return nil
 }
 
+func hwAddr(m ovs.MAC) net.HardwareAddr { return net.HardwareAddr(m[:]) }
+
 func (a *Agent) setupOVS(ctx context.Context, db SwitchDB) error {
 	if err := setupBridge(ctx, db, a.cfg.DatapathType, a.fc.VXLANPortOrDefault(), a.cn.MTU); err != nil {
 		return err
 	}
 	gw := netip.PrefixFrom(a.fc.Gateway(), a.fc.LocalSubnet.Bits())
-	routes := append(append([]netip.Prefix{}, a.fc.ClusterNetworks...), a.fc.ServiceNetwork)
-	if err := a.cfg.Host.EnsureGateway(pipeline.Tun0, gw, routes, a.cn.MTU); err != nil {
+	routes := append([]netip.Prefix{}, a.fc.ClusterNetworks...)
+	if !a.fc.OVSProxy() {
+		routes = append(routes, a.fc.ServiceNetwork) // kube-proxy's DNAT follows
+	}
+	if err := a.cfg.Host.EnsureGateway(pipeline.Tun0, gw, hwAddr(a.fc.GatewayMAC()), routes, a.cn.MTU); err != nil {
 		return fmt.Errorf("tun0 gateway: %w", err)
+	}
+	if a.fc.OVSProxy() {
+		dsts := []netip.Prefix{a.fc.ServiceNetwork, netip.PrefixFrom(pipeline.NodePortVIP, 32)}
+		if err := a.cfg.Host.EnsureServiceRoutes(pipeline.Tun0, pipeline.ServiceGatewayIP,
+			hwAddr(pipeline.ServiceGatewayMAC), dsts, a.cn.MTU); err != nil {
+			return fmt.Errorf("tun0 service routes: %w", err)
+		}
 	}
 	return nil
 }

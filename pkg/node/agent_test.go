@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 
+	"fmt"
 	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
 	"github.com/ovs-sdn/ovs-sdn/pkg/client/clientset/versioned/fake"
 	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
@@ -24,6 +25,7 @@ import (
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/ovsdb"
 	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
+	"net"
 )
 
 // fakeSwitch is an in-memory SwitchDB.
@@ -79,17 +81,31 @@ func (s *fakeSwitch) setPorts(ports ...SwitchPort) {
 }
 
 type fakeHost struct {
-	mu       sync.Mutex
-	gateways []string
+	mu            sync.Mutex
+	gateways      []string
+	serviceRoutes []string
+	egressIPs     []netip.Addr
 }
 
-func (h *fakeHost) EnsureGateway(dev string, gw netip.Prefix, routes []netip.Prefix, mtu int) error {
+func (h *fakeHost) EnsureGateway(dev string, gw netip.Prefix, mac net.HardwareAddr, routes []netip.Prefix, mtu int) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.gateways = append(h.gateways, dev+" "+gw.String())
+	h.gateways = append(h.gateways, dev+" "+gw.String()+" "+mac.String())
 	return nil
 }
-func (h *fakeHost) EnsureIPForward() error                { return nil }
+func (h *fakeHost) EnsureServiceRoutes(dev string, via netip.Addr, mac net.HardwareAddr, dsts []netip.Prefix, mtu int) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.serviceRoutes = append(h.serviceRoutes, fmt.Sprintf("%s via %s (%s) %v", dev, via, mac, dsts))
+	return nil
+}
+func (h *fakeHost) EnsureIPForward() error { return nil }
+func (h *fakeHost) EnsureEgressIPs(_ netip.Addr, ips []netip.Addr) ([]netip.Addr, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.egressIPs = slices.Clone(ips)
+	return nil, nil
+}
 func (h *fakeHost) IPTables() (iptables.Interface, error) { return iptables.NewFake(), nil }
 
 func podPort(ns, name, ip string, ofport int) SwitchPort {
@@ -215,7 +231,7 @@ var (
 )
 
 func expectedFlows(nodes []pipeline.RemoteNode, pods []pipeline.PodInfo) []ovs.Flow {
-	flows := slices.Concat(pipeline.BaseFlows(fc1), fc1.Isolation().StaticFlows(fc1), egressfirewall.StaticFlows(fc1),
+	flows := slices.Concat(pipeline.BaseFlows(fc1), fc1.Isolation().StaticFlows(fc1), pipeline.ServiceProxyFlows(fc1), egressfirewall.StaticFlows(fc1),
 		[]ovs.Flow{pipeline.VersionFlow(fc1)})
 	var ips []netip.Addr
 	for _, n := range nodes {
@@ -247,8 +263,11 @@ func standardEnv(t *testing.T) *agentEnv {
 func TestAgentStartRendersEverything(t *testing.T) {
 	e := standardEnv(t)
 	e.expect("start-up flows", expectedFlows([]pipeline.RemoteNode{node2}, []pipeline.PodInfo{pa, pb}))
-	if got := e.host.gateways; !slices.Equal(got, []string{"tun0 10.128.0.1/23"}) {
+	if got := e.host.gateways; !slices.Equal(got, []string{"tun0 10.128.0.1/23 0a:58:0a:80:00:01"}) {
 		t.Errorf("gateways = %v", got)
+	}
+	if got := e.host.serviceRoutes; !slices.Equal(got, []string{"tun0 via 169.254.169.4 (0a:58:a9:fe:a9:04) [172.30.0.0/16 169.254.169.3/32]"}) {
+		t.Errorf("service routes = %v", got)
 	}
 	if got := testutil.ToFloat64(e.agent.m.flows); got != float64(e.agent.store.Len()) || got == 0 {
 		t.Errorf("ovs_sdn_ovs_flows = %v, store has %d", got, e.agent.store.Len())

@@ -11,8 +11,10 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
+	"errors"
 	informers "github.com/ovs-sdn/ovs-sdn/pkg/client/informers/externalversions"
 	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
+	"github.com/ovs-sdn/ovs-sdn/pkg/iptables"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 	"github.com/ovs-sdn/ovs-sdn/pkg/vnid"
@@ -43,6 +45,12 @@ type feature interface {
 	render(ctx context.Context, keys []string, all bool) error
 }
 
+// syncer is a feature that acts once what it rendered is on br0: synced is
+// called, under the render lock, after every successful sync.
+type syncer interface {
+	synced(ctx context.Context)
+}
+
 // Feature names: the keys of the dirty queue and the label of the
 // realization metric.
 const (
@@ -51,6 +59,7 @@ const (
 	featurePods          = "pods"
 	featureIsolation     = "isolation"
 	featureNetworkPolicy = "networkpolicy"
+	featureMulticast     = "multicast"
 )
 
 // features returns the agent's features in render order for the isolation
@@ -64,8 +73,11 @@ func (e *env) features() []feature {
 			fs = append(fs, newPolicyFeature(e))
 		}
 	}
+	if e.fc.OVSProxy() {
+		fs = append(fs, newServicesFeature(e))
+	}
 	if e.iso.UsesVNIDs() {
-		fs = append(fs, newEgressFirewallFeature(e))
+		fs = append(fs, newEgressIPFeature(e), &multicastFeature{e: e}, newEgressFirewallFeature(e))
 	}
 	return fs
 }
@@ -95,6 +107,16 @@ type env struct {
 	local map[string]pipeline.PodInfo
 	// stages maps a feature name to its stage, for set.
 	stages map[string]pipeline.Stage
+	// ipt is the node's iptables (set up before the features start).
+	ipt iptables.Interface
+}
+
+// iptables returns the node's iptables.
+func (e *env) iptables() (iptables.Interface, error) {
+	if e.ipt == nil {
+		return nil, errors.New("iptables not set up")
+	}
+	return e.ipt, nil
 }
 
 // set makes flows the desired flows of owner for feature f, after checking
@@ -106,6 +128,14 @@ func (e *env) set(f string, owner pipeline.Owner, flows []ovs.Flow) error {
 		return fmt.Errorf("owner %s: %w", owner, err)
 	}
 	return e.store.Set(owner, flows)
+}
+
+// setWithGroups is set for an owner that also owns groups.
+func (e *env) setWithGroups(f string, owner pipeline.Owner, flows []ovs.Flow, groups []ovs.GroupEntry) error {
+	if err := pipeline.CheckFlowBands(e.stages[f], flows); err != nil {
+		return fmt.Errorf("owner %s: %w", owner, err)
+	}
+	return e.store.SetWithGroups(owner, flows, groups)
 }
 
 // mark marks key of feature f dirty and wakes the sync loop.

@@ -80,16 +80,19 @@ func TestEnvSetRefusesFlowsOutsideTheStage(t *testing.T) {
 // with disjoint stages.
 func TestFeaturesPerMode(t *testing.T) {
 	for _, tc := range []struct {
-		mode clusternetwork.Mode
-		kube bool
-		want []string
+		mode  clusternetwork.Mode
+		proxy pipeline.ProxyMode
+		kube  bool
+		want  []string
 	}{
-		{clusternetwork.ModeSubnet, true, []string{"base", "nodes", "pods", "isolation"}},
-		{clusternetwork.ModeMultitenant, true, []string{"base", "nodes", "pods", "isolation", "egressfirewall"}},
-		{clusternetwork.ModeNetworkPolicy, true, []string{"base", "nodes", "pods", "isolation", "networkpolicy", "egressfirewall"}},
-		{clusternetwork.ModeNetworkPolicy, false, []string{"base", "nodes", "pods", "isolation", "networkpolicy", "egressfirewall"}},
+		{clusternetwork.ModeSubnet, "", true, []string{"base", "nodes", "pods", "isolation", "services"}},
+		{clusternetwork.ModeMultitenant, pipeline.ProxyOVS, true, []string{"base", "nodes", "pods", "isolation", "services", "egressip", "multicast", "egressfirewall"}},
+		{clusternetwork.ModeNetworkPolicy, "", true, []string{"base", "nodes", "pods", "isolation", "networkpolicy", "services", "egressip", "multicast", "egressfirewall"}},
+		{clusternetwork.ModeNetworkPolicy, "", false, []string{"base", "nodes", "pods", "isolation", "networkpolicy", "services", "egressip", "multicast", "egressfirewall"}},
+		{clusternetwork.ModeNetworkPolicy, pipeline.ProxyKubeProxy, true, []string{"base", "nodes", "pods", "isolation", "networkpolicy", "egressip", "multicast", "egressfirewall"}},
+		{clusternetwork.ModeMultitenant, pipeline.ProxyKubeProxy, true, []string{"base", "nodes", "pods", "isolation", "egressip", "multicast", "egressfirewall"}},
 	} {
-		c := pipeline.FlowConfig{Mode: tc.mode}
+		c := pipeline.FlowConfig{Mode: tc.mode, ProxyMode: tc.proxy}
 		e := &env{cfg: &Config{}, fc: c, iso: c.Isolation()}
 		if tc.kube {
 			e.cfg.Kube = fakeKube()

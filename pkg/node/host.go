@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
@@ -20,10 +21,21 @@ import (
 // method is idempotent; the agent calls them at start and after an OVS
 // restart (which recreates tun0 without its address).
 type Host interface {
-	// EnsureGateway brings dev up with exactly the IPv4 address gw (other
-	// IPv4 addresses are removed) and makes each of routes a link-scope
-	// route through dev with the given MTU (0: the device's).
-	EnsureGateway(dev string, gw netip.Prefix, routes []netip.Prefix, mtu int) error
+	// EnsureGateway brings dev up with the MAC address mac and exactly the
+	// IPv4 address gw (other IPv4 addresses are removed), accepts packets
+	// with a local source on it (accept_local: a Service without endpoints
+	// bounces the host's own packets back through tun0 to be rejected),
+	// and makes each of routes a link-scope route through dev with the
+	// given MTU (0: the device's).
+	EnsureGateway(dev string, gw netip.Prefix, mac net.HardwareAddr, routes []netip.Prefix, mtu int) error
+	// EnsureServiceRoutes makes via a permanent neighbour with address mac
+	// on dev and each of dsts a route through dev via it (onlink), with
+	// the given MTU: the host reaches Services through br0 (proxy mode
+	// ovs) with a destination MAC br0 recognizes.
+	EnsureServiceRoutes(dev string, via netip.Addr, mac net.HardwareAddr, dsts []netip.Prefix, mtu int) error
+	// EnsureEgressIPs makes the node hold exactly the egress IPs ips
+	// (host_egressip.go) and returns those it newly claimed.
+	EnsureEgressIPs(nodeIP netip.Addr, ips []netip.Addr) ([]netip.Addr, error)
 	// EnsureIPForward sets net.ipv4.ip_forward=1.
 	EnsureIPForward() error
 	// IPTables returns the iptables of the node.
@@ -57,7 +69,7 @@ func (h netlinkHost) handle() (*netlink.Handle, error) {
 	return netlink.NewHandleAt(nsh)
 }
 
-func (h netlinkHost) EnsureGateway(dev string, gw netip.Prefix, routes []netip.Prefix, mtu int) error {
+func (h netlinkHost) EnsureGateway(dev string, gw netip.Prefix, mac net.HardwareAddr, routes []netip.Prefix, mtu int) error {
 	nh, err := h.handle()
 	if err != nil {
 		return err
@@ -67,7 +79,15 @@ func (h netlinkHost) EnsureGateway(dev string, gw netip.Prefix, routes []netip.P
 	if err != nil {
 		return fmt.Errorf("find %s: %w", dev, err)
 	}
+	if mac != nil && link.Attrs().HardwareAddr.String() != mac.String() {
+		if err := nh.LinkSetHardwareAddr(link, mac); err != nil {
+			return fmt.Errorf("set %s address %s: %w", dev, mac, err)
+		}
+	}
 	if err := ensureOnlyAddr(nh, link, gw); err != nil {
+		return err
+	}
+	if err := h.sysctl("net/ipv4/conf/"+dev+"/accept_local", "1"); err != nil {
 		return err
 	}
 	if err := nh.LinkSetUp(link); err != nil {
@@ -77,6 +97,30 @@ func (h netlinkHost) EnsureGateway(dev string, gw netip.Prefix, routes []netip.P
 		r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(dst), Scope: netlink.SCOPE_LINK, MTU: mtu}
 		if err := nh.RouteReplace(r); err != nil {
 			return fmt.Errorf("route %s dev %s: %w", dst, dev, err)
+		}
+	}
+	return nil
+}
+
+func (h netlinkHost) EnsureServiceRoutes(dev string, via netip.Addr, mac net.HardwareAddr, dsts []netip.Prefix, mtu int) error {
+	nh, err := h.handle()
+	if err != nil {
+		return err
+	}
+	defer nh.Close()
+	link, err := nh.LinkByName(dev)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", dev, err)
+	}
+	neigh := &netlink.Neigh{LinkIndex: link.Attrs().Index, Family: netlink.FAMILY_V4, State: netlink.NUD_PERMANENT,
+		IP: via.AsSlice(), HardwareAddr: mac}
+	if err := nh.NeighSet(neigh); err != nil {
+		return fmt.Errorf("neighbour %s lladdr %s dev %s: %w", via, mac, dev, err)
+	}
+	for _, dst := range dsts {
+		r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(dst), Gw: via.AsSlice(), Flags: int(netlink.FLAG_ONLINK), MTU: mtu}
+		if err := nh.RouteReplace(r); err != nil {
+			return fmt.Errorf("route %s via %s dev %s onlink: %w", dst, via, dev, err)
 		}
 	}
 	return nil
@@ -110,14 +154,18 @@ func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
-func (h netlinkHost) EnsureIPForward() error {
+func (h netlinkHost) EnsureIPForward() error { return h.sysctl("net/ipv4/ip_forward", "1") }
+
+// sysctl sets /proc/sys/<name> to value in the host namespace (/proc/sys/net
+// is per network namespace, seen by a thread in it).
+func (h netlinkHost) sysctl(name, value string) error {
 	return h.do(func() error {
-		const path = "/proc/sys/net/ipv4/ip_forward"
-		if b, err := os.ReadFile(path); err == nil && len(b) > 0 && b[0] == '1' {
+		path := "/proc/sys/" + name
+		if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == value {
 			return nil
 		}
-		if err := os.WriteFile(path, []byte("1"), 0o644); err != nil {
-			return fmt.Errorf("set ip_forward: %w", err)
+		if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
+			return fmt.Errorf("sysctl %s=%s: %w", strings.ReplaceAll(name, "/", "."), value, err)
 		}
 		return nil
 	})

@@ -129,8 +129,21 @@ func (a *Agent) sync(ctx context.Context) error {
 	a.observeStore()
 	if err == nil {
 		a.observeRealization(waits)
+		a.synced(ctx)
 	}
 	return err
+}
+
+// synced tells the features that act after a sync (syncer) that br0 holds
+// everything rendered so far.
+func (a *Agent) synced(ctx context.Context) {
+	a.renderMu.Lock()
+	defer a.renderMu.Unlock()
+	for _, f := range a.features {
+		if s, ok := f.(syncer); ok {
+			s.synced(ctx)
+		}
+	}
 }
 
 func (a *Agent) fullSync(ctx context.Context) error {

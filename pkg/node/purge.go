@@ -64,14 +64,16 @@ func (b *purgingBridge) Bundle(ctx context.Context, changes []ovs.Change) error 
 }
 
 // needsPurge reports whether changes can revoke what cached datapath flows
-// allow: any deletion, or any flow added to a NetworkPolicy table (a new or
-// replaced allow/drop there can turn an allowed path into a drop).
+// allow: any deletion, any flow added to a NetworkPolicy table (a new or
+// replaced allow/drop there can turn an allowed path into a drop), or to
+// ServiceLB (a new Service takes its VIP from the reject path to tun0).
 func needsPurge(changes []ovs.Change) bool {
 	for _, c := range changes {
 		if c.Op != ovs.OpAdd {
 			return true
 		}
-		if t := c.Flow.Table.ID; t == ovs.TablePolicyEgress.ID || t == ovs.TablePolicyIngress.ID {
+		switch c.Flow.Table.ID {
+		case ovs.TablePolicyEgress.ID, ovs.TablePolicyIngress.ID, ovs.TableServiceLB.ID:
 			return true
 		}
 	}
@@ -79,10 +81,19 @@ func needsPurge(changes []ovs.Change) bool {
 }
 
 func (b *purgingBridge) purge(ctx context.Context) error {
-	pid, err := os.ReadFile(filepath.Join(b.runDir, "ovs-vswitchd.pid"))
+	ctl, err := vswitchdTarget(b.runDir)
 	if err != nil {
-		return fmt.Errorf("finding ovs-vswitchd: %w", err)
+		return err
 	}
-	ctl := filepath.Join(b.runDir, fmt.Sprintf("ovs-vswitchd.%s.ctl", strings.TrimSpace(string(pid))))
 	return b.appctl(ctx, ctl, "revalidator/purge")
+}
+
+// vswitchdTarget is the control socket of the ovs-vswitchd whose pidfile is
+// in runDir.
+func vswitchdTarget(runDir string) (string, error) {
+	pid, err := os.ReadFile(filepath.Join(runDir, "ovs-vswitchd.pid"))
+	if err != nil {
+		return "", fmt.Errorf("finding ovs-vswitchd: %w", err)
+	}
+	return filepath.Join(runDir, fmt.Sprintf("ovs-vswitchd.%s.ctl", strings.TrimSpace(string(pid)))), nil
 }

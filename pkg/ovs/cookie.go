@@ -28,6 +28,7 @@ const (
 	CookiePolicy                              // per NetworkPolicy
 	CookieMulticast                           // per multicast-enabled VNID
 	CookieEgress                              // egress firewall / egress IP
+	CookieService                             // per Service (ovs proxy)
 )
 
 // CookieLearned is the category of flows that OVS itself installs through

@@ -62,7 +62,7 @@ func TestTraceServiceBuckets(t *testing.T) {
 			if out.CtMark != 0x10 || out.CtLabel != (U128{Hi: uint64(bucket + 1)}) {
 				t.Errorf("ct_mark %#x ct_label %s, want 0x10 and service %d", out.CtMark, out.CtLabel, bucket+1)
 			}
-			wantDNAT := NATBinding{From: netip.AddrPortFrom(vip, svcPort), To: netip.AddrPortFrom(ep, backendPort)}
+			wantDNAT := NATBinding{From: netip.AddrPortFrom(vip, svcPort), To: netip.AddrPortFrom(ep, backendPort), Zone: svcZone}
 			if out.CtDNAT != wantDNAT {
 				t.Errorf("DNAT binding %v, want %v", out.CtDNAT, wantDNAT)
 			}
@@ -77,7 +77,7 @@ func TestTraceServiceBuckets(t *testing.T) {
 // packets bypass the group through conntrack, replies come back from the
 // VIP.
 func TestTraceServiceConnection(t *testing.T) {
-	dnat := NATBinding{From: netip.AddrPortFrom(vip, svcPort), To: netip.AddrPortFrom(podB.ip, backendPort)}
+	dnat := NATBinding{From: netip.AddrPortFrom(vip, svcPort), To: netip.AddrPortFrom(podB.ip, backendPort), Zone: svcZone}
 	est := tcpTo(client, clientPort, vip, 0)
 	est.CtEst, est.CtDNAT, est.CtMark = true, dnat, 0x10
 	tr := traceServices(t, serviceFlows(), est)

@@ -21,8 +21,9 @@ import (
 // a new connection records the binding in the packet itself.
 //
 // Bucket chooses the bucket of every select group the packet reaches:
-// bucket Bucket mod the number of buckets (weights are ignored), so a test
-// iterates Bucket over 0..n-1 to visit every endpoint.
+// bucket Bucket mod the number of buckets (weights are ignored), and the
+// link of every multipath action (Bucket mod n_links), so a test iterates
+// Bucket over 0..n-1 to visit every endpoint.
 type Packet struct {
 	InPort   uint32
 	Proto    Proto
@@ -51,8 +52,14 @@ type Packet struct {
 
 // NATBinding is how conntrack translates a connection's original direction:
 // From (the address and port the client used) becomes To. Port 0 means the
-// port is not translated. The zero value means no translation.
-type NATBinding struct{ From, To netip.AddrPort }
+// port is not translated. Zone is the conntrack zone whose entry holds the
+// translation: ct(nat) in another zone does not apply it (a pipeline that
+// DNATs in one zone and SNATs in another sees each only in its zone). The
+// zero value means no translation.
+type NATBinding struct {
+	From, To netip.AddrPort
+	Zone     uint16
+}
 
 // IsZero reports whether b holds no translation.
 func (b NATBinding) IsZero() bool { return !b.From.Addr().IsValid() }
@@ -153,7 +160,8 @@ func TraceFlows(flows []Flow, p Packet) (Trace, error) { return TraceWithGroups(
 // Conntrack is modelled for one connection (see Packet): ct sets ct_state,
 // ct_zone and the original-direction tuple, sets up NAT on commit of a new
 // connection (rewriting the packet, +dnat/+snat), applies existing NAT with
-// nat, and writes exec marks. Zones do not separate connections. Unlike OVS,
+// nat (only the bindings of the ct's zone), and writes exec marks. Zones do
+// not otherwise separate connections: ct_state and marks are shared. Unlike OVS,
 // which shows the results of ct only after recirculation (table=), the
 // tracer applies them at once; renderers that match on them must use
 // ct(table=…).

@@ -22,10 +22,10 @@ func (tr *tracer) conntrack(a ConnTrack, p *Packet) {
 	state := ctResult(p)
 	p.CtZone = a.Zone
 	if a.Commit && state&CtNew != 0 {
-		bindNAT(a.NATSpec, p)
+		bindNAT(a.NATSpec, a.Zone, p)
 	}
 	if a.NAT || a.NATSpec.Kind != NATNone {
-		state |= translate(p)
+		state |= translate(p, a.Zone)
 	}
 	if a.Commit {
 		e := a.Exec
@@ -65,40 +65,47 @@ func origTuple(p *Packet) ctTuple {
 
 // bindNAT records the NAT a committing ct sets up for a new connection.
 // The tracer picks the first address and port of a range.
-func bindNAT(n NATSpec, p *Packet) {
+func bindNAT(n NATSpec, zone uint16, p *Packet) {
 	switch n.Kind {
 	case NATDst:
 		to := n.Port
 		if to == 0 {
 			to = p.TpDst
 		}
-		p.CtDNAT = NATBinding{From: netip.AddrPortFrom(p.Dst, p.TpDst), To: netip.AddrPortFrom(n.Addr, to)}
+		p.CtDNAT = NATBinding{From: netip.AddrPortFrom(p.Dst, p.TpDst), To: netip.AddrPortFrom(n.Addr, to), Zone: zone}
 	case NATSrc:
 		to := n.Port
 		if to == 0 {
 			to = p.TpSrc
 		}
-		p.CtSNAT = NATBinding{From: netip.AddrPortFrom(p.Src, p.TpSrc), To: netip.AddrPortFrom(n.Addr, to)}
+		p.CtSNAT = NATBinding{From: netip.AddrPortFrom(p.Src, p.TpSrc), To: netip.AddrPortFrom(n.Addr, to), Zone: zone}
 	}
 }
 
-// translate applies the connection's NAT bindings to p and returns the
-// ct_state bits that report it.
-func translate(p *Packet) CtFlags {
+// translate applies the connection's NAT bindings held in zone to p and
+// returns the ct_state bits that report it.
+func translate(p *Packet, zone uint16) CtFlags {
 	var s CtFlags
+	dnat, snat := p.CtDNAT, p.CtSNAT
+	if dnat.Zone != zone {
+		dnat = NATBinding{}
+	}
+	if snat.Zone != zone {
+		snat = NATBinding{}
+	}
 	if p.CtReply {
-		if rewrite(&p.Src, &p.TpSrc, p.CtDNAT.To, p.CtDNAT.From, p.CtDNAT) {
+		if rewrite(&p.Src, &p.TpSrc, dnat.To, dnat.From, dnat) {
 			s |= CtDNAT
 		}
-		if rewrite(&p.Dst, &p.TpDst, p.CtSNAT.To, p.CtSNAT.From, p.CtSNAT) {
+		if rewrite(&p.Dst, &p.TpDst, snat.To, snat.From, snat) {
 			s |= CtSNAT
 		}
 		return s
 	}
-	if rewrite(&p.Dst, &p.TpDst, p.CtDNAT.From, p.CtDNAT.To, p.CtDNAT) {
+	if rewrite(&p.Dst, &p.TpDst, dnat.From, dnat.To, dnat) {
 		s |= CtDNAT
 	}
-	if rewrite(&p.Src, &p.TpSrc, p.CtSNAT.From, p.CtSNAT.To, p.CtSNAT) {
+	if rewrite(&p.Src, &p.TpSrc, snat.From, snat.To, snat) {
 		s |= CtSNAT
 	}
 	return s

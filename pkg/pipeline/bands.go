@@ -69,7 +69,9 @@ var (
 	// StageBase: the static flows of BaseFlows and the version note; every
 	// table's priority-0 final flow.
 	StageBase = Stage{Name: "base", Bands: append([]Band{
-		band(ovs.TableClassifier, 1, 1000, "classification"),
+		band(ovs.TableClassifier, 1000, 1000, "conntrack"),
+		band(ovs.TableClassifier, 1, 400, "classification"),
+		band(ovs.TableClassifier, 460, 460, "no multicast from the host"),
 		band(ovs.TablePodAntiSpoof, 300, 300, "no VXLAN from pods"),
 		band(ovs.TableRouting, 1, 300, "routing"),
 		band(ovs.TableServices, 200, 200, "to the host"),
@@ -85,12 +87,18 @@ var (
 		band(ovs.TableARPLocal, 100, 100, "ARP to pod"),
 		band(ovs.TableLocalPod, 100, 100, "to pod"),
 	}}
-	// StageNodes: the flows of remote nodes and the multicast replication.
+	// StageNodes: the flows of remote nodes.
 	StageNodes = Stage{Name: "nodes", Bands: []Band{
 		band(ovs.TableVXLANIngress, 100, 100, "known node"),
 		band(ovs.TableARPRemote, 100, 100, "ARP to node"),
 		band(ovs.TableRemotePod, 100, 100, "to node"),
+	}}
+	// StageMulticast: multicast per VNID (multicast.go) and the
+	// replication to remote nodes.
+	StageMulticast = Stage{Name: "multicast", Bands: []Band{
+		band(ovs.TableMulticastFromLocal, 100, 100, "enabled VNID"),
 		band(ovs.TableMulticastToRemote, 100, 100, "replication"),
+		band(ovs.TableMulticastToLocal, 100, 100, "local receivers"),
 	}}
 	// StageNetworkPolicy: the compiled NetworkPolicy flows (pkg/networkpolicy).
 	StageNetworkPolicy = Stage{Name: "networkpolicy", Bands: []Band{
@@ -105,11 +113,8 @@ var (
 	// StageEgressFirewall: EgressNetworkPolicy (pkg/egressfirewall, VNID
 	// modes). Rule i of n has priority n-i, so the rules of a VNID fill
 	// [1, n] (n ≤ the CRD's 1,000); replies of connections a pod serves
-	// pass above them. Table 30's commit of connections from outside sits
-	// below the networkpolicy isolation's p100.
+	// pass above them.
 	StageEgressFirewall = Stage{Name: "egressfirewall", Bands: []Band{
-		band(ovs.TableConntrackCommit, 50, 55, "from outside: commit"),
-		band(ovs.TableEgressPrelim, 100, 100, "conntrack"),
 		band(ovs.TableEgressFirewall, 1, networkv1.MaxEgressNetworkPolicyRules, "rules"),
 		band(ovs.TableEgressFirewall, 2000, 2000, "replies"),
 	}}

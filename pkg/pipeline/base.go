@@ -72,8 +72,9 @@ func fromVXLANFlows(c FlowConfig) []ovs.Flow {
 }
 
 // fromTun0Flows classifies host traffic. It keeps reg0 = 0: the host is
-// VNID 0. Pod→service traffic DNATed by host iptables comes back with the
-// pod's source address and goes to 25 to reload the pod's VNID.
+// VNID 0. Host multicast is dropped first, whatever its source.
+// Pod→service traffic DNATed by host iptables comes back with the pod's
+// source address and goes to 25 to reload the pod's VNID.
 func fromTun0Flows(c FlowConfig) []ovs.Flow {
 	tun0, gw := ovs.NewFlow(ovs.TableClassifier, 0).MatchInPort(OFPortTun0), host(c.Gateway())
 	flows := []ovs.Flow{
@@ -86,7 +87,10 @@ func fromTun0Flows(c FlowConfig) []ovs.Flow {
 		)
 	}
 	return append(flows,
-		at(tun0, 250).MatchIPv4().MatchNwDst(multicastNet).Action(ovs.DropAction()),
+		// OpenShift: priority 250, below the gateway's 400, so the host's
+		// multicast sent from the gateway address (IGMP reports, mDNS, …)
+		// entered VNID 0's group. Above it here: no host multicast at all.
+		at(tun0, 460).MatchIPv4().MatchNwDst(multicastNet).Action(ovs.DropAction()),
 		at(tun0, 200).MatchIPv4().Action(ovs.Goto(ovs.TableConntrackCommit)),
 		at(tun0, 150).Action(ovs.DropAction()),
 	)
@@ -100,18 +104,25 @@ func podAntiSpoofFlows(c FlowConfig) []ovs.Flow {
 	}
 }
 
-// routingFlows renders table 31.
+// routingFlows renders table 31. With --proxy-mode=kube-proxy, replies to
+// local pods are un-NATed here (p250) for the host's DNAT: OVS shares the
+// kernel's conntrack zone on the kernel datapath. The ovs proxy un-DNATs
+// its own connections' replies instead (ServiceProxyFlows).
 func routingFlows(c FlowConfig) []ovs.Flow {
 	t, gw := ovs.TableRouting, host(c.Gateway())
 	flows := []ovs.Flow{
 		ovs.NewFlow(t, 300).MatchARP().MatchArpTpa(gw).Action(ovs.Output(OFPortTun0)),
 		ovs.NewFlow(t, 300).MatchIPv4().MatchNwDst(gw).Action(ovs.Output(OFPortTun0)),
-		ovs.NewFlow(t, 250).MatchIPv4().MatchNwDst(c.LocalSubnet).MatchCtState(ovs.CtRpl, 0).
-			Action(ovs.CTThen(ovs.TableLocalPod, false, true)),
+	}
+	if !c.OVSProxy() {
+		flows = append(flows, ovs.NewFlow(t, 250).MatchIPv4().MatchNwDst(c.LocalSubnet).MatchCtState(ovs.CtRpl, 0).
+			Action(ovs.CTThen(ovs.TableLocalPod, false, true)))
+	}
+	flows = append(flows,
 		ovs.NewFlow(t, 200).MatchARP().MatchArpTpa(c.LocalSubnet).Action(ovs.Goto(ovs.TableARPLocal)),
 		ovs.NewFlow(t, 200).MatchIPv4().MatchNwDst(c.LocalSubnet).Action(ovs.Goto(ovs.TableLocalPod)),
 		ovs.NewFlow(t, 100).MatchIPv4().MatchNwDst(c.ServiceNetwork).Action(ovs.Goto(ovs.TableServices)),
-	}
+	)
 	for _, cn := range c.ClusterNetworks {
 		flows = append(flows,
 			ovs.NewFlow(t, 100).MatchARP().MatchArpTpa(cn).Action(ovs.Goto(ovs.TableARPRemote)),
@@ -127,8 +138,10 @@ func routingFlows(c FlowConfig) []ovs.Flow {
 	)
 }
 
-// serviceFlows renders table 60: service traffic goes to the host's
-// kube-proxy through tun0 (SPEC §4.5).
+// serviceFlows renders table 60: service traffic goes to the host through
+// tun0: kube-proxy's in kube-proxy mode; in ovs mode only traffic to a
+// Service without a usable endpoint gets here, and the host rejects it
+// (iptables SDN-SERVICES-REJECT), so clients see "connection refused".
 func serviceFlows() []ovs.Flow {
 	return []ovs.Flow{ovs.NewFlow(ovs.TableServices, 200).Action(ovs.Output(OFPortTun0))}
 }
@@ -137,7 +150,7 @@ func serviceFlows() []ovs.Flow {
 // from the node itself (kubelet probes) always reaches pods.
 func ingressBaseFlows(c FlowConfig) []ovs.Flow {
 	return []ovs.Flow{
-		ovs.NewFlow(ovs.TablePolicyIngress, 300).MatchIPv4().MatchNwSrc(host(c.Gateway())).Action(ovs.OutPortField.Output()),
+		ovs.NewFlow(ovs.TablePolicyIngress, 300).MatchIPv4().MatchNwSrc(host(c.Gateway())).Action(c.ingressAllow()),
 	}
 }
 
@@ -162,12 +175,22 @@ func finalFlows() []ovs.Flow {
 			continue
 		case ovs.TableConntrackCommit:
 			f = f.Action(ovs.Goto(ovs.TableRouting))
+		case ovs.TableServiceLB:
+			f = f.Action(ovs.Goto(ovs.TableServiceSNAT))
+		case ovs.TableServiceSNAT:
+			f = f.Action(ovs.Goto(ovs.TableServicePost))
+		case ovs.TableServicePost:
+			f = f.Action(ovs.Goto(ovs.TablePolicyEgress))
+		case ovs.TableServiceAffinity:
+			f = f.Action(ovs.LBStateToSelect.Load())
 		case ovs.TableEgressPrelim:
 			f = f.Action(ovs.Goto(ovs.TableEgressFirewall))
 		case ovs.TableEgressFirewall:
 			f = f.Action(ovs.Goto(ovs.TableEgressRouting))
 		case ovs.TableEgressRouting:
 			f = f.Action(ovs.Output(OFPortTun0))
+		case ovs.TableIngressCommit:
+			f = f.Action(ovs.OutPortField.Output())
 		default:
 			f = f.Action(ovs.DropAction())
 		}

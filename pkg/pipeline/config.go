@@ -18,7 +18,7 @@ import (
 // layout we follow). It starts at 0x10, above every rule version OpenShift
 // SDN ever wrote (7..14), so a bridge left behind by OpenShift SDN never
 // looks current and is always rebuilt.
-const PipelineVersion = 0x13
+const PipelineVersion = 0x17
 
 // Bridge and port names of the node's OVS (SPEC §4.1).
 const (
@@ -33,6 +33,32 @@ const (
 	OFPortTun0  uint32 = 2 // tun0, the node gateway
 	// FirstPodOFPort is the lowest ofport a pod port can have.
 	FirstPodOFPort uint32 = 3
+)
+
+// ProxyMode is how Services are load-balanced (--proxy-mode).
+type ProxyMode string
+
+// Proxy modes. The zero value means ProxyOVS.
+const (
+	// ProxyOVS load-balances Services in br0 (tables 21–24, select groups,
+	// conntrack NAT); required on the userspace datapath.
+	ProxyOVS ProxyMode = "ovs"
+	// ProxyKubeProxy sends service traffic to the host through tun0 for
+	// kube-proxy and takes it back DNATed (OpenShift SDN's path; kernel
+	// datapath only, where OVS shares the host's conntrack).
+	ProxyKubeProxy ProxyMode = "kube-proxy"
+)
+
+// Addresses the ovs proxy mode reserves on the host side of tun0 (link-local,
+// never on the wire). The host routes the service network and NodePortVIP
+// via ServiceGatewayIP, a permanent neighbour with ServiceGatewayMAC on
+// tun0, so that its own traffic to Services enters br0 without ARP; and it
+// DNATs traffic to a node port on any of its addresses to NodePortVIP
+// (keeping the port), which br0 load-balances like a ClusterIP.
+var (
+	NodePortVIP       = netip.MustParseAddr("169.254.169.3")
+	ServiceGatewayIP  = netip.MustParseAddr("169.254.169.4")
+	ServiceGatewayMAC = ovs.MAC{0x0a, 0x58, 0xa9, 0xfe, 0xa9, 0x04}
 )
 
 // FlowConfig is everything the static pipeline depends on. It is a value;
@@ -54,11 +80,26 @@ type FlowConfig struct {
 	// VXLANPort is the UDP port of the overlay; pods may not send to it.
 	// Zero means the default, 4789.
 	VXLANPort uint16
+	// ProxyMode selects how Services are load-balanced ("" = ProxyOVS).
+	ProxyMode ProxyMode
+	// Userspace is set for br0 on the userspace (netdev) datapath, whose
+	// conntrack is OVS's own: SCTP replies are then recognised by learned
+	// flows (tables 28, 82), not by conntrack, which tracks SCTP there
+	// without ports.
+	Userspace bool
 }
+
+// OVSProxy reports whether Services are load-balanced in br0.
+func (c FlowConfig) OVSProxy() bool { return c.ProxyMode != ProxyKubeProxy }
 
 // Gateway returns the node gateway: the first address after the network
 // address of LocalSubnet (10.128.0.1 for 10.128.0.0/23).
 func (c FlowConfig) Gateway() netip.Addr { return c.LocalSubnet.Masked().Addr().Next() }
+
+// GatewayMAC is tun0's MAC address, derived from the gateway address as a
+// pod's is from its IP (the agent sets it): flows that send a packet to the
+// host set it as the destination.
+func (c FlowConfig) GatewayMAC() ovs.MAC { return PodMAC(c.Gateway()) }
 
 // VXLANPortOrDefault returns VXLANPort, or the default 4789 when it is zero.
 func (c FlowConfig) VXLANPortOrDefault() uint16 {

@@ -23,7 +23,11 @@ var pipelineFingerprint = map[int]string{
 	0x10: "975baa4b818a05be7cb3dd5e839c20a450073dc16d23d64794c32a07eeb48604",
 	0x11: "428d0ca9ff842c98351eaf7dd0b0a87d5f52b183e4083742c274bf7a41566454", // placeholder gone, compiled policy in the networkpolicy scenarios
 	0x12: "9f251470595a7f15b946823913f79d21998fa0a1b3c3a3cfdcd6a5b0d1541518", // the mode's static flows carry OwnerIsolation's cookie
-	0x13: "4550de706ab0e7805c5e0093ff3a7c2d81772866ef5929847b7e939cf5da4da0", // egress firewall: conntrack zone, replies, table-100 rules (VNID modes)
+	0x13: "3f1f914b431c0ab3bb1ca8dfa7d917bd460894f299aff96e03563c619a42a519", // ovs proxy: tables 21-24, pods to 21, pod MAC set in 70
+	0x14: "d7bb3f8ae426dddfbf99baee722b39bdf4cc3ede1620be5871cba610fd7a07b4", // service traffic skips ConntrackCommit (no second zone-0 entry after SNAT)
+	0x15: "d2e0b653193fd5a3f06fe88a928cbaa2a2c94fccbecfb97634b0f5003580e8ba", // merged: services, egress IPs and multicast (Service endpoint IP moved to reg7; reg3 is the receiving pod)
+	0x16: "87b79c063491bc25e6e418d09b41fb1a0a1760adb89aeef8b1e4d2cee0d153d4", // commit after the ingress decision (81); userspace SCTP replies by learned flows (28, 82); userspace commits traffic leaving the cluster
+	0x17: "71a97678980dabd282c29d631c5be59ffb5300c6a6b0b77fb1b2985d669878ce", // egress firewall: replies pass and EgressNetworkPolicy rules in table 100 (VNID modes)
 }
 
 // TestFlowsGolden compares each scenario with testdata/flows_<name>.flows.
@@ -119,9 +123,12 @@ func TestPipelineValidatorRejectsBroken(t *testing.T) {
 
 // TestFlowsCounts pins the flow counts of reference §3.2, adjusted as the
 // package doc explains: base (1 cluster CIDR, without 253, the table-111
-// flow and the mode's flows) 49 = OpenShift's 51 − 253 − 111 − two
-// table-10 migration flows + drops in 60 and 111; the isolation statics
-// are OpenShift's "mode start-up flows".
+// flow and the mode's flows) 49 = OpenShift's 51 − 253 − 111 − two table-10
+// migration flows + drops in 60 and 111, plus the final flows of our tables
+// 21–24, 28, 81 and 82 (56 in kube-proxy mode), minus the kube-proxy
+// un-NAT of table 31 in ovs proxy mode (55); the isolation statics are
+// OpenShift's "mode start-up flows", plus the networkpolicy commit
+// deferral (30 p110, 81 p100).
 func TestFlowsCounts(t *testing.T) {
 	second := netip.MustParsePrefix("10.132.0.0/14")
 	tests := []struct {
@@ -129,23 +136,29 @@ func TestFlowsCounts(t *testing.T) {
 		cidrs       []netip.Prefix
 		base, modeN int
 	}{
-		{clusternetwork.ModeSubnet, nil, 49, 2},
-		{clusternetwork.ModeMultitenant, nil, 49, 3},
-		{clusternetwork.ModeNetworkPolicy, nil, 49, 3 + 1},
-		{clusternetwork.ModeSubnet, []netip.Prefix{fxClusterCIDR, second}, 49 + 7, 2},
-		{clusternetwork.ModeMultitenant, []netip.Prefix{fxClusterCIDR, second}, 49 + 7, 3},
-		{clusternetwork.ModeNetworkPolicy, []netip.Prefix{fxClusterCIDR, second}, 49 + 7, 3 + 4},
+		{clusternetwork.ModeSubnet, nil, 52, 2},
+		{clusternetwork.ModeMultitenant, nil, 52, 3},
+		{clusternetwork.ModeNetworkPolicy, nil, 52, 6 + 1},
+		{clusternetwork.ModeSubnet, []netip.Prefix{fxClusterCIDR, second}, 52 + 7, 2},
+		{clusternetwork.ModeMultitenant, []netip.Prefix{fxClusterCIDR, second}, 52 + 7, 3},
+		{clusternetwork.ModeNetworkPolicy, []netip.Prefix{fxClusterCIDR, second}, 52 + 7, 6 + 4},
 	}
 	for _, tt := range tests {
 		cfg := fxConfig(tt.mode, tt.cidrs...)
-		if got := len(pipeline.BaseFlows(cfg)); got != tt.base {
-			t.Errorf("%s with %d cluster CIDRs: %d base flows, want %d", tt.mode, len(cfg.ClusterNetworks), got, tt.base)
+		if got := len(pipeline.BaseFlows(kubeProxy(cfg))); got != tt.base+4 {
+			t.Errorf("%s with %d cluster CIDRs: %d base flows in kube-proxy mode, want %d", tt.mode, len(cfg.ClusterNetworks), got, tt.base+4)
+		}
+		if got := len(pipeline.BaseFlows(cfg)); got != tt.base+3 {
+			t.Errorf("%s with %d cluster CIDRs: %d base flows in ovs proxy mode, want %d", tt.mode, len(cfg.ClusterNetworks), got, tt.base+3)
 		}
 		if got := len(cfg.Isolation().StaticFlows(cfg)); got != tt.modeN {
 			t.Errorf("%s with %d cluster CIDRs: %d isolation flows, want %d", tt.mode, len(cfg.ClusterNetworks), got, tt.modeN)
 		}
 	}
 	cfg := fxConfig(clusternetwork.ModeMultitenant)
+	if us := userspace(fxConfig(clusternetwork.ModeNetworkPolicy)); len(us.Isolation().StaticFlows(us)) != 6+1+1+6 {
+		t.Errorf("networkpolicy mode on the userspace datapath: %d isolation flows, want 14 (1 commit to outside, 6 for SCTP replies)", len(us.Isolation().StaticFlows(us)))
+	}
 	if got := len(pipeline.PodFlows(cfg, podWeb)); got != 5 {
 		t.Errorf("per-pod flows = %d, want 5", got)
 	}

@@ -40,11 +40,22 @@ const (
 	KindPolicyAllowAll
 	// KindMulticastRemote owns the table-111 replication flow.
 	KindMulticastRemote
+	// KindServiceProxy owns the static flows of the ovs proxy.
+	KindServiceProxy
+	// KindService owns the flows and groups of one Service.
+	KindService
+	// KindEgressIP owns the flows and group of one VNID's egress IPs.
+	KindEgressIP
+	// KindEgressIPHost owns the flows of the egress IPs the node holds.
+	KindEgressIPHost
+	// KindMulticastVNID owns the table-110/120 flows of one
+	// multicast-enabled VNID.
+	KindMulticastVNID
 	// KindEgressFirewall owns the table-100 flows of one VNID: its
 	// EgressNetworkPolicy rules (pkg/egressfirewall).
 	KindEgressFirewall
 	// KindFirewallStatic owns the egress firewall's flows that depend on
-	// the configuration only (conntrack in its zone, replies).
+	// the configuration only (the replies of connections pods serve).
 	KindFirewallStatic
 )
 
@@ -69,6 +80,11 @@ var ownerKinds = map[OwnerKind]ownerKind{
 	KindPolicyMatch:     {prefix: "policy-match/", category: ovs.CookiePolicy, word: "shared match", cookieKey: PolicyMatchCookieKey},
 	KindPolicyAllowAll:  {prefix: "policy-allow-all", category: ovs.CookiePolicy, word: "allow-all"},
 	KindMulticastRemote: {prefix: "multicast/remote", category: ovs.CookieMulticast, word: "remote nodes"},
+	KindServiceProxy:    {prefix: "service-proxy", category: ovs.CookiePipeline, word: "service proxy"},
+	KindService:         {prefix: "service/", category: ovs.CookieService, word: "service"},
+	KindEgressIP:        {prefix: "egress-ip/", category: ovs.CookieEgress, word: "egress IPs of vnid"},
+	KindEgressIPHost:    {prefix: "egress-ip-host", category: ovs.CookieEgress, word: "egress IPs held"},
+	KindMulticastVNID:   {prefix: "multicast/vnid/", category: ovs.CookieMulticast, word: "multicast vnid"},
 	KindEgressFirewall:  {prefix: "egress-firewall/", category: ovs.CookieEgress, word: "egress firewall VNID"},
 	KindFirewallStatic:  {prefix: "egress-firewall", category: ovs.CookieEgress, word: "egress firewall"},
 }
@@ -132,10 +148,22 @@ func TenantOwner(vnid uint32) Owner {
 	return Owner{kind: KindTenant, key: "vnid/" + strconv.FormatUint(uint64(vnid), 10)}
 }
 
+// MulticastVNIDOwner is the owner "multicast/vnid/<id>" of the multicast
+// flows of one enabled VNID (MulticastVNIDFlows).
+func MulticastVNIDOwner(vnid uint32) Owner {
+	return Owner{kind: KindMulticastVNID, key: "multicast/vnid/" + strconv.FormatUint(uint64(vnid), 10)}
+}
+
 // PolicyNamespaceOwner is the owner "policy-ns/<ns>" of a namespace's
 // compiled NetworkPolicy flows.
 func PolicyNamespaceOwner(namespace string) Owner {
 	return Owner{kind: KindPolicyNamespace, key: "policy-ns/" + namespace}
+}
+
+// ServiceOwner is the owner "service/<ns>/<name>" of one Service's flows and
+// groups (all its ports).
+func ServiceOwner(namespace, name string) Owner {
+	return Owner{kind: KindService, key: "service/" + namespace + "/" + name}
 }
 
 // PolicyMatchOwner is the owner "policy-match/<flow key>" of one shared
@@ -215,6 +243,7 @@ var Categories = []Category{
 	{ovs.CookiePolicy, "policy"},
 	{ovs.CookieMulticast, "multicast"},
 	{ovs.CookieEgress, "egress"},
+	{ovs.CookieService, "service"},
 	{ovs.CookieLearned, "learned"},
 	{0, "unowned"},
 }

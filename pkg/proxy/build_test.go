@@ -146,7 +146,7 @@ func TestAssignIDs(t *testing.T) {
 	ids := map[string]uint32{}
 	for _, p := range a {
 		ids[p.Key()] = p.ID
-		if p.ID == 0 || p.ID > 0x7fffffff {
+		if p.ID < MinID || p.ID > MaxID {
 			t.Errorf("%s: ID %#x out of range", p.Key(), p.ID)
 		}
 	}
@@ -174,5 +174,28 @@ func TestAssignIDs(t *testing.T) {
 			t.Fatalf("ID %d given twice", p.ID)
 		}
 		seen[p.ID] = true
+	}
+}
+
+// TestIDAllocator: IDs stay while held, are reused after Release, and
+// never collide among held ports.
+func TestIDAllocator(t *testing.T) {
+	a := NewIDAllocator()
+	p := []ServicePort{{Namespace: "ns", Name: "a", PortName: "http"}, {Namespace: "ns", Name: "b", PortName: "http"}}
+	a.Assign(p)
+	if p[0].ID == p[1].ID || p[0].ID != idOf("ns/a:http") {
+		t.Fatalf("IDs %#x %#x, want distinct, the first its hash %#x", p[0].ID, p[1].ID, idOf("ns/a:http"))
+	}
+	// A newcomer whose hash is taken gets another ID; the holder keeps it.
+	a.used[idOf("ns/c:http")] = "someone"
+	q := []ServicePort{{Namespace: "ns", Name: "c", PortName: "http"}, p[0]}
+	q[1].ID = 0
+	a.Assign(q)
+	if q[0].ID == idOf("ns/c:http") || q[0].ID == 0 || q[1].ID != p[0].ID {
+		t.Errorf("collision: c=%#x (hash %#x), a=%#x (was %#x)", q[0].ID, idOf("ns/c:http"), q[1].ID, p[0].ID)
+	}
+	a.Release("ns/a:http")
+	if _, held := a.used[p[0].ID]; held {
+		t.Errorf("released ID %#x still held", p[0].ID)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"hash/fnv"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
@@ -88,44 +89,88 @@ func compareEndpoints(a, b Endpoint) int {
 	return int(a.Port) - int(b.Port)
 }
 
-// idOf is the preferred ID of key: FNV-32a folded into 1..2^31-1, leaving
-// the upper half of the group ID space to other features.
+// Service port IDs (and ClusterIP group IDs) lie in [MinID, MaxID]; the
+// NodePort group of a port is ID|1<<31. Group IDs below MinID belong to
+// other features (egress IPs: VNID|1<<30 is above MaxID too; multicast and
+// the rest keep below 2^24).
+const (
+	MinID uint32 = 1 << 24
+	MaxID uint32 = 1<<30 - 1
+)
+
+// idOf is the preferred ID of key: FNV-32a folded into [MinID, MaxID].
 func idOf(key string) uint32 {
 	h := fnv.New32a()
 	h.Write([]byte(key))
-	return h.Sum32()&0x7fffffff | 1<<20 // never 0, never one of the small IDs
+	return MinID + h.Sum32()%(MaxID-MinID+1)
+}
+
+// nextID is the ID probed after id.
+func nextID(id uint32) uint32 {
+	if id >= MaxID {
+		return MinID
+	}
+	return id + 1
+}
+
+// IDAllocator gives the ports of one node their IDs: the hash of the
+// port's key (idOf), or, when another port holds it, the next free value.
+// A port keeps its ID from Assign to Release. The agent assigns in key
+// order at start-up, so a restarted agent gives the same ports the same IDs
+// (its groups are then modified in place, not re-created). Not safe for
+// concurrent use.
+type IDAllocator struct {
+	byKey map[string]uint32
+	used  map[uint32]string
+}
+
+// NewIDAllocator returns an allocator with no IDs given.
+func NewIDAllocator() *IDAllocator {
+	return &IDAllocator{byKey: map[string]uint32{}, used: map[uint32]string{}}
+}
+
+// Assign sets the ID of every port: the one it holds, or a new one.
+func (a *IDAllocator) Assign(ports []ServicePort) {
+	for i := range ports {
+		key := ports[i].Key()
+		if id, ok := a.byKey[key]; ok {
+			ports[i].ID = id
+			continue
+		}
+		id := idOf(key)
+		for a.used[id] != "" {
+			id = nextID(id)
+		}
+		a.byKey[key], a.used[id] = id, key
+		ports[i].ID = id
+	}
+}
+
+// Release frees the ID of the port with key (no-op if it has none).
+func (a *IDAllocator) Release(key string) {
+	if id, ok := a.byKey[key]; ok {
+		delete(a.used, id)
+		delete(a.byKey, key)
+	}
 }
 
 // AssignIDs gives every port its ID: the hash of its key, or, when that is
 // taken, the next free value. Ports are assigned in key order, so the same
 // set of ports always gets the same IDs; a collision (rare: 31 bits) moves
-// only the later key. IDs of ports present in prev are kept, so a port
-// never changes ID while it exists in this agent.
+// only the later key. IDs of ports present in prev are kept.
 func AssignIDs(ports []ServicePort, prev map[string]uint32) {
-	taken := map[uint32]string{}
-	for i := range ports {
-		if id, ok := prev[ports[i].Key()]; ok {
-			ports[i].ID = id
-			taken[id] = ports[i].Key()
+	a := NewIDAllocator()
+	for _, p := range ports {
+		if id, ok := prev[p.Key()]; ok {
+			a.byKey[p.Key()], a.used[id] = id, p.Key()
 		}
 	}
 	order := make([]int, 0, len(ports))
 	for i := range ports {
-		if ports[i].ID == 0 {
-			order = append(order, i)
-		}
+		order = append(order, i)
 	}
-	slices.SortFunc(order, func(a, b int) int {
-		if ports[a].Key() < ports[b].Key() {
-			return -1
-		}
-		return 1
-	})
+	slices.SortStableFunc(order, func(x, y int) int { return strings.Compare(ports[x].Key(), ports[y].Key()) })
 	for _, i := range order {
-		id := idOf(ports[i].Key())
-		for taken[id] != "" {
-			id = id%0x7fffffff + 1 | 1<<20
-		}
-		ports[i].ID, taken[id] = id, ports[i].Key()
+		a.Assign(ports[i : i+1])
 	}
 }

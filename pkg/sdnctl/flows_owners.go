@@ -47,15 +47,21 @@ func (n *namer) fromFlows(flows []ovs.DumpedFlow) {
 	n.add(pipeline.OwnerPipeline, ownerName{})
 	n.add(pipeline.OwnerIsolation, ownerName{name: "isolation"})
 	n.add(pipeline.OwnerVersion, ownerName{name: "version"})
+	n.add(pipeline.OwnerServiceProxy, ownerName{name: "service proxy"})
 	n.add(pipeline.OwnerMulticastRemote, ownerName{name: "remote nodes"})
 	n.add(pipeline.OwnerPolicyAllowAll, ownerName{name: "allow-all"})
 	n.add(pipeline.PolicyMatchOwner(""), ownerName{name: "shared matches"})
-	n.add(pipeline.OwnerEgressFirewall, ownerName{name: "firewall (conntrack, replies)"})
+	n.add(pipeline.OwnerEgressFirewall, ownerName{name: "firewall (replies)"})
 	for _, f := range flows {
 		for _, vnid := range vnidsOf(f.Flow) {
 			id := strconv.FormatUint(uint64(vnid), 10)
-			if _, ok := n.names[pipeline.TenantOwner(vnid).Cookie()]; !ok {
-				n.add(pipeline.TenantOwner(vnid), ownerName{name: "vnid " + id})
+			name := ownerName{name: "vnid " + id}
+			for _, o := range []pipeline.Owner{pipeline.TenantOwner(vnid), pipeline.MulticastVNIDOwner(vnid)} {
+				if _, ok := n.names[o.Cookie()]; !ok {
+					n.add(o, name)
+				}
+			}
+			if _, ok := n.names[pipeline.EgressFirewallOwner(vnid).Cookie()]; !ok {
 				n.add(pipeline.EgressFirewallOwner(vnid), ownerName{name: "firewall of vnid " + id})
 			}
 		}

@@ -32,7 +32,8 @@ import (
 // The flows scenario: node1 (10.128.0.0/23, multitenant) with local pods proj1/client-1
 // and proj1/server-1 (VNID 10) and a stale pod proj2/db (VNID 11) whose port is gone,
 // remote nodes node2 (known to the API) and node3 (not), tenant flows for VNIDs 10 and 11,
-// multicast to both remote nodes, one policy flow of proj1 and one flow added by hand.
+// multicast to both remote nodes and for VNID 10, one policy flow of proj1 and one flow
+// added by hand.
 // testdata/flows/dump.txt is ovs-ofctl's dump of this scenario on a real bridge, with a
 // few counters edited in.
 var (
@@ -56,6 +57,7 @@ var (
 func flowsScenario() []ovs.Flow {
 	c := fxFlowsConfig
 	flows := append(pipeline.BaseFlows(c), c.Isolation().StaticFlows(c)...)
+	flows = append(flows, pipeline.ServiceProxyFlows(c)...)
 	for _, p := range []pipeline.PodInfo{fxClient, fxServer, fxStale} {
 		flows = append(flows, pipeline.PodFlows(c, p)...)
 	}
@@ -65,6 +67,7 @@ func flowsScenario() []ovs.Flow {
 	flows = append(flows, c.Isolation().TenantFlows(10)...)
 	flows = append(flows, c.Isolation().TenantFlows(11)...)
 	flows = append(flows, pipeline.MulticastRemoteFlow(c, []netip.Addr{fxNode2.HostIP, fxNode3.HostIP}))
+	flows = append(flows, pipeline.MulticastVNIDFlows(c, 10, []pipeline.PodInfo{fxClient, fxServer})...)
 	flows = append(flows,
 		ovs.NewFlow(ovs.TablePolicyIngress, 150).
 			WithCookie(pipeline.PolicyNamespaceOwner("proj1").Cookie()).
@@ -266,7 +269,7 @@ func TestFlowsErrors(t *testing.T) {
 		{args: []string{"--pod", "proj1/nope"}, want: runResult{stderr: "No flows found on br0 matching pod proj1/nope\n"}},
 		{args: []string{"--pod", "client-1"}, want: usage(`--pod must be NAMESPACE/NAME, got "client-1"`)},
 		{args: []string{"--pod", "a/b", "--owner", "node"}, want: usage("--pod selects pod flows; it cannot be combined with --owner node")},
-		{args: []string{"--owner", "vnid"}, want: usage(`unknown owner kind "vnid": one of pipeline, pod, node, namespace, policy, multicast, egress, learned, unowned`)},
+		{args: []string{"--owner", "vnid"}, want: usage(`unknown owner kind "vnid": one of pipeline, pod, node, namespace, policy, multicast, egress, service, learned, unowned`)},
 		{args: []string{"--table", "255"}, want: usage("table 255 is not a flow table (0..254)")},
 		{args: []string{"--table", "Routing(20)"}, want: usage(`unknown table "Routing(20)"`)},
 		{args: []string{"-o", "yaml"}, want: usage(`unable to match a printer suitable for the output format "yaml", allowed formats are: wide,raw`)},
