@@ -118,6 +118,17 @@ func (b *countingBridge) ReplaceFlows(ctx context.Context, flows []ovs.Flow) err
 	return err
 }
 
+// ReplaceAll is what the flow store's full sync calls (flows and groups).
+func (b *countingBridge) ReplaceAll(ctx context.Context, groups []ovs.GroupEntry, flows []ovs.Flow) error {
+	err := b.Bridge.ReplaceAll(ctx, groups, flows)
+	if err == nil {
+		b.mu.Lock()
+		b.replaces++
+		b.mu.Unlock()
+	}
+	return err
+}
+
 func (b *countingBridge) counts() (bundles, changes, replaces int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
