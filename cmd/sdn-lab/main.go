@@ -141,7 +141,11 @@ func up(args []string) error {
 			return fmt.Errorf("demo: %w", err)
 		}
 	}
-	printHelp(os.Stdout, l, f)
+	dnsFile, err := l.WatchDNSFile(ctx)
+	if err != nil {
+		return err
+	}
+	printHelp(os.Stdout, l, f, dnsFile)
 	<-ctx.Done()
 	return nil
 }
@@ -175,7 +179,7 @@ func show(ctx context.Context, l *lab.Lab, kind string) {
 	}
 }
 
-func printHelp(w io.Writer, l *lab.Lab, f upFlags) {
+func printHelp(w io.Writer, l *lab.Lab, f upFlags, dnsFile string) {
 	self, _ := os.Executable()
 	bin := filepath.Dir(self)
 	sd := ""
@@ -202,5 +206,26 @@ The lab is up. In another shell:
 	if f.mode == "multitenant" {
 		fmt.Fprintf(w, "  %s/sdnctl pod-network join-projects --to=proj1 proj2\n", bin)
 	}
+	printOutsideHelp(w, l, f, dnsFile)
 	fmt.Fprintf(w, "Stop with Ctrl-C here or '%s/sdn-lab down%s'.\n", bin, sd)
+}
+
+// printOutsideHelp tells how to use the external host, the DNS server and
+// the egress firewall.
+func printOutsideHelp(w io.Writer, l *lab.Lab, f upFlags, dnsFile string) {
+	self, _ := os.Executable()
+	bin := filepath.Dir(self)
+	sd := ""
+	if f.dir != lab.DefaultStateDir {
+		sd = " --state-dir " + f.dir
+	}
+	fmt.Fprintf(w, "Outside world: external host %s (203.0.113.1-16: TCP 80/443, UDP 53/5353), DNS %s (zone %s)\n",
+		l.Ext.IP.Addr(), lab.DNSAddr, lab.DNSZone)
+	fmt.Fprintf(w, "  DNS records: edit %s (reloaded within a second; A and CNAME, per-record TTL)\n", dnsFile)
+	if f.mode != "subnet" {
+		fmt.Fprintf(w, "  %s/sdn-lab exec%s node1 -- sdnctl flows --egress-firewall proj1   # EgressNetworkPolicy flows with their rules\n", bin, sd)
+		if f.demo {
+			fmt.Fprintf(w, "  %s/sdn-lab trace%s proj1/client1 203.0.113.9 --port 80   # which EgressNetworkPolicy rule decides\n", bin, sd)
+		}
+	}
 }

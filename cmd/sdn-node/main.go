@@ -27,6 +27,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/ovs-sdn/ovs-sdn/pkg/cni"
+	"github.com/ovs-sdn/ovs-sdn/pkg/dnsresolver"
 	"github.com/ovs-sdn/ovs-sdn/pkg/kubeconfig"
 	"github.com/ovs-sdn/ovs-sdn/pkg/node"
 	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
@@ -54,6 +55,8 @@ type flags struct {
 	cniStateDir    string
 	cniConfDir     string
 	hostNetNS      string
+	dnsServers     []string
+	resolvConf     string
 }
 
 func main() {
@@ -102,6 +105,8 @@ func newCommandFor(f *flags) *cobra.Command {
 	fs.StringVar(&f.cniSocket, "cni-socket", cni.DefaultSocketPath, "unix socket of the agent's CNI server, which the ovs-sdn plugin calls (empty disables the CNI server)")
 	fs.StringVar(&f.cniStateDir, "cni-state-dir", cni.DefaultStateDir, "directory of the pod IP leases (<dir>/ovs-sdn/); must survive agent restarts")
 	fs.StringVar(&f.hostNetNS, "host-netns", "", "path of the network namespace holding ovs-vswitchd, tun0 and the node's routes, when sdn-node runs outside it (sdn-lab, tests); empty: sdn-node's own")
+	fs.StringSliceVar(&f.dnsServers, "dns-server", nil, "DNS server (IP or IP:port, repeatable) that resolves the dnsName rules of EgressNetworkPolicies; default: the nameservers of --resolv-conf. With --host-netns the queries leave from that namespace")
+	fs.StringVar(&f.resolvConf, "resolv-conf", dnsresolver.DefaultResolvConf, "resolv.conf whose nameservers resolve EgressNetworkPolicy dnsNames when no --dns-server is given")
 	fs.StringVar(&f.cniConfDir, "cni-conf-dir", "/etc/cni/net.d", "CNI config directory the agent writes "+cni.ConflistName+" into once ready (empty: not written)")
 	klogFlags := flag.NewFlagSet("klog", flag.ExitOnError)
 	klog.InitFlags(klogFlags)
@@ -149,10 +154,32 @@ func (f *flags) config() (node.Config, error) {
 			return node.Config{}, fmt.Errorf("%s %q: an absolute path is required", d.flag, d.path)
 		}
 	}
+	servers, err := parseDNSServers(f.dnsServers)
+	if err != nil {
+		return node.Config{}, err
+	}
 	return node.Config{NodeName: f.nodeName, NodeIP: ip, OVSDBEndpoint: f.ovsdb, OfctlTarget: f.ofctlTarget,
 		Transport: f.transport, DatapathType: f.datapathType, UnderlayBridge: f.underlayBridge, ProxyMode: mode, NodePortRange: ports,
 		FullSyncPeriod: f.fullSyncPeriod, HealthCheckPeriod: f.healthPeriod,
-		CNISocketPath: f.cniSocket, CNIStateDir: f.cniStateDir, CNIConfDir: f.cniConfDir, HostNetNS: f.hostNetNS}, nil
+		CNISocketPath: f.cniSocket, CNIStateDir: f.cniStateDir, CNIConfDir: f.cniConfDir, HostNetNS: f.hostNetNS,
+		DNSServers: servers, ResolvConf: f.resolvConf}, nil
+}
+
+// parseDNSServers reads --dns-server values: "IP" (port 53) or "IP:port".
+func parseDNSServers(vals []string) ([]netip.AddrPort, error) {
+	var out []netip.AddrPort
+	for _, v := range vals {
+		if a, err := netip.ParseAddr(v); err == nil {
+			out = append(out, netip.AddrPortFrom(a, 53))
+			continue
+		}
+		ap, err := netip.ParseAddrPort(v)
+		if err != nil || ap.Port() == 0 {
+			return nil, fmt.Errorf("--dns-server %q: want an IP address or IP:port", v)
+		}
+		out = append(out, ap)
+	}
+	return out, nil
 }
 
 // parsePortRange parses "FROM-TO" (inclusive, 1..65535).

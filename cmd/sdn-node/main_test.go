@@ -45,3 +45,26 @@ func TestFlagValidation(t *testing.T) {
 		}
 	}
 }
+
+func TestDNSServerFlags(t *testing.T) {
+	f := &flags{}
+	if err := newCommandFor(f).ParseFlags([]string{"--node-name=n1", "--node-ip=10.0.0.1", "--dns-server=203.0.113.53", "--dns-server=198.18.0.254:5353"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := f.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.DNSServers) != 2 || cfg.DNSServers[0].String() != "203.0.113.53:53" || cfg.DNSServers[1].String() != "198.18.0.254:5353" || cfg.ResolvConf != "/etc/resolv.conf" {
+		t.Errorf("DNS config %v %q", cfg.DNSServers, cfg.ResolvConf)
+	}
+	for _, bad := range []string{"dns.example", "203.0.113.53:0", "203.0.113.53:x"} {
+		f := &flags{}
+		if err := newCommandFor(f).ParseFlags([]string{"--node-name=n1", "--node-ip=10.0.0.1", "--dns-server=" + bad}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.config(); err == nil || !strings.Contains(err.Error(), "--dns-server") {
+			t.Errorf("--dns-server=%s: %v", bad, err)
+		}
+	}
+}

@@ -47,6 +47,8 @@ type controller struct {
 	netNamespaceIdx  cache.Indexer                  // NetNamespaces, also indexed by netid
 	informersSynced  []cache.InformerSynced
 
+	egressPolicies networklisters.EgressNetworkPolicyLister // every mode
+
 	subnets *subnet.Allocator
 	vnids   *vnid.Allocator
 	// vnidMu serialises decisions that read VNID references from the cache
@@ -62,6 +64,8 @@ type controller struct {
 	conflictQueue     *workQueue // one key: conflictsKey
 	policyQueue       *workQueue // networkpolicy mode: "namespace/name"
 	egressQueue       *workQueue // VNID modes; one key: egressKey
+	// egressFirewallQueue has one key, egressFirewallKey (every mode).
+	egressFirewallQueue *workQueue
 
 	// egressHealth is the reachability of egress nodes (VNID modes).
 	egressHealth *egressHealth
@@ -72,6 +76,9 @@ type controller struct {
 	conflictingHostSubnets atomic.Int64
 	// invalidPolicies are the NetworkPolicies Validate currently rejects.
 	invalidPolicies keySet
+	// invalidEgressPolicies are the EgressNetworkPolicies not enforced as
+	// written; egressEventsSeen the facts already recorded this term.
+	invalidEgressPolicies, egressEventsSeen keySet
 }
 
 func newController(opts Options, cfg *clusternetwork.Config, m *metrics) *controller {
@@ -83,6 +90,7 @@ func newController(opts Options, cfg *clusternetwork.Config, m *metrics) *contro
 	c.conflictQueue = newWorkQueue("hostsubnet-conflicts", &hostSubnetConflictReconciler{c: c}, opts.MaxRetryDelay)
 	c.policyQueue = newWorkQueue("networkpolicies", &networkPolicyReconciler{c: c}, opts.MaxRetryDelay)
 	c.egressQueue = newWorkQueue("egressips", &egressReconciler{c: c}, opts.MaxRetryDelay)
+	c.egressFirewallQueue = newWorkQueue("egressfirewalls", &egressFirewallReconciler{c: c}, opts.MaxRetryDelay)
 	c.egressHealth = newEgressHealth(opts)
 	return c
 }
@@ -138,7 +146,7 @@ func (c *controller) run(ctx context.Context) error {
 // queues returns the work queues of this mode with their number of workers.
 // Queues with a single key get one worker.
 func (c *controller) queues() map[*workQueue]int {
-	qs := map[*workQueue]int{c.hostSubnetQueue: c.opts.Workers, c.conflictQueue: 1}
+	qs := map[*workQueue]int{c.hostSubnetQueue: c.opts.Workers, c.conflictQueue: 1, c.egressFirewallQueue: 1}
 	if c.cfg.Mode.UsesVNIDs() {
 		qs[c.netNamespaceQueue] = c.opts.Workers
 		qs[c.egressQueue] = 1
@@ -165,6 +173,9 @@ func (c *controller) subnetsAllocated() int       { return c.subnets.Allocated()
 func (c *controller) subnetsFree() int            { return c.subnets.Free() }
 func (c *controller) vnidsAllocated() int         { return c.vnids.Allocated() }
 func (c *controller) invalidNetworkPolicies() int { return c.invalidPolicies.len() }
+func (c *controller) invalidEgressNetworkPolicies() int {
+	return c.invalidEgressPolicies.len()
+}
 func (c *controller) egressIPsAssigned() int      { return int(c.egress.assigned.Load()) }
 func (c *controller) egressIPsActive() int        { return int(c.egress.active.Load()) }
 func (c *controller) egressNodesUnreachable() int { return int(c.egress.unreachable.Load()) }

@@ -46,6 +46,9 @@ func (c *controller) setupInformers() error {
 		return fmt.Errorf("clusternetwork informer: %w", err)
 	}
 	c.informersSynced = []cache.InformerSynced{nodeInf.Informer().HasSynced, hsInf.Informer().HasSynced, cnInf.Informer().HasSynced}
+	if err := c.setupEgressFirewall(); err != nil {
+		return err
+	}
 	if !c.cfg.Mode.UsesVNIDs() {
 		return nil // subnet mode: no NetNamespaces are managed
 	}

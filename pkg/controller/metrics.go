@@ -22,6 +22,7 @@ type gaugeSource interface {
 	multicastNamespaces() int
 	hostSubnetConflicts() int
 	invalidNetworkPolicies() int
+	invalidEgressNetworkPolicies() int
 	egressIPsAssigned() int
 	egressIPsActive() int
 	egressNodesUnreachable() int
@@ -67,6 +68,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 		m.gaugeFunc("vnids_allocated", "VNIDs (>= 10) currently allocated.", gaugeSource.vnidsAllocated),
 		m.gaugeFunc("num_multicast_enabled_namespaces", "NetNamespaces with multicast enabled.", gaugeSource.multicastNamespaces),
 		m.gaugeFunc("networkpolicies_invalid", "NetworkPolicies the compiler rejects (in part): they allow nothing in the rejected direction.", gaugeSource.invalidNetworkPolicies),
+		m.gaugeFunc("egress_network_policies_invalid", "EgressNetworkPolicies not enforced as written: their VNID drops all egress (shared VNID, several policies, an invalid rule) or they are ignored (VNID 0, subnet mode).", gaugeSource.invalidEgressNetworkPolicies),
 		m.gaugeFunc("egress_ips_assigned", "Requested egress IPs that some HostSubnet lists.", gaugeSource.egressIPsAssigned),
 		m.gaugeFunc("egress_ips_active", "Egress IPs in use: requested by one namespace, on one reachable node, without conflict.", gaugeSource.egressIPsActive),
 		m.gaugeFunc("egress_nodes_unreachable", "Egress nodes that fail the health check.", gaugeSource.egressNodesUnreachable),

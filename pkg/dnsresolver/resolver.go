@@ -216,6 +216,20 @@ func (r *Resolver) Addrs(name string) ([]netip.Addr, bool) {
 	return r.sched.addrs(n)
 }
 
+// Settled reports whether name is tracked and at least one resolution of it has finished
+// (answered, empty or failed): what a caller waits for before it renders a name for the
+// first time, so that it does not render "no addresses" only because Run has not got to
+// the name yet.
+func (r *Resolver) Settled(name string) bool {
+	n, err := Normalize(name)
+	if err != nil {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sched.settled(n)
+}
+
 func (r *Resolver) updateGauges() {
 	tracked, unresolved := r.sched.counts()
 	r.metrics.tracked.Set(float64(tracked))

@@ -177,6 +177,13 @@ func (s *schedule) addrs(name string) ([]netip.Addr, bool) {
 	return slices.Clone(st.addrs), st.resolved
 }
 
+// settled reports whether name is tracked and at least one resolution of it finished
+// (answered, empty or failed).
+func (s *schedule) settled(name string) bool {
+	st := s.names[name]
+	return st != nil && (st.resolved || st.failures > 0)
+}
+
 // counts returns the number of tracked names and of those without addresses.
 func (s *schedule) counts() (tracked, unresolved int) {
 	for _, st := range s.names {

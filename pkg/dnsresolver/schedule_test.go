@@ -313,3 +313,27 @@ func TestDueOrderAndLimit(t *testing.T) {
 		t.Errorf("next wake %v %v", next, ok)
 	}
 }
+
+// TestSettled: a name is settled once a resolution finished, whatever its outcome, and not
+// while its first query is due or in flight.
+func TestSettled(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		r    result
+	}{{"answer", result{ans: Answer{Addrs: addrs("203.0.113.9"), TTL: time.Minute}}},
+		{"empty", result{}}, {"failure", result{err: errDown}}} {
+		s := newSchedule(defaultTiming)
+		s.track("a.example", t0)
+		if s.settled("a.example") || s.settled("unknown.example") {
+			t.Errorf("%s: settled before any query", tc.name)
+		}
+		tk := s.due(t0, 1)
+		if s.settled("a.example") {
+			t.Errorf("%s: settled while in flight", tc.name)
+		}
+		s.finish(tk[0], t0, tc.r)
+		if !s.settled("a.example") {
+			t.Errorf("%s: not settled after the first resolution", tc.name)
+		}
+	}
+}

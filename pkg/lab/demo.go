@@ -86,8 +86,15 @@ func (l *Lab) RunDemo(ctx context.Context, w io.Writer) (int, error) {
 		return 0, err
 	}
 	l.printPods(ctx, w, ips)
+	// The egress firewall first (demo_egress.go), while it is the clients'
+	// only restriction.
+	mismatches, err := l.runEgressDemo(ctx, w)
+	if err != nil {
+		return mismatches, err
+	}
 	steps := l.demoSteps()
-	mismatches, err := l.runSteps(ctx, w, ips, steps)
+	more, err := l.runSteps(ctx, w, ips, steps)
+	mismatches += more
 	if err != nil {
 		return mismatches, err
 	}

@@ -18,7 +18,11 @@
 //     /metrics and /readyz on a loopback port); and as a goroutine the
 //     kubelet stand-in (pkg/lab/kubelet), which runs pods through the real
 //     sdn-cni binary (installed as <state>/cni/bin/ovs-sdn) in pod
-//     namespaces "<prefix>-<node>-kp-<id>".
+//     namespaces "<prefix>-<node>-kp-<id>";
+//   - the outside world (outside.go): netlab's external host "<prefix>-ext"
+//     on the underlay with servers on 203.0.113.1–16, and the lab's DNS
+//     server (zone lab.example., 203.0.113.53) in it, which the agents
+//     query from their node's netns.
 //
 // The lab imports neither the agent (pkg/node) nor the CLI's command line:
 // it runs the agent's binary and calls sdnctl's library functions. The
@@ -35,6 +39,7 @@
 //	<StateDir>/nodes/<node>/     CNI conf dir, libcni cache, IP leases, CNI socket,
 //	                             sdn-node.log
 //	<StateDir>/cni/bin/ovs-sdn   the CNI plugin
+//	<StateDir>/dns/records.zone  the DNS records, when WatchDNSFile runs (make run)
 //
 // # Teardown
 //
@@ -60,6 +65,7 @@ import (
 
 	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
 	"github.com/ovs-sdn/ovs-sdn/pkg/client/clientset/versioned"
+	"github.com/ovs-sdn/ovs-sdn/pkg/lab/dnsserver"
 	"github.com/ovs-sdn/ovs-sdn/pkg/lab/kubelet"
 	"github.com/ovs-sdn/ovs-sdn/pkg/lab/netlab"
 	"github.com/ovs-sdn/ovs-sdn/pkg/testenv"
@@ -136,6 +142,9 @@ type Lab struct {
 	Network  versioned.Interface
 	Net      *netlab.Lab
 	Kubelets kubelet.Group
+	// Ext and DNS are the outside world (outside.go).
+	Ext *netlab.ExternalHost
+	DNS *dnsserver.Server
 
 	cfg  Config
 	ctl  *controllerRun
@@ -185,6 +194,9 @@ func (l *Lab) start(ctx context.Context) error {
 		return fmt.Errorf("lab underlay: %w", err)
 	}
 	l.Net = net
+	if err := l.startOutside(); err != nil {
+		return err
+	}
 	names := make([]string, l.cfg.Nodes)
 	for i := range names {
 		names[i] = fmt.Sprintf("node%d", i+1)
@@ -228,6 +240,7 @@ func (l *Lab) close() error {
 	if l.ctl != nil {
 		errs = append(errs, l.ctl.stop(10*time.Second))
 	}
+	l.stopOutside()
 	if l.Net != nil {
 		errs = append(errs, l.Net.Close())
 	}

@@ -185,6 +185,7 @@ func (l *Lab) startAgent(n *Node) error {
 		"--datapath-type=netdev", "--host-netns=" + n.Net.NetNS.Path, "--health-check-period=1s",
 		"--cni-socket=" + n.socketPath(), "--cni-state-dir=" + filepath.Join(n.Dir, "ipam"),
 		"--cni-conf-dir=" + n.confDir(), "--metrics-bind-address=" + addr, "--v=2"}
+	argv = append(argv, l.dnsServerFlag()...)
 	p, err := l.Net.StartHost(n.Name+"/sdn-node", nil, n.AgentLog(), argv...)
 	if err != nil {
 		return err

@@ -281,12 +281,13 @@ func TestServiceAccountRBAC(t *testing.T) {
 		}, true)
 		expectAccess(ctx, t, ctrl, "", []access{
 			{"networking.k8s.io", "networkpolicies", "list"}, {"networking.k8s.io", "networkpolicies", "watch"},
+			{networkv1.GroupName, "egressnetworkpolicies", "list"}, {networkv1.GroupName, "egressnetworkpolicies", "watch"},
 			{"", "events", "create"},
 		}, true)
 		expectAccess(ctx, t, ctrl, "kube-system", []access{
 			{networkv1.GroupName, "clusternetworks", "update"}, {"", "secrets", "get"},
 			{"coordination.k8s.io", "leases", "update"}, {"", "pods", "list"},
-			{"networking.k8s.io", "networkpolicies", "update"},
+			{"networking.k8s.io", "networkpolicies", "update"}, {networkv1.GroupName, "egressnetworkpolicies", "update"},
 		}, false)
 	})
 }

@@ -36,12 +36,12 @@ func nodeRules() []rbacv1.PolicyRule {
 
 // controllerRules: the controller owns HostSubnets and NetNamespaces, reads the
 // ClusterNetwork (rendered here, never written by the controller), Nodes, Namespaces and
-// NetworkPolicies (it reports the invalid ones), and records Events; Events about cluster-scoped objects land in "default", hence a
+// NetworkPolicies and EgressNetworkPolicies (it reports the invalid ones), and records Events; Events about cluster-scoped objects land in "default", hence a
 // ClusterRole.
 func controllerRules() []rbacv1.PolicyRule {
 	return []rbacv1.PolicyRule{
 		{APIGroups: []string{networkv1.GroupName}, Verbs: writeVerbs, Resources: []string{"hostsubnets", "netnamespaces"}},
-		{APIGroups: []string{networkv1.GroupName}, Verbs: readVerbs, Resources: []string{"clusternetworks"}},
+		{APIGroups: []string{networkv1.GroupName}, Verbs: readVerbs, Resources: []string{"clusternetworks", "egressnetworkpolicies"}},
 		{APIGroups: []string{""}, Verbs: readVerbs, Resources: []string{"namespaces", "nodes"}},
 		{APIGroups: []string{"networking.k8s.io"}, Verbs: readVerbs, Resources: []string{"networkpolicies"}},
 		{APIGroups: []string{"", "events.k8s.io"}, Verbs: eventVerbs, Resources: []string{"events"}},

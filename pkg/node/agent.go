@@ -49,6 +49,7 @@ import (
 	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
 	"github.com/ovs-sdn/ovs-sdn/pkg/client/clientset/versioned"
 	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
+	"github.com/ovs-sdn/ovs-sdn/pkg/dnsresolver"
 	"github.com/ovs-sdn/ovs-sdn/pkg/hostsubnet"
 	"github.com/ovs-sdn/ovs-sdn/pkg/iptables"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
@@ -137,6 +138,15 @@ type Config struct {
 	Kube kubernetes.Interface
 	// Recorder receives the agent's Events (nil: recorded through Kube).
 	Recorder record.EventRecorder
+
+	// The egress firewall's resolver (dnsName rules of
+	// EgressNetworkPolicies, VNID modes): DNSServers, or else the
+	// nameservers of ResolvConf (dnsresolver.DefaultResolvConf). With
+	// HostNetNS set it queries from that namespace. DNSLookuper replaces
+	// the DNS client (tests).
+	DNSServers  []netip.AddrPort
+	ResolvConf  string
+	DNSLookuper dnsresolver.Lookuper
 
 	// CNI (cni_server.go). CNISocketPath enables the agent's CNI server on
 	// that unix socket ("" = no CNI server); the host ends of pod veths go

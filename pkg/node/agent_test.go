@@ -20,6 +20,7 @@ import (
 	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
 	"github.com/ovs-sdn/ovs-sdn/pkg/client/clientset/versioned/fake"
 	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
+	"github.com/ovs-sdn/ovs-sdn/pkg/egressfirewall"
 	"github.com/ovs-sdn/ovs-sdn/pkg/iptables"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/ovsdb"
@@ -148,13 +149,18 @@ func newAgentEnv(t *testing.T, br *ovs.FakeBridge, sw *fakeSwitch, objs ...runti
 	return newAgentEnvWithClient(t, br, sw, fake.NewSimpleClientset(objs...))
 }
 
-func newAgentEnvWithClient(t *testing.T, br *ovs.FakeBridge, sw *fakeSwitch, client *fake.Clientset) *agentEnv {
+// newAgentEnvWithClient builds the agent on fakes; opts adjust its Config.
+func newAgentEnvWithClient(t *testing.T, br *ovs.FakeBridge, sw *fakeSwitch, client *fake.Clientset, opts ...func(*Config)) *agentEnv {
 	t.Helper()
 	e := &agentEnv{t: t, client: client, sw: sw, host: &fakeHost{}, br: br,
 		reg: prometheus.NewRegistry(), done: make(chan error, 1)}
-	a, err := New(Config{NodeName: "node1", NodeIP: netip.MustParseAddr("10.0.0.1"), Network: e.client,
+	cfg := Config{NodeName: "node1", NodeIP: netip.MustParseAddr("10.0.0.1"), Network: e.client,
 		Dial: e.dial, Bridge: br, Host: e.host, IPTables: iptables.NewFake(), Registry: e.reg,
-		FullSyncPeriod: time.Hour, HealthCheckPeriod: 50 * time.Millisecond})
+		FullSyncPeriod: time.Hour, HealthCheckPeriod: 50 * time.Millisecond}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +231,7 @@ var (
 )
 
 func expectedFlows(nodes []pipeline.RemoteNode, pods []pipeline.PodInfo) []ovs.Flow {
-	flows := slices.Concat(pipeline.BaseFlows(fc1), fc1.Isolation().StaticFlows(fc1), pipeline.ServiceProxyFlows(fc1),
+	flows := slices.Concat(pipeline.BaseFlows(fc1), fc1.Isolation().StaticFlows(fc1), pipeline.ServiceProxyFlows(fc1), egressfirewall.StaticFlows(fc1),
 		[]ovs.Flow{pipeline.VersionFlow(fc1)})
 	var ips []netip.Addr
 	for _, n := range nodes {

@@ -78,7 +78,7 @@ func (e *env) features() []feature {
 		fs = append(fs, newServicesFeature(e))
 	}
 	if e.iso.UsesVNIDs() {
-		fs = append(fs, newEgressIPFeature(e), &multicastFeature{e: e})
+		fs = append(fs, newEgressIPFeature(e), &multicastFeature{e: e}, newEgressFirewallFeature(e))
 	}
 	return fs
 }

@@ -87,8 +87,9 @@
 //	    IP, output to vxlan0. Default: drop.
 //	99  EgressPrelim: DNS to the node IP bypasses egress controls.
 //	    Default: go to 100.
-//	100 EgressFirewall: EgressNetworkPolicy per VNID, first match wins
-//	    (SPEC §4.6). Default: go to 101.
+//	100 EgressFirewall: replies of connections pods serve pass;
+//	    EgressNetworkPolicy per VNID, first match wins (SPEC §4.6).
+//	    Default: go to 101.
 //	101 EgressRouting: egress IPs per VNID through select groups over the
 //	    egress nodes (SPEC §4.7), replies to tun0. Default: output to tun0.
 //	110 MulticastFromLocal: multicast-enabled VNIDs go to 111 (SPEC §4.8).

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 )
 
@@ -108,6 +109,14 @@ var (
 	StagePolicyAllowAll = Stage{Name: "policy-allow-all", Bands: []Band{
 		band(ovs.TablePolicyEgress, 50, 50, "allow-all placeholder"),
 		band(ovs.TablePolicyIngress, 50, 50, "allow-all placeholder"),
+	}}
+	// StageEgressFirewall: EgressNetworkPolicy (pkg/egressfirewall, VNID
+	// modes). Rule i of n has priority n-i, so the rules of a VNID fill
+	// [1, n] (n ≤ the CRD's 1,000); replies of connections a pod serves
+	// pass above them.
+	StageEgressFirewall = Stage{Name: "egressfirewall", Bands: []Band{
+		band(ovs.TableEgressFirewall, 1, networkv1.MaxEgressNetworkPolicyRules, "rules"),
+		band(ovs.TableEgressFirewall, 2000, 2000, "replies"),
 	}}
 	// StageReservedTiers: tiers kept free for AdminNetworkPolicy (above
 	// NetworkPolicy, below the gateway and the mode's statics) and

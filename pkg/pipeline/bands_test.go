@@ -24,6 +24,7 @@ func stagesOf(m clusternetwork.Mode) []pipeline.Stage {
 	}
 	if iso.UsesVNIDs() {
 		stages = append(stages, pipeline.StageMulticast)
+		stages = append(stages, pipeline.StageEgressFirewall)
 	}
 	return stages
 }
@@ -78,6 +79,9 @@ func TestRenderersStayInTheirBands(t *testing.T) {
 	}
 	for _, s := range fxScenarios() {
 		if err := pipeline.CheckFlowBands(pipeline.StageNetworkPolicy, s.policyFlows()); err != nil {
+			t.Errorf("scenario %s: %v", s.name, err)
+		}
+		if err := pipeline.CheckFlowBands(pipeline.StageEgressFirewall, s.egressFirewallFlows()); err != nil {
 			t.Errorf("scenario %s: %v", s.name, err)
 		}
 	}

@@ -53,7 +53,9 @@
 //	                   NetworkPolicy p60..p195.
 //	90  RemotePod      RemoteNodeFlows: IP for a node subnet → VXLAN.
 //	99  EgressPrelim   BaseFlows: DNS to the node IP → tun0.
-//	100 EgressFirewall EgressNetworkPolicy per VNID (next: SPEC §4.6).
+//	100 EgressFirewall pkg/egressfirewall: replies of connections pods
+//	                   serve pass (p2000); EgressNetworkPolicy rules per
+//	                   VNID, rule i of n at priority n-i (SPEC §4.6).
 //	101 EgressRouting  BaseFlows: replies → tun0; egress IPs per VNID
 //	                   (next: SPEC §4.7).
 //	110 MulticastFromLocal  MulticastVNIDFlows: enabled VNIDs → 111.
@@ -69,8 +71,9 @@
 // OwnerIsolation (the mode's static flows; up to pipeline version 0x11 they
 // were part of OwnerPipeline), OwnerVersion, PodOwner, NodeOwner (cookie
 // keyed by the HostSubnet UID), TenantOwner, the NetworkPolicy owners
-// (PolicyNamespaceOwner, PolicyMatchOwner), OwnerMulticastRemote and
-// MulticastVNIDOwner.
+// (PolicyNamespaceOwner, PolicyMatchOwner), OwnerMulticastRemote,
+// MulticastVNIDOwner and the egress firewall's (OwnerEgressFirewall,
+// EgressFirewallOwner per VNID).
 //
 // # Final flows
 //

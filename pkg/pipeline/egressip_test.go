@@ -119,3 +119,36 @@ func TestTraceEgressIP(t *testing.T) {
 		t.Errorf("reply to the egress IP: %s\n%s", tr.Verdict, tr)
 	}
 }
+
+// TestTraceEgressIPAfterEgressFirewall: shop's EgressNetworkPolicy (the
+// fixture's allow 203.0.113.0/24, deny 0.0.0.0/0) decides before its egress
+// IP: allowed traffic goes on to EgressRouting's group, denied traffic is
+// dropped in EgressFirewall before any group, on the pod's node and on the
+// egress node alike; replies of connections shop serves pass both.
+func TestTraceEgressIPAfterEgressFirewall(t *testing.T) {
+	remote, rgroups := egressBridge(false)
+	tr := traceEgress(t, remote, rgroups, fromPod(podWeb, outside, ovs.ProtoTCP, 80))
+	if !visitsInOrder(tr.Tables, []ovs.Table{ovs.TableEgressPrelim, ovs.TableEgressFirewall, ovs.TableEgressRouting}) || len(tr.Groups) != 1 {
+		t.Errorf("shop → allowed %s: visited %s, groups %v; want 99, 100, 101 and the egress group\n%s", outside, tableNames(tr.Tables), tr.Groups, tr)
+	}
+	denied := fromPod(podWeb, fxExternal, ovs.ProtoTCP, 80)
+	if tr := traceEgress(t, remote, rgroups, denied); tr.Verdict.Kind != ovs.VerdictDrop || tr.Verdict.Table != ovs.TableEgressFirewall || len(tr.Groups) != 0 {
+		t.Errorf("shop → denied %s: %s, groups %v; want a drop in EgressFirewall\n%s", fxExternal, tr.Verdict, tr.Groups, tr)
+	}
+	reply := fromPod(podWeb, fxExternal, ovs.ProtoTCP, 40000)
+	reply.TpSrc, reply.CtReply = 8080, true
+	if tr := traceEgress(t, remote, rgroups, reply); tr.Verdict.String() != "Output(2)" {
+		t.Errorf("shop serving %s: reply %s, want Output(2)\n%s", fxExternal, tr.Verdict, tr)
+	}
+
+	local, lgroups := egressBridge(true)
+	fromB := ovs.Packet{InPort: pipeline.OFPortVXLAN, TunSrc: nodeB.HostIP, TunID: uint64(podWeb.VNID), Proto: ovs.ProtoTCP,
+		Src: remoteOnB, Dst: fxExternal, TpSrc: 40000, TpDst: 80}
+	if tr := traceEgress(t, local, lgroups, fromB); tr.Verdict.Kind != ovs.VerdictDrop || tr.Verdict.Table != ovs.TableEgressFirewall {
+		t.Errorf("a pod of node-b to denied %s through its egress node: %s, want a drop in EgressFirewall\n%s", fxExternal, tr.Verdict, tr)
+	}
+	fromB.Dst = outside
+	if tr := traceEgress(t, local, lgroups, fromB); tr.Verdict.String() != "Output(2)" || tr.OutputPackets[0].Src != egressShop {
+		t.Errorf("a pod of node-b to allowed %s through its egress node: %s\n%s", outside, tr.Verdict, tr)
+	}
+}

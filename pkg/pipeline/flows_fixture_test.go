@@ -3,7 +3,11 @@ package pipeline_test
 import (
 	"net/netip"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
 	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
+	"github.com/ovs-sdn/ovs-sdn/pkg/egressfirewall"
 	"github.com/ovs-sdn/ovs-sdn/pkg/networkpolicy"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
@@ -99,7 +103,29 @@ func (s fxScenario) flows() []ovs.Flow {
 	}
 	flows = append(flows, s.multicastFlows()...)
 	flows = append(flows, s.policyFlows()...)
+	flows = append(flows, s.egressFirewallFlows()...)
 	return append(flows, pipeline.VersionFlow(s.cfg))
+}
+
+// egressFirewallFlows are the egress firewall's flows in the VNID modes:
+// its static flows and, for the first pod's VNID, the policy allow
+// 203.0.113.0/24, deny 0.0.0.0/0.
+func (s fxScenario) egressFirewallFlows() []ovs.Flow {
+	if !s.cfg.Isolation().UsesVNIDs() {
+		return nil
+	}
+	p := s.pods[0]
+	enp := &networkv1.EgressNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: "fw"},
+		Spec: networkv1.EgressNetworkPolicySpec{Egress: []networkv1.EgressNetworkPolicyRule{
+			{Type: networkv1.EgressNetworkPolicyRuleAllow, To: networkv1.EgressNetworkPolicyPeer{CIDRSelector: "203.0.113.0/24"}},
+			{Type: networkv1.EgressNetworkPolicyRuleDeny, To: networkv1.EgressNetworkPolicyPeer{CIDRSelector: "0.0.0.0/0"}},
+		}}}
+	nn := &networkv1.NetNamespace{ObjectMeta: metav1.ObjectMeta{Name: p.Namespace}, NetName: p.Namespace, NetID: p.VNID}
+	flows := egressfirewall.StaticFlows(s.cfg)
+	for _, d := range egressfirewall.Evaluate(egressfirewall.BuildInput([]*networkv1.EgressNetworkPolicy{enp}, []*networkv1.NetNamespace{nn})) {
+		flows = append(flows, egressfirewall.Flows(d, nil)...)
+	}
+	return flows
 }
 
 // multicastFlows are what the agent's multicast feature renders: in modes

@@ -51,6 +51,12 @@ const (
 	// KindMulticastVNID owns the table-110/120 flows of one
 	// multicast-enabled VNID.
 	KindMulticastVNID
+	// KindEgressFirewall owns the table-100 flows of one VNID: its
+	// EgressNetworkPolicy rules (pkg/egressfirewall).
+	KindEgressFirewall
+	// KindFirewallStatic owns the egress firewall's flows that depend on
+	// the configuration only (the replies of connections pods serve).
+	KindFirewallStatic
 )
 
 // ownerKind describes one kind. Keys are "<prefix><id>" (or the prefix alone
@@ -79,6 +85,8 @@ var ownerKinds = map[OwnerKind]ownerKind{
 	KindEgressIP:        {prefix: "egress-ip/", category: ovs.CookieEgress, word: "egress IPs of vnid"},
 	KindEgressIPHost:    {prefix: "egress-ip-host", category: ovs.CookieEgress, word: "egress IPs held"},
 	KindMulticastVNID:   {prefix: "multicast/vnid/", category: ovs.CookieMulticast, word: "multicast vnid"},
+	KindEgressFirewall:  {prefix: "egress-firewall/", category: ovs.CookieEgress, word: "egress firewall VNID"},
+	KindFirewallStatic:  {prefix: "egress-firewall", category: ovs.CookieEgress, word: "egress firewall"},
 }
 
 // PolicyMatchCookieKey is the cookie key shared by every KindPolicyMatch
@@ -116,6 +124,7 @@ var (
 	OwnerVersion         = Owner{kind: KindVersion, key: "version"}
 	OwnerPolicyAllowAll  = Owner{kind: KindPolicyAllowAll, key: "policy-allow-all"}
 	OwnerMulticastRemote = Owner{kind: KindMulticastRemote, key: "multicast/remote"}
+	OwnerEgressFirewall  = Owner{kind: KindFirewallStatic, key: "egress-firewall"}
 )
 
 // PodOwner is the owner "pod/<ns>/<name>" of a local pod's flows.
@@ -161,6 +170,12 @@ func ServiceOwner(namespace, name string) Owner {
 // conjunctive match flow; its cookie is PolicyMatchCookieKey's.
 func PolicyMatchOwner(flowKey string) Owner {
 	return Owner{kind: KindPolicyMatch, key: "policy-match/" + flowKey}
+}
+
+// EgressFirewallOwner is the owner "egress-firewall/<vnid>" of the
+// table-100 flows of one VNID.
+func EgressFirewallOwner(vnid uint32) Owner {
+	return Owner{kind: KindEgressFirewall, key: "egress-firewall/" + strconv.FormatUint(uint64(vnid), 10)}
 }
 
 // Kind returns the owner's kind.

@@ -26,6 +26,8 @@ type apiView struct {
 	subnets       []networkv1.HostSubnet // by name
 	netNamespaces []*networkv1.NetNamespace
 	vnids         map[string]uint32
+	// egressPolicies are the EgressNetworkPolicies (egress.go).
+	egressPolicies []*networkv1.EgressNetworkPolicy
 }
 
 // loadAPIView lists everything a policy explanation or a trace reads.
@@ -76,6 +78,9 @@ func loadAPIView(ctx context.Context, c *cli, what string) (*apiView, error) {
 		if nn.NetName == "" {
 			v.vnids[nn.Name] = nn.NetID
 		}
+	}
+	if v.egressPolicies, err = listEgressPolicies(ctx, clients); err != nil {
+		return nil, err
 	}
 	return v, nil
 }

@@ -50,6 +50,7 @@ type flowsOptions struct {
 	ovsdb       string
 	pod         string
 	policy      string
+	egressFW    string
 	table       string
 	owner       string
 	node        string
@@ -59,7 +60,7 @@ type flowsOptions struct {
 func newFlowsCommand(c *cli) *cobra.Command {
 	o := &flowsOptions{}
 	cmd := &cobra.Command{
-		Use:   "flows [--pod NS/NAME | --policy NS/NAME | --owner KIND] [--table NAME|N]",
+		Use:   "flows [--pod NS/NAME | --policy NS/NAME | --egress-firewall NS | --owner KIND] [--table NAME|N]",
 		Short: "Display the OpenFlow flows of a node's bridge, grouped by owner",
 		Long: `Display the OpenFlow flows of the node's br0 with table names, grouped by owner.
 
@@ -82,6 +83,12 @@ keeps the conjunction, clause and plain allow flows of the policy's rules and th
 namespace's default drop that isolates the pods it selects. Each flow is labelled with
 its rule ("# ingress[0]") or the pods it isolates. It needs the API server.
 
+--egress-firewall NS shows the EgressNetworkPolicy flows (table 100) of the namespace's
+VNID, each labelled with the rule it renders ("# egress[1]: Deny 203.0.113.8/29"; a
+dnsName rule's flows carry the addresses the node resolved), and says on stderr what the
+VNID's egress firewall does (which policy it enforces, or why it drops all). It needs the
+API server.
+
 Run it on a node (or in the sdn-node pod), or point --ofctl-target at a bridge's
 management socket.`,
 		Example: `  # Every flow of the local br0, by owner
@@ -92,6 +99,9 @@ management socket.`,
 
   # The flows one NetworkPolicy compiles to on node1, labelled with its rules
   sdnctl flows --node node1 --policy proj1/allow-server
+
+  # The egress firewall of namespace proj1, labelled with its EgressNetworkPolicy rules
+  sdnctl flows --egress-firewall proj1
 
   # One table, by name or by number, with packet counters
   sdnctl flows --table PodAntiSpoof -o wide
@@ -111,6 +121,7 @@ management socket.`,
 		"OVSDB endpoint used to name pod owners from the external_ids of their ports; empty to skip.")
 	fs.StringVar(&o.pod, "pod", "", "Only the flows owned by this pod, as NAMESPACE/NAME.")
 	fs.StringVar(&o.policy, "policy", "", "Only the flows compiled from this NetworkPolicy, as NAMESPACE/NAME (needs the API server).")
+	fs.StringVar(&o.egressFW, "egress-firewall", "", "Only the EgressNetworkPolicy (table 100) flows of this namespace's VNID, each labelled with its rule (needs the API server).")
 	fs.StringVar(&o.table, "table", "", "Only the flows of this table: a name (case-insensitive, e.g. PodAntiSpoof) or a number.")
 	fs.StringVar(&o.owner, "owner", "", "Only the flows of this kind of owner. One of: ("+strings.Join(categoryNames(), ", ")+").")
 	fs.StringVar(&o.node, "node", "", "The node whose bridge is shown; printed in the header. --policy compiles for it (default $NODE_NAME, else the hostname).")
@@ -124,6 +135,8 @@ type flowsQuery struct {
 	description []string // the filters, for the header
 	// policyNS and policyName are the --policy NetworkPolicy ("" without it).
 	policyNS, policyName string
+	// egressNS is the --egress-firewall namespace ("" without it).
+	egressNS string
 }
 
 // query validates the flags and turns them into a dump filter.
@@ -144,6 +157,9 @@ func (o *flowsOptions) query(cmdPath string) (flowsQuery, error) {
 		}
 		q.filter.Table = &t
 		q.description = append(q.description, "table "+t.Named())
+	}
+	if o.egressFW != "" {
+		return o.egressQuery(cmdPath, q)
 	}
 	if o.policy != "" {
 		ns, name, ok := strings.Cut(o.policy, "/")
@@ -216,6 +232,13 @@ func (o *flowsOptions) run(ctx context.Context, c *cli, cmdPath string) error {
 		return err
 	}
 	var pol *policyFlows
+	var fw *egressFlows
+	if q.egressNS != "" {
+		if fw, err = o.loadEgressFirewall(ctx, c, q.egressNS); err != nil {
+			return err
+		}
+		q.filter.Cookie = pipeline.EgressFirewallOwner(fw.vnid).CookieMatch()
+	}
 	if q.policyNS != "" {
 		// The API first: without it --policy means nothing, and an unknown policy
 		// should not wait for the bridge.
@@ -240,6 +263,9 @@ func (o *flowsOptions) run(ctx context.Context, c *cli, cmdPath string) error {
 	if pol != nil {
 		flows, labels = pol.selectFlows(flows, c.opts.ErrOut)
 	}
+	if fw != nil {
+		labels = fw.label(flows, c.opts.ErrOut)
+	}
 	if len(flows) == 0 {
 		where := o.ofctlTarget
 		if len(q.description) > 0 {
@@ -254,14 +280,17 @@ func (o *flowsOptions) run(ctx context.Context, c *cli, cmdPath string) error {
 	}
 	n := &namer{notes: c.opts.ErrOut}
 	n.fromFlows(flows)
-	if pol != nil {
+	switch {
+	case fw != nil:
+		n.add(pipeline.EgressFirewallOwner(fw.vnid), ownerName{name: fw.ownerName()})
+	case pol != nil:
 		// Both owners (the namespace's and the shared clauses') are known.
 		n.add(pipeline.PolicyNamespaceOwner(pol.namespace), ownerName{name: "namespace " + pol.namespace})
-	} else {
+	default:
 		if needs(groups, ovs.CookiePod, ovs.CookiePolicy) {
 			n.fromOVSDB(ctx, backend, o.ovsdb, o.ofctlTarget)
 		}
-		if needs(groups, ovs.CookieNode, ovs.CookieNamespace, ovs.CookiePolicy) {
+		if needs(groups, ovs.CookieNode, ovs.CookieNamespace, ovs.CookiePolicy, ovs.CookieEgress) {
 			n.fromAPI(ctx, c)
 		}
 	}

@@ -51,13 +51,18 @@ func (n *namer) fromFlows(flows []ovs.DumpedFlow) {
 	n.add(pipeline.OwnerMulticastRemote, ownerName{name: "remote nodes"})
 	n.add(pipeline.OwnerPolicyAllowAll, ownerName{name: "allow-all"})
 	n.add(pipeline.PolicyMatchOwner(""), ownerName{name: "shared matches"})
+	n.add(pipeline.OwnerEgressFirewall, ownerName{name: "firewall (replies)"})
 	for _, f := range flows {
 		for _, vnid := range vnidsOf(f.Flow) {
-			name := ownerName{name: "vnid " + strconv.FormatUint(uint64(vnid), 10)}
+			id := strconv.FormatUint(uint64(vnid), 10)
+			name := ownerName{name: "vnid " + id}
 			for _, o := range []pipeline.Owner{pipeline.TenantOwner(vnid), pipeline.MulticastVNIDOwner(vnid)} {
 				if _, ok := n.names[o.Cookie()]; !ok {
 					n.add(o, name)
 				}
+			}
+			if _, ok := n.names[pipeline.EgressFirewallOwner(vnid).Cookie()]; !ok {
+				n.add(pipeline.EgressFirewallOwner(vnid), ownerName{name: "firewall of vnid " + id})
 			}
 		}
 	}
@@ -181,6 +186,9 @@ func (n *namer) fromAPI(ctx context.Context, c *cli) {
 		slices.Sort(names)
 		n.add(pipeline.TenantOwner(vnid), ownerName{
 			name: "vnid " + strconv.FormatUint(uint64(vnid), 10), detail: strings.Join(names, ", "),
+		})
+		n.add(pipeline.EgressFirewallOwner(vnid), ownerName{
+			name: "firewall of vnid " + strconv.FormatUint(uint64(vnid), 10), detail: strings.Join(names, ", "),
 		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/ovs-sdn/ovs-sdn/pkg/egressfirewall"
 	"github.com/ovs-sdn/ovs-sdn/pkg/networkpolicy"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/ovsdb"
@@ -44,7 +45,10 @@ runs "ovs-appctl ofproto/trace" on the source node and, when the packet leaves t
 VXLAN tunnel, on the destination node (in_port=vxlan0 with the source node as tun_src and the
 source VNID as tun_id). It prints the path through the named tables, which table dropped or
 delivered the packet, and which NetworkPolicy rule (namespace/name, direction, rule index)
-allowed it or which isolation (the policies selecting the pod) dropped it.
+allowed it or which isolation (the policies selecting the pod) dropped it. To an address outside
+the cluster network it names the EgressNetworkPolicy rule of table 100 that allowed or
+denied the packet (rule i of n has priority n-i; a dnsName rule's flows carry the addresses
+the node resolved), or says that no rule matched.
 
 A source that is not a pod (an IP) is traced as host traffic entering the destination
 node from tun0.
@@ -117,7 +121,7 @@ func (o *traceOptions) run(ctx context.Context, c *cli, cmdPath, srcArg, dstArg 
 	fmt.Fprintf(w, "Trace %s %s -> %s port %d\n", strings.ToLower(o.protocol), src.ip, dst.ip, o.port)
 	fmt.Fprintf(w, "  source:      %s\n  destination: %s\n", cl.describe(src), cl.describe(dst))
 
-	t := &tracer{o: o, cl: cl, backend: c.ovsBackend(), src: src, dst: dst, proto: proto, w: w}
+	t := &tracer{o: o, cl: cl, backend: c.ovsBackend(), src: src, dst: dst, proto: proto, w: w, fw: cl.egressDecisions()}
 	return t.run(ctx, c, srcArg, dstArg)
 }
 
@@ -195,6 +199,10 @@ type tracer struct {
 	proto    ovs.Proto
 	w        io.Writer
 	verdicts []string
+	// fw are the egress firewall's decisions (egress.go), fwWords what
+	// table 100 decided in the half being printed.
+	fw      map[uint32]egressfirewall.Decision
+	fwWords string
 }
 
 func (t *tracer) run(ctx context.Context, c *cli, srcArg, dstArg string) error {
@@ -364,6 +372,7 @@ func (t *tracer) explainer(ctx context.Context, nodeName string, n nodeOVS) *net
 func (t *tracer) print(nodeName string, tr *ofTrace, ex *networkpolicy.Explainer) {
 	pkt := networkpolicy.Packet{Src: t.src.ip, Dst: t.dst.ip, SrcVNID: t.src.vnid, DstVNID: t.dst.vnid, Proto: t.proto, Port: t.o.port}
 	var policyWords string
+	t.fwWords = ""
 	for _, s := range tr.Steps {
 		if s.NoMatch {
 			fmt.Fprintf(t.w, "  %-22s no match\n", s.Table.Named())
@@ -378,6 +387,9 @@ func (t *tracer) print(nodeName string, tr *ofTrace, ex *networkpolicy.Explainer
 			fmt.Fprintf(t.w, "  %-22s        %s\n", "", words)
 			if _, isPolicy := networkpolicy.DirectionOf(s.Table); isPolicy {
 				policyWords = words
+			}
+			if s.Table.ID == ovs.TableEgressFirewall.ID {
+				t.fwWords = words
 			}
 		}
 	}
@@ -395,8 +407,24 @@ func (t *tracer) explainStep(ex *networkpolicy.Explainer, s traceStep, pkt netwo
 		}
 		return staticPolicyWords(s, d)
 	}
+	if words := t.egressWords(s); words != "" {
+		return words
+	}
 	if s.FlowOK && s.Flow.IsDrop() {
 		return dropWords(s)
+	}
+	return ""
+}
+
+// egressWords explains the egress firewall's steps (tables 99 and 100).
+func (t *tracer) egressWords(s traceStep) string {
+	switch {
+	case !s.FlowOK:
+		return ""
+	case s.Table.ID == ovs.TableEgressFirewall.ID:
+		return "EgressNetworkPolicy: " + egressfirewall.Explain(t.fw, t.src.vnid, s.Flow)
+	case s.Table.ID == ovs.TableEgressPrelim.ID && ovs.CookieCategoryOf(s.Cookie) == ovs.CookiePipeline && s.Priority > 0:
+		return "DNS to the node's own IP: never subject to EgressNetworkPolicy"
 	}
 	return ""
 }
@@ -450,6 +478,8 @@ func (t *tracer) verdictWords(nodeName string, tr *ofTrace, policyWords string) 
 		return fmt.Sprintf("sent through the VXLAN tunnel to %s with VNID %d", to, v.TunID)
 	case ovs.VerdictOutput:
 		switch {
+		case v.Port == pipeline.OFPortTun0 && t.fwWords != "":
+			return "leaves the cluster network through tun0 (the node's routing and SNAT); " + t.fwWords
 		case v.Port == pipeline.OFPortTun0:
 			return "delivered to tun0 (the host: services, or traffic leaving the cluster)"
 		case t.dst.pod != nil && t.dst.node == nodeName:
@@ -462,6 +492,8 @@ func (t *tracer) verdictWords(nodeName string, tr *ofTrace, policyWords string) 
 		last := tr.Steps[len(tr.Steps)-1]
 		if _, isPolicy := networkpolicy.DirectionOf(last.Table); isPolicy && policyWords != "" {
 			s += ": " + policyWords
+		} else if last.Table.ID == ovs.TableEgressFirewall.ID && t.fwWords != "" {
+			s += ": " + t.fwWords
 		} else if last.FlowOK {
 			s += ": " + strings.TrimPrefix(dropWords(last), "dropped: ")
 		}

@@ -20,6 +20,7 @@ import (
 	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
 	networkfake "github.com/ovs-sdn/ovs-sdn/pkg/client/clientset/versioned/fake"
 	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
+	"github.com/ovs-sdn/ovs-sdn/pkg/egressfirewall"
 	"github.com/ovs-sdn/ovs-sdn/pkg/networkpolicy"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/ovstest"
@@ -37,6 +38,7 @@ import (
 // proj1/restrict-egress: client egress [0] to server, [1] to 10.128.2.0/23 on 5432.
 // proj2/deny-all; proj2/allow-db: db ingress from team=a client/server on 5432-5434
 // (2 targets × 2 peers × 2 port blocks: a conjunction, id 11<<8).
+// EgressNetworkPolicy proj3/fw: [0] Allow 203.0.113.0/24, [1] Deny 0.0.0.0/0.
 type tracePod struct {
 	ns, name, ip, nodeName, app string
 	ofport                      uint32
@@ -111,6 +113,7 @@ func traceClients() *Clients {
 		netObjs = append(netObjs, &networkv1.HostSubnet{ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: "uid-" + "x"},
 			Host: n.Name, HostIP: n.HostIP.String(), Subnet: n.Subnet.String()})
 	}
+	netObjs = append(netObjs, traceEgressPolicy())
 	return &Clients{Kube: kubefake.NewSimpleClientset(kubeObjs...), Network: networkfake.NewSimpleClientset(netObjs...)}
 }
 
@@ -127,6 +130,29 @@ func traceInput(nodeName string) networkpolicy.Input {
 	}
 	in.Policies = tracePolicies()
 	return in
+}
+
+// traceEgressPolicy is proj3's EgressNetworkPolicy.
+func traceEgressPolicy() *networkv1.EgressNetworkPolicy {
+	return &networkv1.EgressNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "proj3", Name: "fw"},
+		Spec: networkv1.EgressNetworkPolicySpec{Egress: []networkv1.EgressNetworkPolicyRule{
+			{Type: networkv1.EgressNetworkPolicyRuleAllow, To: networkv1.EgressNetworkPolicyPeer{CIDRSelector: "203.0.113.0/24"}},
+			{Type: networkv1.EgressNetworkPolicyRuleDeny, To: networkv1.EgressNetworkPolicyPeer{CIDRSelector: "0.0.0.0/0"}},
+		}}}
+}
+
+// traceEgressFlows are the egress firewall's flows of the scenario, rendered
+// from the agent's own decisions.
+func traceEgressFlows(c pipeline.FlowConfig) []ovs.Flow {
+	var nns []*networkv1.NetNamespace
+	for ns, vnid := range traceVNIDs {
+		nns = append(nns, &networkv1.NetNamespace{ObjectMeta: metav1.ObjectMeta{Name: ns}, NetName: ns, NetID: vnid})
+	}
+	flows := egressfirewall.StaticFlows(c)
+	for _, d := range egressfirewall.Evaluate(egressfirewall.BuildInput([]*networkv1.EgressNetworkPolicy{traceEgressPolicy()}, nns)) {
+		flows = append(flows, egressfirewall.Flows(d, nil)...)
+	}
+	return flows
 }
 
 // traceNodeFlows is everything the agent installs on one node of the scenario.
@@ -152,6 +178,7 @@ func traceNodeFlows(t testing.TB, self pipeline.RemoteNode) ([]ovs.Flow, []pipel
 		t.Fatal(errs)
 	}
 	flows = append(flows, networkpolicy.Flatten(owners)...)
+	flows = append(flows, traceEgressFlows(c)...)
 	flows = append(flows, pipeline.VersionFlow(c))
 	if err := ovs.ValidatePipeline(flows); err != nil {
 		t.Fatalf("%s: %v", self.Name, err)
@@ -209,6 +236,22 @@ var traceCases = []struct {
 		"NetworkPolicy egress: allowed: no egress NetworkPolicy selects pod proj1/server (namespace proj1 has egress policies proj1/restrict-egress, none selecting it)",
 		"NetworkPolicy ingress: allowed: namespace proj3 has no ingress NetworkPolicy (not isolated)",
 		"=> delivered to pod proj3/app (ofport 5) on node1",
+	}},
+	{"egress-firewall-allowed", []string{"proj3/app", "203.0.113.9", "--port", "443"}, []string{
+		"destination: 203.0.113.9 (outside the pod network)",
+		"EgressNetworkPolicy: allowed by EgressNetworkPolicy proj3/fw egress[0]: Allow 203.0.113.0/24",
+		"=> leaves the cluster network through tun0 (the node's routing and SNAT); EgressNetworkPolicy: allowed by EgressNetworkPolicy proj3/fw egress[0]",
+	}},
+	{"egress-firewall-denied", []string{"proj3/app", "192.0.2.7", "--protocol", "udp", "--port", "123"}, []string{
+		"=> dropped in EgressFirewall(100) on node1: EgressNetworkPolicy: denied by EgressNetworkPolicy proj3/fw egress[1]: Deny 0.0.0.0/0",
+	}},
+	{"egress-firewall-none", []string{"proj1/server", "192.0.2.7", "--port", "80"}, []string{
+		"EgressNetworkPolicy: allowed: no EgressNetworkPolicy applies to VNID 10",
+		"=> leaves the cluster network through tun0",
+	}},
+	{"egress-firewall-node-dns", []string{"proj3/app", "192.168.126.10", "--protocol", "udp", "--port", "53"}, []string{
+		"DNS to the node's own IP: never subject to EgressNetworkPolicy",
+		"=> delivered to tun0",
 	}},
 }
 
@@ -368,5 +411,40 @@ func TestTraceParseCaptured(t *testing.T) {
 	}
 	if _, err := parseOFTrace("ovs-appctl: cannot connect to \"/x.ctl\" (No such file or directory)\n"); err == nil {
 		t.Error("an appctl error parsed as a trace")
+	}
+}
+
+// TestTraceParseCapturedEgress parses the captured traces to addresses outside the cluster
+// network: the table-100 step right after EgressPrelim, and the verdict.
+func TestTraceParseCapturedEgress(t *testing.T) {
+	for _, tc := range []struct {
+		file     string
+		verdict  string
+		priority uint16
+		match    string
+	}{
+		{"egress-firewall-allowed-node1", "Output(2)", 2, "ip,reg0=0xc,nw_dst=203.0.113.0/24"},
+		{"egress-firewall-denied-node1", "Drop(EgressFirewall(100))", 1, "ip,reg0=0xc"},
+		{"egress-firewall-none-node1", "Output(2)", 0, ""},
+	} {
+		text, err := os.ReadFile(filepath.Join("testdata", "trace", tc.file+".txt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, err := parseOFTrace(string(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tr.Verdict.String(); got != tc.verdict {
+			t.Errorf("%s: verdict %s, want %s", tc.file, got, tc.verdict)
+		}
+		i := slices.IndexFunc(tr.Steps, func(s traceStep) bool { return s.Table == ovs.TableEgressFirewall })
+		if i < 0 {
+			t.Fatalf("%s: no step in EgressFirewall(100): %+v", tc.file, tr.Steps)
+		}
+		s := tr.Steps[i]
+		if s.Priority != tc.priority || s.Match != tc.match || !s.FlowOK || s.Pass != tr.Steps[i-1].Pass || tr.Steps[i-1].Table != ovs.TableEgressPrelim {
+			t.Errorf("%s: table-100 step %+v (after %s), want priority %d match %q right after EgressPrelim", tc.file, s, tr.Steps[i-1].Table.Named(), tc.priority, tc.match)
+		}
 	}
 }
