@@ -303,4 +303,3 @@ func dumpedFlows(d []ovs.DumpedFlow) []ovs.Flow {
 	}
 	return out
 }
-
