@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -23,15 +24,19 @@ import (
 const defaultOVSRunDir = "/var/run/openvswitch"
 
 type traceOptions struct {
-	port       uint16
-	protocol   string
-	bridge     string
-	localNode  string
-	rundirRoot string
-	rundirs    map[string]string
-	targets    map[string]string
-	ovsdbs     map[string]string
-	appctls    map[string]string
+	port     uint16
+	protocol string
+	endpoint string
+	// portSet and protocolSet: --port and --protocol were given (a Service
+	// destination otherwise takes its only port and that port's protocol).
+	portSet, protocolSet bool
+	bridge               string
+	localNode            string
+	rundirRoot           string
+	rundirs              map[string]string
+	targets              map[string]string
+	ovsdbs               map[string]string
+	appctls              map[string]string
 }
 
 func newTraceCommand(c *cli) *cobra.Command {
@@ -41,7 +46,7 @@ func newTraceCommand(c *cli) *cobra.Command {
 		host = n
 	}
 	cmd := &cobra.Command{
-		Use:   "trace SRC DST [--port P --protocol tcp|udp|sctp]",
+		Use:   "trace SRC DST [--port P --protocol tcp|udp|sctp] [--endpoint IP]",
 		Short: "Trace a packet through br0 on the nodes it crosses and explain the verdict",
 		Long: `Trace a packet from SRC to DST through the OpenFlow pipeline and explain the verdict.
 
@@ -56,6 +61,17 @@ allowed it or which isolation (the policies selecting the pod) dropped it.
 A source that is not a pod (an IP) is traced as host traffic entering the destination
 node from tun0.
 
+DST may be a Service: its ClusterIP (--port, or IP:PORT, picks the Service port; a Service
+with one port needs neither), or a node's address and a node port (IP:NODEPORT). Open
+vSwitch's ofproto/trace cannot choose a bucket of a select group, so sdnctl dumps the
+node's flows and groups (ovs-ofctl dump-flows, dump-groups) and pushes the packet through
+them with its own tracer, once per bucket: it lists the Service's endpoints as br0 has them
+(one line per bucket, local or on which node), the DNAT, and for each endpoint (or only
+--endpoint IP) the rest of the path with the NetworkPolicy verdict, which is decided after
+DNAT. An endpoint on another node is followed there with ofproto/trace, as for a pod. A
+ClusterIP is traced from a pod (SRC); a node port from SRC's address entering that node's
+br0 from tun0, where the host's DNAT to the node-port address hands it over.
+
 Each node's OVS is reached through its run directory: the local node's is
 /var/run/openvswitch, so running sdnctl on a node (or in its sdn-node pod) traces the
 local half. --ovs-rundir NODE=DIR or --ovs-rundir-root DIR (DIR/<node>, as in the netlab
@@ -68,15 +84,24 @@ A half whose node cannot be reached is skipped with the command to run on that n
   sdnctl trace proj1/client proj2/db-0 --port 5432 --ovs-rundir-root /run/netlab/lab1
 
   # UDP to an address outside the cluster
-  sdnctl trace proj1/client 8.8.8.8 --protocol udp --port 53`,
+  sdnctl trace proj1/client 8.8.8.8 --protocol udp --port 53
+
+  # Through a ClusterIP: every endpoint, or one
+  sdnctl trace proj1/client 172.30.0.10:80
+  sdnctl trace proj1/client 172.30.0.10 --port 80 --endpoint 10.128.2.5
+
+  # A node port from outside the cluster
+  sdnctl trace 198.18.0.254 192.168.126.10:30080`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			o.portSet, o.protocolSet = cmd.Flags().Changed("port"), cmd.Flags().Changed("protocol")
 			return o.run(cmd.Context(), c, cmd.CommandPath(), args[0], args[1])
 		},
 	}
 	fs := cmd.Flags()
-	fs.Uint16Var(&o.port, "port", 80, "Destination port.")
+	fs.Uint16Var(&o.port, "port", 80, "Destination port (of a Service: its port, or the node port).")
 	fs.StringVar(&o.protocol, "protocol", "tcp", "Protocol: tcp, udp or sctp.")
+	fs.StringVar(&o.endpoint, "endpoint", "", "With a Service DST: trace only to this endpoint IP (default: every endpoint).")
 	fs.StringVar(&o.bridge, "bridge", "br0", "The bridge to trace on every node.")
 	fs.StringVar(&o.localNode, "local-node", host, "The node sdnctl runs on; its OVS is reached at "+defaultOVSRunDir+" unless named otherwise ($NODE_NAME, else the hostname).")
 	fs.StringVar(&o.rundirRoot, "ovs-rundir-root", "", "Directory holding one OVS run directory per node, named like the node (e.g. /run/netlab/<prefix>).")
@@ -160,6 +185,13 @@ func (o *traceOptions) run(ctx context.Context, c *cli, cmdPath, srcArg, dstArg 
 	if o.port == 0 {
 		return usageErrorf(cmdPath, "--port must be 1..65535")
 	}
+	var endpointIP netip.Addr
+	if o.endpoint != "" {
+		var err error
+		if endpointIP, err = netip.ParseAddr(o.endpoint); err != nil {
+			return usageErrorf(cmdPath, "--endpoint must be an IP address, got %q", o.endpoint)
+		}
+	}
 	cl, err := loadAPIView(ctx, c, "sdnctl trace")
 	if err != nil {
 		return err
@@ -167,6 +199,19 @@ func (o *traceOptions) run(ctx context.Context, c *cli, cmdPath, srcArg, dstArg 
 	src, err := cl.resolve(srcArg)
 	if err != nil {
 		return err
+	}
+	if err := cl.loadServices(ctx, c); err != nil {
+		return err
+	}
+	sd, err := cl.serviceDst(dstArg, o)
+	if err != nil {
+		return err
+	}
+	if sd != nil {
+		return o.runService(ctx, c, cl, src, sd, endpointIP, srcArg, dstArg)
+	}
+	if o.endpoint != "" {
+		return usageErrorf(cmdPath, "--endpoint needs a Service destination (a ClusterIP, or a node address and node port); %s is none", dstArg)
 	}
 	dst, err := cl.resolve(dstArg)
 	if err != nil {
@@ -179,7 +224,7 @@ func (o *traceOptions) run(ctx context.Context, c *cli, cmdPath, srcArg, dstArg 
 	fmt.Fprintf(w, "Trace %s %s -> %s port %d\n", strings.ToLower(o.protocol), src.ip, dst.ip, o.port)
 	fmt.Fprintf(w, "  source:      %s\n  destination: %s\n", cl.describe(src), cl.describe(dst))
 
-	t := &tracer{o: o, cl: cl, backend: c.ovsBackend(), src: src, dst: dst, proto: proto, w: w}
+	t := &tracer{o: o, cl: cl, backend: c.ovsBackend(), src: src, dst: dst, proto: proto, port: o.port, w: w}
 	return t.run(ctx, c, srcArg, dstArg)
 }
 
@@ -255,8 +300,14 @@ type tracer struct {
 	backend  OVSBackend
 	src, dst endpoint
 	proto    ovs.Proto
+	port     uint16 // the destination port
 	w        io.Writer
 	verdicts []string
+	// wire, when set, is the packet as it leaves the first node after NAT (a
+	// Service's endpoint half): the later halves trace it instead of src → dst.
+	wire *ovs.Packet
+	// rerun, when set, is the command printed for a node sdnctl cannot reach.
+	rerun string
 }
 
 func (t *tracer) run(ctx context.Context, c *cli, srcArg, dstArg string) error {
@@ -322,14 +373,25 @@ func (t *tracer) packetFields(prefix string) string {
 	if t.dst.pod != nil {
 		fields = append(fields, "dl_dst="+pipeline.PodMAC(t.dst.ip).String())
 	}
-	fields = append(fields, "nw_src="+t.src.ip.String(), "nw_dst="+t.dst.ip.String(), "nw_ttl=64",
-		fmt.Sprintf("%[1]s_src=40000,%[1]s_dst=%[2]d", t.proto, t.o.port))
+	srcIP, dstIP, srcPort, dstPort := t.src.ip, t.dst.ip, uint16(40000), t.port
+	if w := t.wire; w != nil {
+		if w.Src != t.src.ip && t.src.pod != nil {
+			fields = slices.DeleteFunc(fields, func(f string) bool { return strings.HasPrefix(f, "dl_src=") })
+		}
+		srcIP, dstIP, srcPort, dstPort = w.Src, w.Dst, w.TpSrc, w.TpDst
+	}
+	fields = append(fields, "nw_src="+srcIP.String(), "nw_dst="+dstIP.String(), "nw_ttl=64",
+		fmt.Sprintf("%[1]s_src=%[2]d,%[1]s_dst=%[3]d", t.proto, srcPort, dstPort))
 	return strings.Join(fields, ",")
 }
 
 func (t *tracer) skipped(nodeName, srcArg, dstArg string) {
-	fmt.Fprintf(t.w, "\n%s: not traced: sdnctl cannot reach this node's OVS. Run on node %s:\n  sdnctl trace %s %s --protocol %s --port %d\n"+
-		"or name its OVS run directory with --ovs-rundir %s=DIR.\n", nodeName, nodeName, srcArg, dstArg, strings.ToLower(t.o.protocol), t.o.port, nodeName)
+	rerun := t.rerun
+	if rerun == "" {
+		rerun = fmt.Sprintf("sdnctl trace %s %s --protocol %s --port %d", srcArg, dstArg, t.proto, t.port)
+	}
+	fmt.Fprintf(t.w, "\n%s: not traced: sdnctl cannot reach this node's OVS. Run on node %s:\n  %s\n"+
+		"or name its OVS run directory with --ovs-rundir %s=DIR.\n", nodeName, nodeName, rerun, nodeName)
 }
 
 // sourcePort finds the source pod's ofport: from the external_ids of its OVS port, else
@@ -424,7 +486,15 @@ func (t *tracer) explainer(ctx context.Context, nodeName string, n nodeOVS) *net
 
 // print writes the steps with explanations and the half's verdict.
 func (t *tracer) print(nodeName string, tr *ofTrace, ex *networkpolicy.Explainer) {
-	pkt := networkpolicy.Packet{Src: t.src.ip, Dst: t.dst.ip, SrcVNID: t.src.vnid, DstVNID: t.dst.vnid, Proto: t.proto, Port: t.o.port}
+	t.printWith(nodeName, tr, ex, nil)
+}
+
+// printWith is print with more words for some steps (a Service's group, DNAT, SNAT).
+func (t *tracer) printWith(nodeName string, tr *ofTrace, ex *networkpolicy.Explainer, more func(traceStep) string) {
+	pkt := networkpolicy.Packet{Src: t.src.ip, Dst: t.dst.ip, SrcVNID: t.src.vnid, DstVNID: t.dst.vnid, Proto: t.proto, Port: t.port}
+	if w := t.wire; w != nil {
+		pkt.Src, pkt.Dst, pkt.Port = w.Src, w.Dst, w.TpDst
+	}
 	var policyWords string
 	for _, s := range tr.Steps {
 		if s.NoMatch {
@@ -436,6 +506,11 @@ func (t *tracer) print(nodeName string, tr *ofTrace, ex *networkpolicy.Explainer
 			match = "*"
 		}
 		fmt.Fprintf(t.w, "  %-22s p%-5d %s -> %s\n", s.Table.Named(), s.Priority, match, strings.Join(s.displayActions(), ","))
+		if more != nil {
+			if words := more(s); words != "" {
+				fmt.Fprintf(t.w, "  %-22s        %s\n", "", words)
+			}
+		}
 		if words := t.explainStep(ex, s, pkt); words != "" {
 			fmt.Fprintf(t.w, "  %-22s        %s\n", "", words)
 			if _, isPolicy := networkpolicy.DirectionOf(s.Table); isPolicy {
@@ -474,7 +549,7 @@ func staticPolicyWords(s traceStep, d networkpolicy.Direction) string {
 	case d == networkpolicy.Ingress && s.Priority == 300:
 		return "allowed: traffic from the node gateway always reaches pods"
 	case d == networkpolicy.Egress && s.Priority == 300:
-		return "allowed: service traffic passes here; egress is checked after DNAT"
+		return "allowed: traffic to the service network that br0 did not load-balance is not judged here; it goes on to the host"
 	case s.Priority == 200 && strings.Contains(s.Match, "+rpl"):
 		return "allowed: a reply of an allowed connection"
 	case s.Priority == 200 || s.Priority == 500:

@@ -37,6 +37,11 @@ import (
 // proj1/restrict-egress: client egress [0] to server, [1] to 10.128.2.0/23 on 5432.
 // proj2/deny-all; proj2/allow-db: db ingress from team=a client/server on 5432-5434
 // (2 targets × 2 peers × 2 port blocks: a conjunction, id 11<<8).
+//
+// Services (traceServices): proj1/web 172.30.0.10:80 → server:8080, node port 30080;
+// proj1/sticky 172.30.0.11:8080 → server:8080 with session affinity; proj2/db
+// 172.30.0.20:80 → db-0 and db-1 on 5432 (policies allow 5432, not 80: they judge the
+// packet after DNAT); proj3/empty 172.30.0.30:80 without endpoints.
 type tracePod struct {
 	ns, name, ip, nodeName, app string
 	ofport                      uint32
@@ -107,6 +112,7 @@ func traceClients() *Clients {
 	for _, np := range tracePolicies() {
 		kubeObjs = append(kubeObjs, np)
 	}
+	kubeObjs = append(kubeObjs, serviceObjects(traceServices)...)
 	for _, n := range traceNodes {
 		netObjs = append(netObjs, &networkv1.HostSubnet{ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: "uid-" + "x"},
 			Host: n.Name, HostIP: n.HostIP.String(), Subnet: n.Subnet.String()})
@@ -129,10 +135,26 @@ func traceInput(nodeName string) networkpolicy.Input {
 	return in
 }
 
-// traceNodeFlows is everything the agent installs on one node of the scenario.
-func traceNodeFlows(t testing.TB, self pipeline.RemoteNode) ([]ovs.Flow, []pipeline.PodInfo) {
-	c := pipeline.FlowConfig{Mode: clusternetwork.ModeNetworkPolicy, ClusterNetworks: []netip.Prefix{netip.MustParsePrefix("10.128.0.0/14")},
+var traceServices = []fxService{
+	{ns: "proj1", name: "web", ip: "172.30.0.10", proto: corev1.ProtocolTCP, port: 80, target: 8080, nodePort: 30080,
+		eps: []fxEndpoint{{"10.128.0.6", "node1"}}},
+	{ns: "proj1", name: "sticky", ip: "172.30.0.11", proto: corev1.ProtocolTCP, port: 8080, target: 8080, affinity: 60,
+		eps: []fxEndpoint{{"10.128.0.6", "node1"}}},
+	{ns: "proj2", name: "db", ip: "172.30.0.20", proto: corev1.ProtocolTCP, port: 80, target: 5432,
+		eps: []fxEndpoint{{"10.128.2.5", "node2"}, {"10.128.2.6", "node2"}}},
+	{ns: "proj3", name: "empty", ip: "172.30.0.30", proto: corev1.ProtocolTCP, port: 80, target: 80},
+}
+
+// traceConfig is the FlowConfig of a node of the scenario.
+func traceConfig(self pipeline.RemoteNode) pipeline.FlowConfig {
+	return pipeline.FlowConfig{Mode: clusternetwork.ModeNetworkPolicy, ClusterNetworks: []netip.Prefix{netip.MustParsePrefix("10.128.0.0/14")},
 		ServiceNetwork: netip.MustParsePrefix("172.30.0.0/16"), LocalSubnet: self.Subnet, NodeIP: self.HostIP}
+}
+
+// traceNodeFlows is everything the agent installs on one node of the scenario,
+// Services aside.
+func traceNodeFlows(t testing.TB, self pipeline.RemoteNode) ([]ovs.Flow, []pipeline.PodInfo) {
+	c := traceConfig(self)
 	flows := append(pipeline.BaseFlows(c), c.Isolation().StaticFlows(c)...)
 	var pods []pipeline.PodInfo
 	for _, p := range tracePods {
@@ -159,12 +181,28 @@ func traceNodeFlows(t testing.TB, self pipeline.RemoteNode) ([]ovs.Flow, []pipel
 	return flows, pods
 }
 
+// traceNodeState is everything the agent installs on one node of the scenario: the
+// flows of traceNodeFlows, the service proxy's and the Services' flows and groups.
+func traceNodeState(t testing.TB, self pipeline.RemoteNode) ([]ovs.Flow, []ovs.GroupEntry, []pipeline.PodInfo) {
+	flows, pods := traceNodeFlows(t, self)
+	c := traceConfig(self)
+	svcFlows, groups := serviceState(t, c, self.Name, traceServices)
+	flows = append(append(flows, pipeline.ServiceProxyFlows(c)...), svcFlows...)
+	if err := ovs.ValidatePipeline(flows); err != nil {
+		t.Fatalf("%s: %v", self.Name, err)
+	}
+	if err := ovs.ValidateGroups(groups, flows); err != nil {
+		t.Fatalf("%s: %v", self.Name, err)
+	}
+	return flows, groups, pods
+}
+
 // startTraceNode runs a private OVS with node's br0, vxlan0, tun0 and pod ports.
 func startTraceNode(t *testing.T, self pipeline.RemoteNode) *ovstest.Instance {
 	in := ovstest.Start(t)
 	br := in.AddBridge("br0")
-	flows, pods := traceNodeFlows(t, self)
-	if err := br.ReplaceFlows(context.Background(), flows); err != nil {
+	flows, groups, pods := traceNodeState(t, self)
+	if err := br.ReplaceAll(context.Background(), groups, flows); err != nil {
 		t.Fatal(err)
 	}
 	in.Vsctl("add-port", "br0", "vxlan0", "--", "set", "interface", "vxlan0", "type=vxlan",
@@ -209,6 +247,31 @@ var traceCases = []struct {
 		"NetworkPolicy egress: allowed: no egress NetworkPolicy selects pod proj1/server (namespace proj1 has egress policies proj1/restrict-egress, none selecting it)",
 		"NetworkPolicy ingress: allowed: namespace proj3 has no ingress NetworkPolicy (not isolated)",
 		"=> delivered to pod proj3/app (ofport 5) on node1",
+	}},
+	// Services: node1's half by sdnctl's tracer over the dumped flows and groups, the
+	// endpoint's node by ofproto/trace.
+	{"service-remote", []string{"proj1/client", "172.30.0.20:80", "--endpoint", "10.128.2.5"}, []string{
+		"bucket 0: 10.128.2.5:5432 on node node2 (pod proj2/db-0)",
+		"bucket 1: 10.128.2.6:5432 on node node2 (pod proj2/db-1)",
+		"DNAT 172.30.0.20:80 -> 10.128.2.5:5432",
+		"NetworkPolicy egress: allowed by NetworkPolicy proj1/restrict-egress rule egress[1]",
+		"node2: ovs-appctl ofproto/trace br0 'in_port=1,tun_src=192.168.126.10,tun_dst=192.168.126.11,tun_id=0xa,tcp,dl_src=0a:58:0a:80:00:05,dl_dst=0a:58:0a:80:02:05,nw_src=10.128.0.5,nw_dst=10.128.2.5,nw_ttl=64,tcp_src=40000,tcp_dst=5432'",
+		"NetworkPolicy ingress: allowed by NetworkPolicy proj2/allow-db rule ingress[0] (conjunction 2816)",
+		"=> delivered to pod proj2/db-0 (ofport 3) on node2",
+	}},
+	{"service-local", []string{"proj1/client", "172.30.0.10"}, []string{
+		"bucket 0: 10.128.0.6:8080 local (pod proj1/server)",
+		"NetworkPolicy ingress: allowed by NetworkPolicy proj1/allow-server rule ingress[0]",
+		"=> delivered to pod proj1/server (ofport 4) on node1",
+	}},
+	{"service-nodeport-remote", []string{"198.18.0.254", "192.168.126.11:30080"}, []string{
+		"host:        node node2 DNATs 192.168.126.11:30080 to the node-port address 169.254.169.3:30080",
+		"SNAT to 10.128.2.1",
+		"=> sent through the VXLAN tunnel to node node1 (192.168.126.10) with VNID 0",
+		"node1: ovs-appctl ofproto/trace br0 'in_port=1,tun_src=192.168.126.11,tun_dst=192.168.126.10,tun_id=0x0,tcp,dl_dst=0a:58:0a:80:00:06,nw_src=10.128.2.1,nw_dst=10.128.0.6,nw_ttl=64,tcp_src=40000,tcp_dst=8080'",
+		// The Service's traffic policy Cluster hides the client behind node2's gateway,
+		// which proj1/allow-server does not admit.
+		"=> dropped in PolicyIngress(80) on node1: NetworkPolicy ingress: dropped: pod proj1/server is isolated for ingress by NetworkPolicy proj1/allow-server",
 	}},
 }
 
