@@ -393,10 +393,13 @@ func (t *tracer) serviceRemoteOnly(ctx context.Context, entry string, sd *servic
 	et := *t
 	et.wire = &ovs.Packet{Src: t.src.ip, Dst: only, TpSrc: 40000, TpDst: want[i].Port()}
 	et.port = want[i].Port()
+	et.rerun = t.rerun + " --endpoint " + only.String()
 	if e, err := t.cl.resolve(only.String()); err == nil {
 		et.dst = e
 	}
-	fmt.Fprintf(t.w, "\n%s: the packet after DNAT to %s (its port from the API), arriving from node %s\n", epNode, want[i], entry)
+	if _, ok := t.o.reach(epNode); ok {
+		fmt.Fprintf(t.w, "\n%s: the packet after DNAT to %s (its port from the API), arriving from node %s\n", epNode, want[i], entry)
+	}
 	v := ovs.Verdict{Kind: ovs.VerdictTunnel, Port: pipeline.OFPortVXLAN, TunID: uint64(t.src.vnid)}
 	v.TunDst, _ = netip.ParseAddr(hs.HostIP)
 	return et.tunnelHalf(ctx, entry, v, srcArg, dstArg)

@@ -208,7 +208,19 @@ func TestTraceServiceErrors(t *testing.T) {
 		if got.code != ExitFailure || !strings.HasSuffix(got.stderr, tc.want) {
 			t.Errorf("sdnctl trace %v: exit %d, stderr %q, want %q", tc.args, got.code, got.stderr, tc.want)
 		}
-	} // Addresses that are no Service keep the plain trace, with --port as their port.
+	}
+	// No node reachable: the entry node is skipped with the command to run there, and
+	// with --endpoint the endpoint's node too.
+	got := runTrace(t, "proj1/client", "172.30.0.20:80", "--endpoint", "10.128.2.6", "--local-node", "none")
+	for _, w := range []string{
+		"node1: not traced: sdnctl cannot reach this node's OVS. Run on node node1:\n  sdnctl trace proj1/client 172.30.0.20:80 --protocol tcp\n",
+		"node2: not traced: sdnctl cannot reach this node's OVS. Run on node node2:\n  sdnctl trace proj1/client 172.30.0.20:80 --protocol tcp --endpoint 10.128.2.6\n",
+	} {
+		if got.code != ExitOK || !strings.Contains(got.stdout, w) {
+			t.Errorf("nothing reachable: exit %d, output lacks %q:\n%s%s", got.code, w, got.stdout, got.stderr)
+		}
+	}
+	// Addresses that are no Service keep the plain trace, with --port as their port.
 	for _, args := range [][]string{{"proj1/client", "10.128.0.6", "--port", "9090"}, {"proj1/client", "192.168.126.10", "--port", "22"}} {
 		got := runTrace(t, append(args, "--local-node", "none")...)
 		want := "Trace tcp 10.128.0.5 -> " + args[1] + " port " + args[3] + "\n"

@@ -316,6 +316,19 @@ func TestTraceOVS(t *testing.T) {
 		t.Errorf("node1 unreachable: exit %d\n%s%s", got.code, got.stdout, got.stderr)
 	}
 
+	// A Service whose entry node is out of reach: with --endpoint, the endpoint's node
+	// traces the connection after DNAT (sdnctl run there).
+	got = runTrace(t, "proj1/client", "172.30.0.20:80", "--endpoint", "10.128.2.6", "--local-node", "none", "--ovs-rundir", "node2="+in2.Dir)
+	for _, w := range []string{
+		"node1: not traced: sdnctl cannot reach this node's OVS. Run on node node1:\n  sdnctl trace proj1/client 172.30.0.20:80 --protocol tcp\n",
+		"node2: the packet after DNAT to 10.128.2.6:5432 (its port from the API), arriving from node node1",
+		"=> delivered to pod proj2/db-1 (ofport 4) on node2",
+	} {
+		if got.code != ExitOK || !strings.Contains(got.stdout, w) {
+			t.Errorf("service, node1 unreachable: exit %d, output lacks %q:\n%s%s", got.code, w, got.stdout, got.stderr)
+		}
+	}
+
 	// Sockets named one by one: the ofport comes from the PodAntiSpoof flows when OVSDB
 	// is not given.
 	got = runTrace(t, "proj1/client", "proj1/server", "--port", "8080", "--local-node", "none",
