@@ -33,6 +33,7 @@ const (
 	ChainNoTrack           = "SDN-NOTRACK"
 	ChainCanary            = "SDN-CANARY"
 	ChainNodePorts         = "SDN-NODEPORTS"
+	ChainEgressIPs         = "SDN-EGRESS-IPS"
 	defaultTunnelInterface = "tun0"
 )
 
@@ -156,13 +157,23 @@ func forwardRules(cidrs []netip.Prefix, services *ServicesConfig, tun string) []
 	var rules [][]string
 	if services != nil {
 		vip := netip.PrefixFrom(services.NodePortVIP, 32).String()
-		reject := func(dst string, more ...string) []string {
+		// TCP gets a reset: ICMP errors are rate-limited per destination
+		// (net.ipv4.icmp_ratelimit; on the lab's 6.18 kernel a pod's first
+		// SYN often got none), a reset is not.
+		reject := func(tcp bool, dst string, more ...string) []string {
 			r := append([]string{"-i", tun, "-d", dst}, more...)
-			return append(r, withComment("service without endpoints", "-j", "REJECT", "--reject-with", "icmp-port-unreachable")...)
+			with := "icmp-port-unreachable"
+			if tcp {
+				r, with = append(r, "-p", "tcp"), "tcp-reset"
+			}
+			return append(r, withComment("service without endpoints", "-j", "REJECT", "--reject-with", with)...)
 		}
+		notDNAT := []string{"-m", "conntrack", "!", "--ctstate", "DNAT"}
 		rules = append(rules,
-			reject(services.ServiceNetwork.String()),
-			reject(vip, "-m", "conntrack", "!", "--ctstate", "DNAT"),
+			reject(true, services.ServiceNetwork.String()),
+			reject(false, services.ServiceNetwork.String()),
+			reject(true, vip, notDNAT...),
+			reject(false, vip, notDNAT...),
 			append([]string{"-d", vip}, withComment("node ports into br0", "-j", "ACCEPT")...),
 			append([]string{"-s", vip}, withComment("node port replies from br0", "-j", "ACCEPT")...))
 	}
@@ -201,3 +212,18 @@ func masquerade2Rules(cidrs []netip.Prefix) [][]string {
 func comment(text string) []string { return []string{"-m", "comment", "--comment", text} }
 
 func withComment(text string, rest ...string) []string { return append(comment(text), rest...) }
+
+// EgressIPChain is the filter chain refusing new inbound connections to the
+// egress IPs this node holds (jumped to from FORWARD: the host routes those
+// addresses into br0, it does not own them). Replies of the connections
+// SNATed to them are ESTABLISHED in the host's conntrack (it forwarded the
+// first packet out) and pass. No ips: an empty chain.
+func EgressIPChain(ips []netip.Addr) Chain {
+	c := Chain{Table: TableFilter, Name: ChainEgressIPs,
+		Jumps: []Jump{{Parent: "FORWARD", Args: comment("egress IPs accept no new connections")}}}
+	for _, ip := range ips {
+		c.Rules = append(c.Rules, append([]string{"-d", netip.PrefixFrom(ip, 32).String(), "-m", "conntrack", "--ctstate", "NEW"},
+			withComment("egress IP", "-j", "REJECT", "--reject-with", "icmp-port-unreachable")...))
+	}
+	return c
+}

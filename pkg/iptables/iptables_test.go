@@ -163,6 +163,7 @@ func TestRealIptables(t *testing.T) {
 		"-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment \"node ports\" -j SDN-NODEPORTS",
 		"-A SDN-NODEPORTS ! -d 127.0.0.0/8 -p sctp -m sctp --dport 30000:32767 -m comment --comment \"node ports to br0\" -j DNAT --to-destination 169.254.169.3",
 		"-A SDN-FIREWALL-FORWARD -d 169.254.169.3/32 -i tun0 -m conntrack ! --ctstate DNAT -m comment --comment \"service without endpoints\" -j REJECT --reject-with icmp-port-unreachable",
+		"-A SDN-FIREWALL-FORWARD -d 172.30.0.0/16 -i tun0 -p tcp -m comment --comment \"service without endpoints\" -j REJECT --reject-with tcp-reset",
 	} {
 		if !strings.Contains(first, want) {
 			t.Errorf("iptables-save lacks %q; got:\n%s", want, first)
@@ -196,5 +197,25 @@ func TestRealIptables(t *testing.T) {
 	}
 	if left := save(); strings.Contains(left, "SDN-") {
 		t.Errorf("Remove left rules:\n%s", left)
+	}
+}
+
+func TestEgressIPChain(t *testing.T) {
+	f := NewFake()
+	ips := []netip.Addr{netip.MustParseAddr("198.18.0.100"), netip.MustParseAddr("198.18.0.101")}
+	if err := Ensure(f, []Chain{EgressIPChain(ips)}); err != nil {
+		t.Fatal(err)
+	}
+	dump := f.Dump()
+	for _, want := range []string{"-d 198.18.0.100/32 -m conntrack --ctstate NEW", "-d 198.18.0.101/32", "egress IPs accept no new connections -j SDN-EGRESS-IPS"} {
+		if !strings.Contains(dump, want) {
+			t.Errorf("missing %q in\n%s", want, dump)
+		}
+	}
+	if err := Ensure(f, []Chain{EgressIPChain(ips[1:])}); err != nil {
+		t.Fatal(err)
+	}
+	if dump := f.Dump(); strings.Contains(dump, "198.18.0.100") {
+		t.Errorf("released egress IP still refused:\n%s", dump)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -85,7 +86,45 @@ func (l *Lab) RunDemo(ctx context.Context, w io.Writer) (int, error) {
 		return 0, err
 	}
 	l.printPods(ctx, w, ips)
-	return l.runSteps(ctx, w, ips, l.demoSteps())
+	steps := l.demoSteps()
+	mismatches, err := l.runSteps(ctx, w, ips, steps)
+	if err != nil {
+		return mismatches, err
+	}
+	m, err := l.serviceStep(ctx, w, ips, len(steps), steps[len(steps)-1].allowed)
+	return mismatches + m, err
+}
+
+// serviceStep puts each server behind a ClusterIP Service (selector
+// app=<server>, port 8080; kube-controller-manager writes the
+// EndpointSlices, every agent programs br0) and probes the clients against
+// the ClusterIPs: the matrix must be the last step's, the policies (or
+// VNIDs) deciding for the endpoint behind the virtual address.
+func (l *Lab) serviceStep(ctx context.Context, w io.Writer, ips map[types.NamespacedName]netip.Addr, n int, allowed [][2]types.NamespacedName) (int, error) {
+	vips := map[types.NamespacedName]netip.Addr{}
+	for k, ip := range ips {
+		vips[k] = ip
+	}
+	var names []string
+	for _, s := range demoServers {
+		vip, err := l.EnsureService(ctx, s.Namespace, s.Name, map[string]string{"app": s.Name}, DemoPort)
+		if err != nil {
+			return 0, err
+		}
+		vips[s] = vip
+		names = append(names, fmt.Sprintf("%s → %s:%d", s, vip, DemoPort))
+	}
+	want := Allowed{}
+	for _, p := range allowed {
+		want[p] = true
+	}
+	m := l.ProbeUntil(ctx, want, 15*time.Second, demoClients, demoServers, vips, DemoPort)
+	if ctx.Err() != nil {
+		return 0, ctx.Err()
+	}
+	fmt.Fprintf(w, "\n[%d] the servers behind ClusterIP Services (%s)\n", n, strings.Join(names, ", "))
+	fmt.Fprintln(w, "    br0 load-balances the virtual address (tables 21-24: select group, DNAT) before the policy tables: same matrix")
+	return m.Render(w, want), nil
 }
 
 func (l *Lab) printPods(ctx context.Context, w io.Writer, ips map[types.NamespacedName]netip.Addr) {

@@ -48,6 +48,8 @@ func harness(compiled []ovs.Flow, placeholder bool) []ovs.Flow {
 		case ovs.TableVersion:
 		case ovs.TableConntrackCommit:
 			flows = append(flows, ovs.NewFlow(t, 0).Action(ovs.Output(egressPassed)))
+		case ovs.TableIngressCommit: // where every ingress allow goes (pipeline.IngressAllow)
+			flows = append(flows, ovs.NewFlow(t, 0).Action(toPod))
 		default:
 			flows = append(flows, ovs.NewFlow(t, 0).Action(ovs.DropAction()))
 		}
@@ -72,6 +74,9 @@ func (p probe) packet(inPort uint32) ovs.Packet {
 	pkt.Regs[ovs.SrcVNIDField.Reg] = p.srcVNID
 	pkt.Regs[ovs.DstVNIDField.Reg] = p.dstVNID
 	pkt.Regs[ovs.OutPortField.Reg] = harnessPodPort
+	if p.dst.Is4() {
+		pkt.Regs[ovs.DstPodIPField.Reg] = ovs.IPv4Value(p.dst) // as LocalPod loads it
+	}
 	return pkt
 }
 

@@ -8,6 +8,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
+	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 )
 
 // Namespace is one namespace as the compiler sees it. VNIDs must be unique
@@ -137,15 +138,19 @@ func (d direction) nsReg() ovs.RegField {
 // allow is the action of every allow flow of the direction.
 func (d direction) allow() ovs.Action {
 	if d == ingress {
-		return ovs.OutPortField.Output()
+		return pipeline.IngressAllow
 	}
 	return ovs.Goto(ovs.TableConntrackCommit)
 }
 
 // targetField matches the protected pod's address, peerField the other end.
+// In ingress the target is the receiving pod as tables LocalPod and
+// MulticastToLocal name it in reg3 (ovs.DstPodIPField), not nw_dst: the
+// destination of a multicast datagram is its group, and both paths must meet
+// the same decision. Targets are single pods (host prefixes).
 func (d direction) targetField(p netip.Prefix) ovs.MatchField {
 	if d == ingress {
-		return ovs.NwDst(p)
+		return ovs.DstPodIPField.MatchMasked(ovs.IPv4Value(p.Addr()), ^uint32(0)<<(32-p.Bits()))
 	}
 	return ovs.NwSrc(p)
 }

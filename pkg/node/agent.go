@@ -282,7 +282,7 @@ func (a *Agent) readConfig(ctx context.Context) error {
 		return err
 	}
 	a.fc = pipeline.FlowConfig{Mode: a.cn.Mode, ServiceNetwork: a.cn.ServiceNetwork, LocalSubnet: local,
-		NodeIP: a.cfg.NodeIP, VXLANPort: a.cn.VXLANPort, ProxyMode: a.cfg.ProxyMode}
+		NodeIP: a.cfg.NodeIP, VXLANPort: a.cn.VXLANPort, ProxyMode: a.cfg.ProxyMode, Userspace: a.cfg.DatapathType == "netdev"}
 	for _, n := range a.cn.ClusterNetworks {
 		a.fc.ClusterNetworks = append(a.fc.ClusterNetworks, n.CIDR)
 	}
@@ -350,8 +350,10 @@ func (a *Agent) setupHost(ctx context.Context) error {
 	if err := iptables.Ensure(ipt, chains); err != nil {
 		return fmt.Errorf("ensure iptables chains: %w", err)
 	}
+	a.env.ipt = ipt
 	go iptables.Monitor(ctx, ipt, chains, a.cfg.IPTablesPeriod, func(err error) {
 		klog.InfoS("iptables canary was gone; chains re-ensured", "err", err)
+		a.env.queue.markAll(featureEgressIP) // its chain is the feature's
 	})
 	return nil
 }

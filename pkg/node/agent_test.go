@@ -83,6 +83,7 @@ type fakeHost struct {
 	mu            sync.Mutex
 	gateways      []string
 	serviceRoutes []string
+	egressIPs     []netip.Addr
 }
 
 func (h *fakeHost) EnsureGateway(dev string, gw netip.Prefix, mac net.HardwareAddr, routes []netip.Prefix, mtu int) error {
@@ -97,7 +98,13 @@ func (h *fakeHost) EnsureServiceRoutes(dev string, via netip.Addr, mac net.Hardw
 	h.serviceRoutes = append(h.serviceRoutes, fmt.Sprintf("%s via %s (%s) %v", dev, via, mac, dsts))
 	return nil
 }
-func (h *fakeHost) EnsureIPForward() error                { return nil }
+func (h *fakeHost) EnsureIPForward() error { return nil }
+func (h *fakeHost) EnsureEgressIPs(_ netip.Addr, ips []netip.Addr) ([]netip.Addr, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.egressIPs = slices.Clone(ips)
+	return nil, nil
+}
 func (h *fakeHost) IPTables() (iptables.Interface, error) { return iptables.NewFake(), nil }
 
 func podPort(ns, name, ip string, ofport int) SwitchPort {

@@ -11,8 +11,10 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
+	"errors"
 	informers "github.com/ovs-sdn/ovs-sdn/pkg/client/informers/externalversions"
 	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
+	"github.com/ovs-sdn/ovs-sdn/pkg/iptables"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 	"github.com/ovs-sdn/ovs-sdn/pkg/vnid"
@@ -57,6 +59,7 @@ const (
 	featurePods          = "pods"
 	featureIsolation     = "isolation"
 	featureNetworkPolicy = "networkpolicy"
+	featureMulticast     = "multicast"
 )
 
 // features returns the agent's features in render order for the isolation
@@ -72,6 +75,9 @@ func (e *env) features() []feature {
 	}
 	if e.fc.OVSProxy() {
 		fs = append(fs, newServicesFeature(e))
+	}
+	if e.iso.UsesVNIDs() {
+		fs = append(fs, newEgressIPFeature(e), &multicastFeature{e: e})
 	}
 	return fs
 }
@@ -101,6 +107,16 @@ type env struct {
 	local map[string]pipeline.PodInfo
 	// stages maps a feature name to its stage, for set.
 	stages map[string]pipeline.Stage
+	// ipt is the node's iptables (set up before the features start).
+	ipt iptables.Interface
+}
+
+// iptables returns the node's iptables.
+func (e *env) iptables() (iptables.Interface, error) {
+	if e.ipt == nil {
+		return nil, errors.New("iptables not set up")
+	}
+	return e.ipt, nil
 }
 
 // set makes flows the desired flows of owner for feature f, after checking

@@ -13,14 +13,13 @@ import (
 
 	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
 	listers "github.com/ovs-sdn/ovs-sdn/pkg/client/listers/network/v1"
-	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
 	"github.com/ovs-sdn/ovs-sdn/pkg/vnid"
 )
 
 // nodesFeature renders the flows of the remote nodes (one owner per
-// HostSubnet name: tables 10, 50, 90) and the table-111 replication to all
-// of them. Keys are HostSubnet names.
+// HostSubnet name: tables 10, 50, 90). Keys are HostSubnet names. (The
+// table-111 replication to them is the multicast feature's.)
 type nodesFeature struct {
 	e       *env
 	subnets listers.HostSubnetLister
@@ -67,24 +66,25 @@ func (f *nodesFeature) render(_ context.Context, keys []string, all bool) error 
 	for _, name := range keys {
 		errs = append(errs, f.renderNode(name))
 	}
-	return errors.Join(append(errs, f.renderMulticast())...)
+	return errors.Join(errs...)
 }
 
 // remoteNode converts a HostSubnet into a RemoteNode, or explains why it is
-// not one: our own node, an incomplete object, or an invalid one.
-func (f *nodesFeature) remoteNode(hs *networkv1.HostSubnet) (pipeline.RemoteNode, error) {
-	if hs.Name == f.e.cfg.NodeName || hs.Host == f.e.cfg.NodeName {
+// not one: our own node, an incomplete object, or an invalid one. Every
+// feature that needs the remote nodes converts them here.
+func (e *env) remoteNode(hs *networkv1.HostSubnet) (pipeline.RemoteNode, error) {
+	if hs.Name == e.cfg.NodeName || hs.Host == e.cfg.NodeName {
 		return pipeline.RemoteNode{}, errOwnNode
 	}
 	ip, err := netip.ParseAddr(hs.HostIP)
 	if err != nil || !ip.Is4() {
 		return pipeline.RemoteNode{}, fmt.Errorf("HostSubnet %s: invalid hostIP %q", hs.Name, hs.HostIP)
 	}
-	if ip == f.e.fc.NodeIP {
+	if ip == e.fc.NodeIP {
 		return pipeline.RemoteNode{}, errOwnNode
 	}
 	sub, err := netip.ParsePrefix(hs.Subnet)
-	if err != nil || !f.e.cn.ContainsNodeSubnet(sub) {
+	if err != nil || !e.cn.ContainsNodeSubnet(sub) {
 		return pipeline.RemoteNode{}, fmt.Errorf("HostSubnet %s: subnet %q is not a node subnet of the cluster network", hs.Name, hs.Subnet)
 	}
 	n := pipeline.RemoteNode{Name: hs.Name, UID: string(hs.UID), HostIP: ip, Subnet: sub}
@@ -111,7 +111,7 @@ func (f *nodesFeature) renderNode(name string) error {
 		f.e.store.Delete(owner)
 		return nil // not found: deleted
 	}
-	n, err := f.remoteNode(hs)
+	n, err := f.e.remoteNode(hs)
 	if err != nil {
 		f.e.store.Delete(owner)
 		if errors.Is(err, errOwnNode) {
@@ -121,22 +121,6 @@ func (f *nodesFeature) renderNode(name string) error {
 		return nil
 	}
 	return f.e.set(featureNodes, n.Owner(), pipeline.RemoteNodeFlows(f.e.fc, n))
-}
-
-// renderMulticast rebuilds the table-111 replication flow from every valid
-// remote node.
-func (f *nodesFeature) renderMulticast() error {
-	all, err := f.subnets.List(labels.Everything())
-	if err != nil {
-		return err
-	}
-	var ips []netip.Addr
-	for _, hs := range all {
-		if n, err := f.remoteNode(hs); err == nil {
-			ips = append(ips, n.HostIP)
-		}
-	}
-	return f.e.set(featureNodes, pipeline.OwnerMulticastRemote, []ovs.Flow{pipeline.MulticastRemoteFlow(f.e.fc, ips)})
 }
 
 // allNames returns the names of every HostSubnet in the cache and every

@@ -122,6 +122,7 @@ func (f *podsFeature) renderPorts(ports []SwitchPort) error {
 	if changed {
 		f.e.mark(featureIsolation, keyLocalPods)
 		f.e.mark(featureNetworkPolicy, keyLocalPods)
+		f.e.mark(featureMulticast, keyLocalPods)
 	}
 	return errors.Join(errs...)
 }

@@ -86,11 +86,11 @@ func TestFeaturesPerMode(t *testing.T) {
 		want  []string
 	}{
 		{clusternetwork.ModeSubnet, "", true, []string{"base", "nodes", "pods", "isolation", "services"}},
-		{clusternetwork.ModeMultitenant, pipeline.ProxyOVS, true, []string{"base", "nodes", "pods", "isolation", "services"}},
-		{clusternetwork.ModeNetworkPolicy, "", true, []string{"base", "nodes", "pods", "isolation", "networkpolicy", "services"}},
-		{clusternetwork.ModeNetworkPolicy, "", false, []string{"base", "nodes", "pods", "isolation", "networkpolicy", "services"}},
-		{clusternetwork.ModeNetworkPolicy, pipeline.ProxyKubeProxy, true, []string{"base", "nodes", "pods", "isolation", "networkpolicy"}},
-		{clusternetwork.ModeMultitenant, pipeline.ProxyKubeProxy, true, []string{"base", "nodes", "pods", "isolation"}},
+		{clusternetwork.ModeMultitenant, pipeline.ProxyOVS, true, []string{"base", "nodes", "pods", "isolation", "services", "egressip", "multicast"}},
+		{clusternetwork.ModeNetworkPolicy, "", true, []string{"base", "nodes", "pods", "isolation", "networkpolicy", "services", "egressip", "multicast"}},
+		{clusternetwork.ModeNetworkPolicy, "", false, []string{"base", "nodes", "pods", "isolation", "networkpolicy", "services", "egressip", "multicast"}},
+		{clusternetwork.ModeNetworkPolicy, pipeline.ProxyKubeProxy, true, []string{"base", "nodes", "pods", "isolation", "networkpolicy", "egressip", "multicast"}},
+		{clusternetwork.ModeMultitenant, pipeline.ProxyKubeProxy, true, []string{"base", "nodes", "pods", "isolation", "egressip", "multicast"}},
 	} {
 		c := pipeline.FlowConfig{Mode: tc.mode, ProxyMode: tc.proxy}
 		e := &env{cfg: &Config{}, fc: c, iso: c.Isolation()}

@@ -33,6 +33,9 @@ type Host interface {
 	// the given MTU: the host reaches Services through br0 (proxy mode
 	// ovs) with a destination MAC br0 recognizes.
 	EnsureServiceRoutes(dev string, via netip.Addr, mac net.HardwareAddr, dsts []netip.Prefix, mtu int) error
+	// EnsureEgressIPs makes the node hold exactly the egress IPs ips
+	// (host_egressip.go) and returns those it newly claimed.
+	EnsureEgressIPs(nodeIP netip.Addr, ips []netip.Addr) ([]netip.Addr, error)
 	// EnsureIPForward sets net.ipv4.ip_forward=1.
 	EnsureIPForward() error
 	// IPTables returns the iptables of the node.

@@ -82,6 +82,28 @@ type Resubmit struct{ Table Table }
 // must exist on the bridge.
 type Group struct{ ID uint32 }
 
+// Multipath hashes the packet's Fields with Basis and writes a link number
+// 0..NLinks-1, chosen by Algorithm, into Dst
+// ("multipath(symmetric_l3l4+udp,0,modulo_n,3,0,NXM_NX_REG6[0..15])"). It
+// is computed per flow in the slow path: the datapath flow then matches the
+// hashed fields exactly. A load balancer uses it where a select group's
+// datapath hash would leave fields out (see GroupEntry: UDP ports on the
+// userspace datapath).
+type Multipath struct {
+	Fields    string // eth_src, symmetric_l4, symmetric_l3l4, symmetric_l3l4+udp, nw_src, nw_dst, symmetric_l2, symmetric_l3
+	Basis     uint16
+	Algorithm string // modulo_n, hash_threshold, hrw, iter_hash
+	NLinks    uint16
+	Arg       uint32
+	Dst       BitField
+}
+
+// NewMultipath returns multipath over fields with basis 0 and modulo_n
+// into dst.
+func NewMultipath(fields string, nLinks uint16, dst BitField) Multipath {
+	return Multipath{Fields: fields, Algorithm: "modulo_n", NLinks: nLinks, Dst: dst}
+}
+
 // OutputInPort sends the packet back out of the port it came in on
 // ("IN_PORT", hairpin). OpenFlow drops output to the ingress port, so
 // output:<in_port> would not work.
@@ -116,16 +138,20 @@ func (Note) isAction()         {}
 func (Resubmit) isAction()     {}
 func (Group) isAction()        {}
 func (OutputInPort) isAction() {}
+func (Multipath) isAction()    {}
 func (CtClear) isAction()      {}
 func (SetEthSrc) isAction()    {}
 func (SetIPSrc) isAction()     {}
 func (SetIPDst) isAction()     {}
 
 func (OutputInPort) String() string { return "IN_PORT" }
-func (CtClear) String() string      { return "ct_clear" }
-func (a SetEthSrc) String() string  { return "set_field:" + a.Addr.String() + "->eth_src" }
-func (a SetIPSrc) String() string   { return "set_field:" + a.Addr.String() + "->ip_src" }
-func (a SetIPDst) String() string   { return "set_field:" + a.Addr.String() + "->ip_dst" }
+func (a Multipath) String() string {
+	return fmt.Sprintf("multipath(%s,%d,%s,%d,%d,%s)", a.Fields, a.Basis, a.Algorithm, a.NLinks, a.Arg, a.Dst.NXM())
+}
+func (CtClear) String() string     { return "ct_clear" }
+func (a SetEthSrc) String() string { return "set_field:" + a.Addr.String() + "->eth_src" }
+func (a SetIPSrc) String() string  { return "set_field:" + a.Addr.String() + "->ip_src" }
+func (a SetIPDst) String() string  { return "set_field:" + a.Addr.String() + "->ip_dst" }
 
 func (a GotoTable) String() string  { return "goto_table:" + a.Table.String() }
 func (a OutputPort) String() string { return "output:" + strconv.FormatUint(uint64(a.Port), 10) }

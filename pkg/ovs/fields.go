@@ -1,6 +1,9 @@
 package ovs
 
-import "strconv"
+import (
+	"net/netip"
+	"strconv"
+)
 
 // Field is a source or destination of a move action or a learn spec: a
 // whole register (RegField), the low 32 bits of the tunnel key
@@ -45,18 +48,27 @@ var (
 	// loaded in LocalPod and consumed by output in PolicyIngress. Legal values:
 	// pod ports, >= 3.
 	OutPortField = RegField{Reg: 2, Name: "OutPort"}
+	// DstPodIPField is reg3[0..31]: the IPv4 address (IPv4Value) of the local
+	// pod a packet is being delivered to, loaded next to OutPortField: in
+	// LocalPod for unicast (the destination), in MulticastToLocal for each
+	// receiver of a multicast datagram, whose nw_dst is the group. Compiled
+	// NetworkPolicy ingress in PolicyIngress matches the target pod here, so
+	// unicast and multicast meet one ingress decision. Legal values: local
+	// pod addresses.
+	DstPodIPField = RegField{Reg: 3, Name: "DstPodIP"}
 )
 
 // Service load balancing (--proxy-mode=ovs; tables ServiceLB..ServicePost,
-// Routing, PolicyIngress). Registers 3..5 carry an endpoint choice from the
-// select group's bucket (or a learned affinity flow) to the DNAT flow; ct_mark
+// Routing, PolicyIngress). Registers 7, 4 and 5 carry an endpoint choice
+// from the select group's bucket (or a learned affinity flow) to the DNAT
+// flow; ct_mark
 // bits remember, for every later packet of the connection, what its first
 // packet decided. The reg4 flags mirror the ct_mark flags bit for bit
 // (ServiceFlagsCT → ServiceFlags) so that one move restores them.
 var (
-	// EndpointIPField is reg3[0..31]: the IPv4 address of the endpoint
+	// EndpointIPField is reg7[0..31]: the IPv4 address of the endpoint
 	// chosen for a new service connection.
-	EndpointIPField = RegBits(3, 0, 31, "EndpointIP")
+	EndpointIPField = RegBits(7, 0, 31, "EndpointIP")
 	// EndpointPortField is reg4[0..15]: its port.
 	EndpointPortField = RegBits(4, 0, 15, "EndpointPort")
 	// LBStateField is reg4[16..17]: 0 = not looked at, 1 = endpoint to
@@ -76,6 +88,21 @@ var (
 	// ServicePortIDField is reg5[0..31]: the ID of the service port being
 	// load-balanced (its group ID), which keys its DNAT flows.
 	ServicePortIDField = RegBits(5, 0, 31, "ServicePortID")
+	// EndpointIndexField is reg6[0..15]: the endpoint a multipath action
+	// chose for a new UDP flow (UDP ports choose endpoints through
+	// multipath, not a select group: see GroupEntry), and
+	// NodePortEntry reg6[16] that the flow came in through a node port
+	// (whose endpoints may differ: externalTrafficPolicy Local).
+	EndpointIndexField = RegBits(6, 0, 15, "EndpointIndex")
+	NodePortEntry      = RegBits(6, 16, 16, "NodePortEntry").Value(1)
+
+	// SCTP replies on the userspace datapath (tables 27/28, 80/82): a
+	// packet looked up in the reply table (…Checked) and found there
+	// (…ReplyOK), per direction.
+	EgressRepliesChecked  = RegBits(6, 20, 20, "EgressRepliesChecked").Value(1)
+	EgressReplyOK         = RegBits(6, 21, 21, "EgressReplyOK").Value(1)
+	IngressRepliesChecked = RegBits(6, 22, 22, "IngressRepliesChecked").Value(1)
+	IngressReplyOK        = RegBits(6, 23, 23, "IngressReplyOK").Value(1)
 
 	// ServiceCT is ct_mark[0]: the connection was DNATed by a Service.
 	ServiceCT = CtMarkBits(0, 0, "ServiceCT").Value(1)
@@ -91,6 +118,10 @@ var (
 // connections that must come back through this node, so that un-SNAT
 // (destination rewrite) can run before anti-spoofing and un-DNAT after it.
 const SNATZone uint16 = 0xfff1
+
+// EgressZone holds the SNAT of pod traffic to an egress IP this node holds
+// (pkg/pipeline egressip.go).
+const EgressZone uint16 = 0xfff2
 
 // TunnelKeyField is tun_id[0..31], the VXLAN key carrying the source VNID
 // between nodes.
@@ -130,8 +161,14 @@ func (f RegField) MoveTo(dst Field) Action { return Move{Src: f, Dst: dst} }
 func (k tunnelKey) MoveTo(dst Field) Action { return Move{Src: k, Dst: dst} }
 
 // regByNumber returns the named register field for n, or an anonymous one.
+// IPv4Value is a's 32-bit value, as a register holds it.
+func IPv4Value(a netip.Addr) uint32 {
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
 func regByNumber(n uint8) RegField {
-	for _, f := range []RegField{SrcVNIDField, DstVNIDField, OutPortField} {
+	for _, f := range []RegField{SrcVNIDField, DstVNIDField, OutPortField, DstPodIPField} {
 		if f.Reg == n {
 			return f
 		}

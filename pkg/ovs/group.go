@@ -49,13 +49,21 @@ const MaxGroupID = 0xffffff00
 // selection_method (OVS silently drops it), so select groups use OVS's
 // default: dp_hash over the symmetric L3/L4 5-tuple (OVS ≥ 2.10, up to 256
 // buckets with equal-enough weights; above that OVS falls back to the hash
-// method over default fields). That is the right choice here anyway: with
-// ct(nat) only a connection's first packet goes through the group (conntrack
-// pins the rest), a retransmitted first packet hashes to the same bucket,
-// and dp_hash lets new connections reuse the same datapath flows instead of
-// one upcall per source port (which hash over tp_src would force). The
-// userspace datapath implements it (hash(sym_l4(0)) then recirc, seen in
-// ofproto/trace on OVS 3.1).
+// method over default fields). That is the right choice for TCP and SCTP:
+// with ct(nat) only a connection's first packet goes through the group
+// (conntrack pins the rest), a retransmitted first packet hashes to the
+// same bucket, and dp_hash lets new connections reuse the same datapath
+// flows instead of one upcall per source port. It is wrong for UDP on the
+// userspace datapath, which computes that hash (hash(sym_l4(0)))
+// WITHOUT the UDP ports (OVS 3.1, flow_hash_symmetric_l3l4 with
+// inc_udp_ports=false): every UDP flow from one client to one address
+// lands in one bucket (40 of 40 from each client in the lab). Choose
+// among UDP endpoints with Multipath (symmetric_l3l4+udp) instead.
+//
+// Bucket actions are an OpenFlow action set to OVS: it keeps the set, load
+// and move actions and the LAST output, group, resubmit or ct, and drops
+// everything else without a word (a learn in a bucket never runs).
+// ValidateGroupEntry refuses what would be dropped.
 type GroupEntry struct {
 	ID      uint32
 	Type    GroupType
@@ -144,10 +152,19 @@ func validateBucket(t GroupType, bk Bucket) error {
 	if t == GroupAll && bk.Weight != 0 {
 		return errors.New("only select groups can have bucket weights")
 	}
+	terminals := 0
 	for _, a := range bk.Actions {
+		switch a.(type) {
+		case OutputPort, OutputReg, OutputInPort, Group, Resubmit, ConnTrack:
+			terminals++
+		}
 		switch a := a.(type) {
 		case GotoTable, Conjunction:
 			return fmt.Errorf("%s is not allowed in a bucket", a)
+		case Learn, Multipath:
+			// OVS executes bucket actions as an action set (see
+			// GroupEntry) and drops these without a word.
+			return fmt.Errorf("%s: OVS drops it from group buckets (action-set semantics); put it in the flow the bucket resubmits to", a)
 		case Drop:
 			if len(bk.Actions) > 1 {
 				return errors.New("drop must be the only action")
@@ -160,6 +177,9 @@ func validateBucket(t GroupType, bk Bucket) error {
 		if err := validateAction(a); err != nil {
 			return err
 		}
+	}
+	if terminals > 1 {
+		return errors.New("more than one output, group, resubmit or ct: OVS runs bucket actions as an action set and keeps only the last")
 	}
 	return nil
 }

@@ -67,6 +67,23 @@ func TestGroupTextAndParse(t *testing.T) {
 	}
 }
 
+// TestParseMaskedSetField: OVS prints a load of part of a register added
+// through OpenFlow 1.5 as a masked set_field; it parses to the same load.
+func TestParseMaskedSetField(t *testing.T) {
+	g, err := ParseGroup("group_id=7,type=select,bucket=bucket_id:0,weight:100,actions=set_field:0xa800002->reg3,set_field:0x1f90/0xffff->reg4,set_field:0x20000/0x30000->reg4,resubmit(,21)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := SelectGroup(7, NewBucket(100, RegBits(3, 0, 31, "").Load(0xa800002), RegBits(4, 0, 15, "").Load(0x1f90),
+		RegBits(4, 16, 17, "").Load(2), ResubmitTo(TableServiceLB)))
+	if !g.Equal(want) {
+		t.Errorf("parsed %s\nwant %s", g, want)
+	}
+	if _, err := ParseGroup("group_id=1,type=select,bucket=actions=set_field:0x5/0x5->reg4"); err == nil {
+		t.Error("a non-contiguous set_field mask parsed")
+	}
+}
+
 func TestValidateGroups(t *testing.T) {
 	flowTo := func(id uint32) Flow { return NewFlow(TableLocalPod, 5).MatchIPv4().Action(GroupAction(id)) }
 	tests := []struct {

@@ -278,7 +278,13 @@ func TestOfctlLearnedFlowsSurvive(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertSameFlows(t, learnedOnBridge(), predicted)
-	if err := br.ReplaceAll(ctx, serviceGroups(), serviceFlows()); err != nil {
+	// OVS deletes learned flows (delete_learned) when the last flow that
+	// learns with their table and cookie goes: the fixture's affinity DNAT
+	// flows learn with the same cookie, so they go too.
+	withoutLearn := slices.DeleteFunc(serviceFlows(), func(f Flow) bool {
+		return slices.ContainsFunc(f.Actions, func(a Action) bool { _, ok := a.(Learn); return ok })
+	})
+	if err := br.ReplaceAll(ctx, serviceGroups(), withoutLearn); err != nil {
 		t.Fatal(err)
 	}
 	if got := learnedOnBridge(); len(got) != 0 {

@@ -85,6 +85,8 @@ func modelCases() []struct {
 			MatchFrom(FieldUDPDst, FieldUDPSrc).LoadValue(RegFieldID(3), 0).LoadFrom(FieldInPort, RegBits(2, 0, 15, ""))),
 			"table=70,priority=5,udp actions=learn(table=60,idle_timeout=10,cookie=" + hexCookie(learn) +
 				",eth_type=0x800,nw_proto=17,ip_src=10.0.0.1,reg3=0x5,NXM_NX_REG4[0..3]=0x2,pkt_mark=0x7,ct_mark=0x9,eth_src=0a:58:00:00:00:01,udp_src=53,tun_id=0x6,NXM_OF_UDP_DST[]=NXM_OF_UDP_SRC[],load:0->NXM_NX_REG3[],load:NXM_OF_IN_PORT[]->NXM_NX_REG2[0..15])"},
+		{"multipath", NewFlow(TableLocalPod, 5).MatchProto(ProtoUDP).Action(NewMultipath("symmetric_l3l4+udp", 3, RegBits(6, 0, 15, "")), ResubmitTo(TableLocalPod)),
+			"table=70,priority=5,udp actions=multipath(symmetric_l3l4+udp,0,modulo_n,3,0,NXM_NX_REG6[0..15]),resubmit(,70)"},
 	}
 }
 

@@ -3,6 +3,7 @@ package ovs
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -134,6 +135,25 @@ func parseSetField(arg string) (Action, error) {
 		}
 		return f.bits().Load(n), nil
 	}
+	// Part of a register, masked (OpenFlow 1.5 dumps print loads so): the
+	// equivalent load of the mask's bits, which must be contiguous.
+	if f, ok := fieldByName(field); ok && f.IsReg() {
+		val, mask, _ := strings.Cut(v, "/")
+		n, err := strconv.ParseUint(val, 0, 32)
+		if err != nil {
+			return nil, err
+		}
+		m, err := strconv.ParseUint(mask, 0, 32)
+		if err != nil || m == 0 {
+			return nil, fmt.Errorf("set_field mask %q", mask)
+		}
+		lo := bits.TrailingZeros64(m)
+		width := bits.Len64(m) - lo
+		if m>>lo != 1<<width-1 || n&^m != 0 {
+			return nil, fmt.Errorf("set_field %s: mask not contiguous or value outside it", v)
+		}
+		return NewBitField(f, uint8(lo), uint8(lo+width-1), "").Load(n >> lo), nil
+	}
 	return nil, fmt.Errorf("unsupported set_field target %q", field)
 }
 
@@ -169,6 +189,28 @@ func parseParenAction(name, args string) (Action, error) {
 		return parseCT(args)
 	case "learn":
 		return parseLearn(args)
+	case "multipath":
+		return parseMultipath(args)
 	}
 	return nil, errors.New("unsupported action")
+}
+
+// parseMultipath parses "FIELDS,BASIS,ALGORITHM,N_LINKS,ARG,DST".
+func parseMultipath(args string) (Action, error) {
+	parts := strings.SplitN(args, ",", 6)
+	if len(parts) != 6 {
+		return nil, errors.New("multipath wants 6 arguments")
+	}
+	basis, err1 := strconv.ParseUint(parts[1], 10, 16)
+	n, err2 := strconv.ParseUint(parts[3], 10, 16)
+	arg, err3 := strconv.ParseUint(parts[4], 10, 32)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return nil, err
+	}
+	f, err := parseNXMField(parts[5])
+	if err != nil {
+		return nil, err
+	}
+	return Multipath{Fields: parts[0], Basis: uint16(basis), Algorithm: parts[2], NLinks: uint16(n), Arg: uint32(arg),
+		Dst: f.bits()}, nil
 }

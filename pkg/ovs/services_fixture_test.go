@@ -78,10 +78,12 @@ func addrValue(a netip.Addr) uint64 {
 }
 
 // selectEndpoint is what a bucket does: load the endpoint, mark it
-// selected, come back to the LB table.
-func selectEndpoint(ep netip.Addr, extra ...Action) []Action {
-	acts := []Action{exampleEndpointIP.Load(addrValue(ep)), exampleEndpointPort.Load(backendPort), exampleLBSelected.Load()}
-	return append(append(acts, extra...), ResubmitTo(TableLocalPod))
+// selected, come back to the LB table. (OVS runs bucket actions as an
+// action set: loads and one resubmit; a learn there would be dropped, so
+// the affinity service learns in its DNAT flows.)
+func selectEndpoint(ep netip.Addr) []Action {
+	return []Action{exampleEndpointIP.Load(addrValue(ep)), exampleEndpointPort.Load(backendPort), exampleLBSelected.Load(),
+		ResubmitTo(TableLocalPod)}
 }
 
 // affinityLearn records the choice: client IP, VIP and port → endpoint.
@@ -96,7 +98,7 @@ func serviceGroups() []GroupEntry {
 	var plain, affinity []Bucket
 	for _, ep := range endpoints {
 		plain = append(plain, NewBucket(100, selectEndpoint(ep)...))
-		affinity = append(affinity, NewBucket(100, selectEndpoint(ep, affinityLearn())...))
+		affinity = append(affinity, NewBucket(100, selectEndpoint(ep)...))
 	}
 	return []GroupEntry{SelectGroup(svcGroup, plain...), SelectGroup(affGroup, affinity...)}
 }
@@ -131,10 +133,13 @@ func serviceFlows() []Flow {
 	}
 	flows = append(flows, NewFlow(TablePolicyIngress, 100).MatchIPv4().MatchNwDst(remoteNet).Action(Goto(TableRemotePod)))
 	for i, ep := range endpoints {
-		flows = append(flows, NewFlow(TableLocalPod, 190).MatchProto(ProtoTCP).
-			With(exampleEndpointIP.Match(addrValue(ep)), exampleLBSelected.Match(), exampleEndpointPort.Match(backendPort)).
-			Action(CTCommit().WithTable(TablePolicyIngress).WithZone(svcZone).WithDNAT(ep, backendPort).
-				WithMark(exampleServiceCT, exampleServiceLabel.Value(uint64(i+1)))))
+		dnat := NewFlow(TableLocalPod, 190).MatchProto(ProtoTCP).
+			With(exampleEndpointIP.Match(addrValue(ep)), exampleLBSelected.Match(), exampleEndpointPort.Match(backendPort))
+		commit := CTCommit().WithTable(TablePolicyIngress).WithZone(svcZone).WithDNAT(ep, backendPort).
+			WithMark(exampleServiceCT, exampleServiceLabel.Value(uint64(i+1)))
+		learn := dnat.MatchNwDst(host(vipAffinity))
+		learn.Priority = 195
+		flows = append(flows, dnat.Action(commit), learn.Action(affinityLearn(), commit))
 	}
 	for i := range flows {
 		flows[i].Cookie = svcCookie

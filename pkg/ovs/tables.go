@@ -47,9 +47,19 @@
 //	    (--proxy-mode=kube-proxy); reload reg0 from the pod source IP, go to
 //	    27. Default: drop.
 //	27  PolicyEgress: NetworkPolicy egress; services and replies pass to
-//	    30. Default: drop (in subnet/multitenant a priority-500 allow).
+//	    30. Default: drop (in subnet/multitenant a priority-500 allow). On
+//	    the userspace datapath an SCTP packet first looks for a reflexive
+//	    reply flow in 28 (see 81).
+//	28  PolicyEgressReplies (userspace datapath): flows learned from the
+//	    SCTP packets delivered here (81): the reverse 5-tuple may leave as a
+//	    reply. Default: drop (no flag).
 //	30  ConntrackCommit: ct(commit,table=31) for pod-network-internal
-//	    traffic. Default: go to 31.
+//	    traffic leaving for another node (after egress policy decided);
+//	    traffic to a local pod is committed in 81, after ingress policy
+//	    decided, so that a packet ingress drops leaves no entry that would
+//	    let the reverse direction pass as a reply. Userspace SCTP is never
+//	    committed (OVS 3.1 tracks it without ports); its reverse 5-tuple is
+//	    learned into 82 instead. Default: go to 31.
 //	31  Routing: replies of service connections are un-DNATed first;
 //	    gateway to tun0, local to 40/70, remote to 50/90, services to 60,
 //	    multicast to 110/120, other IP to 99. Default: drop.
@@ -61,11 +71,18 @@
 //	    kube-proxy; ovs mode: a Service without a usable endpoint, which the
 //	    host rejects). Default: drop.
 //	70  LocalPod: per local pod IP load reg1 = pod VNID, reg2 = pod port,
-//	    go to 80. Default: drop.
+//	    reg3 = pod IP, go to 80. Default: drop.
 //	80  PolicyIngress: tenant isolation / NetworkPolicy ingress, allowed
-//	    traffic is output to reg2. The gateway always passes; a hairpin
-//	    (a pod reaching itself through its Service) goes back out IN_PORT.
-//	    Default: drop.
+//	    traffic is output to reg2 (networkpolicy mode: through 81). The
+//	    gateway always passes; a hairpin (a pod reaching itself through its
+//	    Service) goes back out IN_PORT. Userspace SCTP first looks for a
+//	    reflexive reply flow in 82. Default: drop.
+//	81  IngressCommit (networkpolicy mode): what ingress allowed is
+//	    committed (ct(commit)) and output to reg2; userspace SCTP instead
+//	    learns its reverse 5-tuple into 28 and 82. Default: output to reg2.
+//	82  PolicyIngressReplies (userspace datapath): flows learned from SCTP
+//	    packets that left a local pod (30) or were delivered (81): the
+//	    reverse 5-tuple may enter as a reply. Default: drop (no flag).
 //	90  RemotePod: per remote node subnet, tun_id = reg0, tun_dst = node
 //	    IP, output to vxlan0. Default: drop.
 //	99  EgressPrelim: DNS to the node IP bypasses egress controls.
@@ -78,7 +95,8 @@
 //	    Default: drop.
 //	111 MulticastToRemote: copy to every remote node, then 120. Default:
 //	    drop.
-//	120 MulticastToLocal: output to local pods of the VNID. Default: drop.
+//	120 MulticastToLocal: each local pod of the VNID through 80 (resubmit,
+//	    with reg1/reg2/reg3 as LocalPod loads them). Default: drop.
 //	253 Version: a single note flow "PP.VV" (plugin, rule version) written
 //	    last; its absence or a different value makes the agent rebuild br0.
 package ovs
@@ -133,6 +151,9 @@ var (
 	TableServiceReturn = Table{ID: 25, Name: "ServiceReturn"}
 	// TablePolicyEgress enforces NetworkPolicy egress rules.
 	TablePolicyEgress = Table{ID: 27, Name: "PolicyEgress"}
+	// TablePolicyEgressReplies holds the learned SCTP reply flows of egress
+	// (userspace datapath).
+	TablePolicyEgressReplies = Table{ID: 28, Name: "PolicyEgressReplies"}
 	// TableConntrackCommit commits pod-network-internal connections.
 	TableConntrackCommit = Table{ID: 30, Name: "ConntrackCommit"}
 )
@@ -151,6 +172,11 @@ var (
 	TableLocalPod = Table{ID: 70, Name: "LocalPod"}
 	// TablePolicyIngress enforces tenant isolation and NetworkPolicy ingress.
 	TablePolicyIngress = Table{ID: 80, Name: "PolicyIngress"}
+	// TableIngressCommit commits what ingress allowed and delivers it.
+	TableIngressCommit = Table{ID: 81, Name: "IngressCommit"}
+	// TablePolicyIngressReplies holds the learned SCTP reply flows of
+	// ingress (userspace datapath).
+	TablePolicyIngressReplies = Table{ID: 82, Name: "PolicyIngressReplies"}
 	// TableRemotePod tunnels IP to the node owning the destination subnet.
 	TableRemotePod = Table{ID: 90, Name: "RemotePod"}
 )
@@ -181,9 +207,9 @@ var (
 var Tables = []Table{
 	TableClassifier, TableVXLANIngress,
 	TablePodAntiSpoof, TableServiceLB, TableServiceSNAT, TableServicePost, TableServiceAffinity,
-	TableServiceReturn, TablePolicyEgress, TableConntrackCommit,
+	TableServiceReturn, TablePolicyEgress, TablePolicyEgressReplies, TableConntrackCommit,
 	TableRouting, TableARPLocal, TableARPRemote, TableServices, TableLocalPod,
-	TablePolicyIngress, TableRemotePod,
+	TablePolicyIngress, TableIngressCommit, TablePolicyIngressReplies, TableRemotePod,
 	TableEgressPrelim, TableEgressFirewall, TableEgressRouting,
 	TableMulticastFromLocal, TableMulticastToRemote, TableMulticastToLocal,
 	TableVersion,

@@ -21,8 +21,9 @@ import (
 // a new connection records the binding in the packet itself.
 //
 // Bucket chooses the bucket of every select group the packet reaches:
-// bucket Bucket mod the number of buckets (weights are ignored), so a test
-// iterates Bucket over 0..n-1 to visit every endpoint.
+// bucket Bucket mod the number of buckets (weights are ignored), and the
+// link of every multipath action (Bucket mod n_links), so a test iterates
+// Bucket over 0..n-1 to visit every endpoint.
 type Packet struct {
 	InPort   uint32
 	Proto    Proto

@@ -60,9 +60,9 @@ func (tr *tracer) applyOne(a Action, table Table, p *Packet) error {
 	case SetIPDst:
 		p.Dst = a.Addr
 	case OutputPort:
-		tr.output(p, a.Port)
+		tr.outputUnlessInPort(p, a.Port)
 	case OutputReg:
-		tr.output(p, p.Regs[a.Field.Reg])
+		tr.outputUnlessInPort(p, p.Regs[a.Field.Reg])
 	case OutputInPort:
 		tr.output(p, p.InPort)
 	case CtClear:
@@ -71,6 +71,10 @@ func (tr *tracer) applyOne(a Action, table Table, p *Packet) error {
 		return tr.group(a.ID, table, p)
 	case Learn:
 		return tr.learn(a, p)
+	case Multipath:
+		// Like a select group's bucket: Packet.Bucket chooses the link.
+		n := int(a.NLinks)
+		writeBits(p, a.Dst, U128{Lo: uint64(((p.Bucket % n) + n) % n)})
 	case Resubmit:
 		saved := tr.tunDst
 		if err := tr.run(a.Table, p); err != nil {
@@ -79,6 +83,14 @@ func (tr *tracer) applyOne(a Action, table Table, p *Packet) error {
 		tr.tunDst = saved
 	}
 	return nil
+}
+
+// outputUnlessInPort outputs to port, except to the packet's own in_port:
+// OVS drops that (IN_PORT, OutputInPort, is the explicit way back).
+func (tr *tracer) outputUnlessInPort(p *Packet, port uint32) {
+	if port != p.InPort {
+		tr.output(p, port)
+	}
 }
 
 func (tr *tracer) output(p *Packet, port uint32) {

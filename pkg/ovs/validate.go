@@ -14,8 +14,9 @@ import (
 // ct_nw_*/ct_tp_* need a ct_state implying a connection (and ct_tp_* need
 // ct_nw_proto: OVS silently drops them otherwise); masked values may not
 // have bits outside their mask; goto_table must jump forward, resubmit and
-// ct(table=) may not go backwards; drop and conjunction actions stand alone;
-// every other action passes its own checks (validate_action.go).
+// ct(table=) may not go backwards (except the resubmits declared in
+// resubmit.go); drop and conjunction actions stand alone; every other
+// action passes its own checks (validate_action.go).
 func ValidateFlow(f Flow) error {
 	if _, ok := TableByID(f.Table.ID); !ok {
 		return fmt.Errorf("flow %q: unknown table %d", f, f.Table.ID)
@@ -120,7 +121,11 @@ func validateActions(f Flow) error {
 			}
 		}
 		other++
-		if t, ok := actionTarget(a); ok {
+		if r, ok := a.(Resubmit); ok {
+			if err := checkResubmit(f.Table, r); err != nil {
+				return err
+			}
+		} else if t, ok := actionTarget(a); ok {
 			if err := checkTarget(f.Table, t, a, true); err != nil {
 				return err
 			}
@@ -177,6 +182,7 @@ func ValidatePipeline(flows []Flow) error {
 	errs = append(errs, checkDuplicates(flows)...)
 	errs = append(errs, checkFinalFlows(flows)...)
 	errs = append(errs, checkConjunctions(flows)...)
+	errs = append(errs, checkBackResubmitTargets(flows)...)
 	return errors.Join(errs...)
 }
 

@@ -3,6 +3,7 @@ package ovs
 import (
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // validateAction checks one action on its own (also in group buckets):
@@ -34,8 +35,29 @@ func validateAction(a Action) error {
 		if err := validateLearn(a); err != nil {
 			return fmt.Errorf("%s: %w", a, err)
 		}
+	case Multipath:
+		return validateMultipath(a)
 	}
 	return nil
+}
+
+var (
+	multipathFields     = []string{"eth_src", "symmetric_l4", "symmetric_l3l4", "symmetric_l3l4+udp", "nw_src", "nw_dst", "symmetric_l2", "symmetric_l3"}
+	multipathAlgorithms = []string{"modulo_n", "hash_threshold", "hrw", "iter_hash"}
+)
+
+func validateMultipath(a Multipath) error {
+	switch {
+	case !slices.Contains(multipathFields, a.Fields):
+		return fmt.Errorf("%s: unknown fields %q", a, a.Fields)
+	case !slices.Contains(multipathAlgorithms, a.Algorithm):
+		return fmt.Errorf("%s: unknown algorithm %q", a, a.Algorithm)
+	case a.NLinks == 0:
+		return fmt.Errorf("%s: no links", a)
+	case a.Dst.Width() < 64 && uint64(a.NLinks-1)>>a.Dst.Width() != 0:
+		return fmt.Errorf("%s: %d links do not fit %d bits", a, a.NLinks, a.Dst.Width())
+	}
+	return checkWritable(a.Dst)
 }
 
 func checkWritable(b BitField) error {

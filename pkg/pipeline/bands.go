@@ -70,6 +70,7 @@ var (
 	StageBase = Stage{Name: "base", Bands: append([]Band{
 		band(ovs.TableClassifier, 1000, 1000, "conntrack"),
 		band(ovs.TableClassifier, 1, 400, "classification"),
+		band(ovs.TableClassifier, 460, 460, "no multicast from the host"),
 		band(ovs.TablePodAntiSpoof, 300, 300, "no VXLAN from pods"),
 		band(ovs.TableRouting, 1, 300, "routing"),
 		band(ovs.TableServices, 200, 200, "to the host"),
@@ -85,12 +86,18 @@ var (
 		band(ovs.TableARPLocal, 100, 100, "ARP to pod"),
 		band(ovs.TableLocalPod, 100, 100, "to pod"),
 	}}
-	// StageNodes: the flows of remote nodes and the multicast replication.
+	// StageNodes: the flows of remote nodes.
 	StageNodes = Stage{Name: "nodes", Bands: []Band{
 		band(ovs.TableVXLANIngress, 100, 100, "known node"),
 		band(ovs.TableARPRemote, 100, 100, "ARP to node"),
 		band(ovs.TableRemotePod, 100, 100, "to node"),
+	}}
+	// StageMulticast: multicast per VNID (multicast.go) and the
+	// replication to remote nodes.
+	StageMulticast = Stage{Name: "multicast", Bands: []Band{
+		band(ovs.TableMulticastFromLocal, 100, 100, "enabled VNID"),
 		band(ovs.TableMulticastToRemote, 100, 100, "replication"),
+		band(ovs.TableMulticastToLocal, 100, 100, "local receivers"),
 	}}
 	// StageNetworkPolicy: the compiled NetworkPolicy flows (pkg/networkpolicy).
 	StageNetworkPolicy = Stage{Name: "networkpolicy", Bands: []Band{

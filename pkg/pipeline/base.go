@@ -72,8 +72,9 @@ func fromVXLANFlows(c FlowConfig) []ovs.Flow {
 }
 
 // fromTun0Flows classifies host traffic. It keeps reg0 = 0: the host is
-// VNID 0. Pod→service traffic DNATed by host iptables comes back with the
-// pod's source address and goes to 25 to reload the pod's VNID.
+// VNID 0. Host multicast is dropped first, whatever its source.
+// Pod→service traffic DNATed by host iptables comes back with the pod's
+// source address and goes to 25 to reload the pod's VNID.
 func fromTun0Flows(c FlowConfig) []ovs.Flow {
 	tun0, gw := ovs.NewFlow(ovs.TableClassifier, 0).MatchInPort(OFPortTun0), host(c.Gateway())
 	flows := []ovs.Flow{
@@ -86,7 +87,10 @@ func fromTun0Flows(c FlowConfig) []ovs.Flow {
 		)
 	}
 	return append(flows,
-		at(tun0, 250).MatchIPv4().MatchNwDst(multicastNet).Action(ovs.DropAction()),
+		// OpenShift: priority 250, below the gateway's 400, so the host's
+		// multicast sent from the gateway address (IGMP reports, mDNS, …)
+		// entered VNID 0's group. Above it here: no host multicast at all.
+		at(tun0, 460).MatchIPv4().MatchNwDst(multicastNet).Action(ovs.DropAction()),
 		at(tun0, 200).MatchIPv4().Action(ovs.Goto(ovs.TableConntrackCommit)),
 		at(tun0, 150).Action(ovs.DropAction()),
 	)
@@ -146,7 +150,7 @@ func serviceFlows() []ovs.Flow {
 // from the node itself (kubelet probes) always reaches pods.
 func ingressBaseFlows(c FlowConfig) []ovs.Flow {
 	return []ovs.Flow{
-		ovs.NewFlow(ovs.TablePolicyIngress, 300).MatchIPv4().MatchNwSrc(host(c.Gateway())).Action(ovs.OutPortField.Output()),
+		ovs.NewFlow(ovs.TablePolicyIngress, 300).MatchIPv4().MatchNwSrc(host(c.Gateway())).Action(c.ingressAllow()),
 	}
 }
 
@@ -185,6 +189,8 @@ func finalFlows() []ovs.Flow {
 			f = f.Action(ovs.Goto(ovs.TableEgressRouting))
 		case ovs.TableEgressRouting:
 			f = f.Action(ovs.Output(OFPortTun0))
+		case ovs.TableIngressCommit:
+			f = f.Action(ovs.OutPortField.Output())
 		default:
 			f = f.Action(ovs.DropAction())
 		}

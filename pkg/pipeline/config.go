@@ -18,7 +18,7 @@ import (
 // layout we follow). It starts at 0x10, above every rule version OpenShift
 // SDN ever wrote (7..14), so a bridge left behind by OpenShift SDN never
 // looks current and is always rebuilt.
-const PipelineVersion = 0x13
+const PipelineVersion = 0x16
 
 // Bridge and port names of the node's OVS (SPEC §4.1).
 const (
@@ -82,6 +82,11 @@ type FlowConfig struct {
 	VXLANPort uint16
 	// ProxyMode selects how Services are load-balanced ("" = ProxyOVS).
 	ProxyMode ProxyMode
+	// Userspace is set for br0 on the userspace (netdev) datapath, whose
+	// conntrack is OVS's own: SCTP replies are then recognised by learned
+	// flows (tables 28, 82), not by conntrack, which tracks SCTP there
+	// without ports.
+	Userspace bool
 }
 
 // OVSProxy reports whether Services are load-balanced in br0.

@@ -21,8 +21,9 @@
 //	                   the state stays in OVS). vxlan0 (port 1): cluster
 //	                   sources/destinations load reg0 from tun_id → 10;
 //	                   tun0 (port 2): gateway → 30, DNATed pod→service
-//	                   traffic → 25, multicast dropped, other IP and
-//	                   gateway ARP → 30; anything else IP/ARP → 20.
+//	                   traffic → 25, multicast dropped (whatever the
+//	                   source), other IP and gateway ARP → 30; anything
+//	                   else IP/ARP → 20.
 //	10  VXLANIngress   RemoteNodeFlows: tun_src of each known node → 30.
 //	                   OpenShift's p210/p200 eth_dst rewrites exist only for
 //	                   an SDN→OVN live migration; we never migrate, so they
@@ -43,7 +44,8 @@
 //	50  ARPRemote      RemoteNodeFlows: ARP for a node subnet → VXLAN.
 //	60  Services       BaseFlows: everything → tun0 (SPEC §4.5); OVS-native
 //	                   load balancing (select groups, ct nat) comes here.
-//	70  LocalPod       PodFlows: reg1 = VNID, reg2 = ofport → 80.
+//	70  LocalPod       PodFlows: reg1 = VNID, reg2 = ofport, reg3 = pod
+//	                   address (the ingress target) → 80.
 //	80  PolicyIngress  BaseFlows p300: the gateway always passes (kubelet
 //	                   probes). Isolation.StaticFlows: subnet p200 all;
 //	                   multitenant p200 reg0=0 / reg1=0 and TenantFlows p100
@@ -54,9 +56,10 @@
 //	100 EgressFirewall EgressNetworkPolicy per VNID (next: SPEC §4.6).
 //	101 EgressRouting  BaseFlows: replies → tun0; egress IPs per VNID
 //	                   (next: SPEC §4.7).
-//	110 MulticastFromLocal  multicast-enabled VNIDs (next: SPEC §4.8).
+//	110 MulticastFromLocal  MulticastVNIDFlows: enabled VNIDs → 111.
 //	111 MulticastToRemote   MulticastRemoteFlow: head-end replication.
-//	120 MulticastToLocal    local delivery per VNID (next: SPEC §4.8).
+//	120 MulticastToLocal    MulticastVNIDFlows: each local pod of the
+//	                   VNID through PolicyIngress (multicast.go).
 //	253 Version        VersionFlow: note <plugin>.<PipelineVersion>,
 //	                   written last by the agent.
 //
@@ -66,7 +69,8 @@
 // OwnerIsolation (the mode's static flows; up to pipeline version 0x11 they
 // were part of OwnerPipeline), OwnerVersion, PodOwner, NodeOwner (cookie
 // keyed by the HostSubnet UID), TenantOwner, the NetworkPolicy owners
-// (PolicyNamespaceOwner, PolicyMatchOwner) and OwnerMulticastRemote.
+// (PolicyNamespaceOwner, PolicyMatchOwner), OwnerMulticastRemote and
+// MulticastVNIDOwner.
 //
 // # Final flows
 //
@@ -98,6 +102,16 @@
 //     the note bytes are <plugin id>.<PipelineVersion>, padded by OVS.
 //   - TenantFlows renders nothing for VNID 0, which the p200 reg0=0/reg1=0
 //     rules already cover.
+//   - Table 0 drops multicast from tun0 at p460, above the gateway's p400
+//     (OpenShift: p250, so the host's multicast from the gateway address
+//     reached VNID 0's group).
+//   - Table 120 delivers through PolicyIngress (resubmit per receiver,
+//     reg3 = the receiver) instead of output:<ports>, so multicast meets
+//     tenant isolation and NetworkPolicy ingress; compiled ingress matches
+//     the target pod in reg3 rather than nw_dst. OpenShift ignored
+//     NetworkPolicy for multicast (openshift-docs#15626).
+//   - Multicast exists only in the modes with VNIDs; subnet mode has no
+//     table-111 flow (110 drops everything).
 //
 // NetworkPolicy (networkpolicy mode): OpenShift installs per-namespace p50
 // allows (reg0=V / reg1=V) from its policy plugin. Here the compiler

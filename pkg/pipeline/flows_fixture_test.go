@@ -75,6 +75,8 @@ type fxScenario struct {
 	cfg   pipeline.FlowConfig
 	pods  []pipeline.PodInfo
 	nodes []pipeline.RemoteNode
+	// multicast are the multicast-enabled VNIDs (modes with VNIDs only).
+	multicast []uint32
 }
 
 // flows renders everything the agent would install, as it would: base,
@@ -92,14 +94,36 @@ func (s fxScenario) flows() []ovs.Flow {
 			flows = append(flows, iso.TenantFlows(p.VNID)...)
 		}
 	}
-	var ips []netip.Addr
 	for _, n := range s.nodes {
 		flows = append(flows, pipeline.RemoteNodeFlows(s.cfg, n)...)
-		ips = append(ips, n.HostIP)
 	}
-	flows = append(flows, pipeline.MulticastRemoteFlow(s.cfg, ips))
+	flows = append(flows, s.multicastFlows()...)
 	flows = append(flows, s.policyFlows()...)
 	return append(flows, pipeline.VersionFlow(s.cfg))
+}
+
+// multicastFlows are what the agent's multicast feature renders: in modes
+// with VNIDs, the replication flow and each enabled VNID's flows with the
+// local pods of that VNID as receivers.
+func (s fxScenario) multicastFlows() []ovs.Flow {
+	if !s.cfg.Isolation().UsesVNIDs() {
+		return nil
+	}
+	var ips []netip.Addr
+	for _, n := range s.nodes {
+		ips = append(ips, n.HostIP)
+	}
+	flows := []ovs.Flow{pipeline.MulticastRemoteFlow(s.cfg, ips)}
+	for _, v := range s.multicast {
+		var receivers []pipeline.PodInfo
+		for _, p := range s.pods {
+			if p.VNID == v {
+				receivers = append(receivers, p)
+			}
+		}
+		flows = append(flows, pipeline.MulticastVNIDFlows(s.cfg, v, receivers)...)
+	}
+	return flows
 }
 
 // policyFlows are the compiled NetworkPolicy flows of a networkpolicy-mode
@@ -130,18 +154,30 @@ func fxScenarios() []fxScenario {
 			cfg:   fxConfig(clusternetwork.ModeNetworkPolicy),
 			pods:  []pipeline.PodInfo{podWeb, podBlog},
 			nodes: []pipeline.RemoteNode{nodeB, nodeC},
+			// 10 has a local pod; 12 none (admission in 110 only).
+			multicast: []uint32{10, 12},
 		},
 		{
 			name:  "multitenant",
 			cfg:   fxConfig(clusternetwork.ModeMultitenant),
 			pods:  []pipeline.PodInfo{podWeb, podDB, podBlog, podRouter},
 			nodes: []pipeline.RemoteNode{nodeB},
+			// web and db share VNID 10; router is VNID 0; blog's 11 is off.
+			multicast: []uint32{0, 10},
 		},
 		{
 			name:  "subnet",
 			cfg:   fxConfig(clusternetwork.ModeSubnet),
 			pods:  []pipeline.PodInfo{podWeb, podBlog},
 			nodes: []pipeline.RemoteNode{nodeB},
+			// Ignored: subnet mode has no VNIDs and no multicast.
+			multicast: []uint32{0},
+		},
+		{
+			name:  "networkpolicy_userspace",
+			cfg:   userspace(fxConfig(clusternetwork.ModeNetworkPolicy)),
+			pods:  []pipeline.PodInfo{podWeb, podBlog},
+			nodes: []pipeline.RemoteNode{nodeB, nodeC},
 		},
 		{
 			name:  "networkpolicy_kube_proxy",
@@ -157,6 +193,11 @@ func fxScenarios() []fxScenario {
 			nodes: []pipeline.RemoteNode{nodeB, fixedVNIDNode()},
 		},
 	}
+}
+
+func userspace(c pipeline.FlowConfig) pipeline.FlowConfig {
+	c.Userspace = true
+	return c
 }
 
 func kubeProxy(c pipeline.FlowConfig) pipeline.FlowConfig {

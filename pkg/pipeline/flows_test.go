@@ -24,6 +24,9 @@ var pipelineFingerprint = map[int]string{
 	0x11: "428d0ca9ff842c98351eaf7dd0b0a87d5f52b183e4083742c274bf7a41566454", // placeholder gone, compiled policy in the networkpolicy scenarios
 	0x12: "9f251470595a7f15b946823913f79d21998fa0a1b3c3a3cfdcd6a5b0d1541518", // the mode's static flows carry OwnerIsolation's cookie
 	0x13: "3f1f914b431c0ab3bb1ca8dfa7d917bd460894f299aff96e03563c619a42a519", // ovs proxy: tables 21-24, pods to 21, pod MAC set in 70
+	0x14: "d7bb3f8ae426dddfbf99baee722b39bdf4cc3ede1620be5871cba610fd7a07b4", // service traffic skips ConntrackCommit (no second zone-0 entry after SNAT)
+	0x15: "d2e0b653193fd5a3f06fe88a928cbaa2a2c94fccbecfb97634b0f5003580e8ba", // merged: services, egress IPs and multicast (Service endpoint IP moved to reg7; reg3 is the receiving pod)
+	0x16: "87b79c063491bc25e6e418d09b41fb1a0a1760adb89aeef8b1e4d2cee0d153d4", // commit after the ingress decision (81); userspace SCTP replies by learned flows (28, 82); userspace commits traffic leaving the cluster
 }
 
 // TestFlowsGolden compares each scenario with testdata/flows_<name>.flows.
@@ -121,9 +124,10 @@ func TestPipelineValidatorRejectsBroken(t *testing.T) {
 // package doc explains: base (1 cluster CIDR, without 253, the table-111
 // flow and the mode's flows) 49 = OpenShift's 51 − 253 − 111 − two table-10
 // migration flows + drops in 60 and 111, plus the final flows of our tables
-// 21–24 (53 in kube-proxy mode), minus the kube-proxy un-NAT of table 31 in
-// ovs proxy mode (52); the isolation statics are OpenShift's "mode start-up
-// flows".
+// 21–24, 28, 81 and 82 (56 in kube-proxy mode), minus the kube-proxy
+// un-NAT of table 31 in ovs proxy mode (55); the isolation statics are
+// OpenShift's "mode start-up flows", plus the networkpolicy commit
+// deferral (30 p110, 81 p100).
 func TestFlowsCounts(t *testing.T) {
 	second := netip.MustParsePrefix("10.132.0.0/14")
 	tests := []struct {
@@ -131,12 +135,12 @@ func TestFlowsCounts(t *testing.T) {
 		cidrs       []netip.Prefix
 		base, modeN int
 	}{
-		{clusternetwork.ModeSubnet, nil, 49, 2},
-		{clusternetwork.ModeMultitenant, nil, 49, 3},
-		{clusternetwork.ModeNetworkPolicy, nil, 49, 3 + 1},
-		{clusternetwork.ModeSubnet, []netip.Prefix{fxClusterCIDR, second}, 49 + 7, 2},
-		{clusternetwork.ModeMultitenant, []netip.Prefix{fxClusterCIDR, second}, 49 + 7, 3},
-		{clusternetwork.ModeNetworkPolicy, []netip.Prefix{fxClusterCIDR, second}, 49 + 7, 3 + 4},
+		{clusternetwork.ModeSubnet, nil, 52, 2},
+		{clusternetwork.ModeMultitenant, nil, 52, 3},
+		{clusternetwork.ModeNetworkPolicy, nil, 52, 6 + 1},
+		{clusternetwork.ModeSubnet, []netip.Prefix{fxClusterCIDR, second}, 52 + 7, 2},
+		{clusternetwork.ModeMultitenant, []netip.Prefix{fxClusterCIDR, second}, 52 + 7, 3},
+		{clusternetwork.ModeNetworkPolicy, []netip.Prefix{fxClusterCIDR, second}, 52 + 7, 6 + 4},
 	}
 	for _, tt := range tests {
 		cfg := fxConfig(tt.mode, tt.cidrs...)
@@ -151,6 +155,9 @@ func TestFlowsCounts(t *testing.T) {
 		}
 	}
 	cfg := fxConfig(clusternetwork.ModeMultitenant)
+	if us := userspace(fxConfig(clusternetwork.ModeNetworkPolicy)); len(us.Isolation().StaticFlows(us)) != 6+1+1+6 {
+		t.Errorf("networkpolicy mode on the userspace datapath: %d isolation flows, want 14 (1 commit to outside, 6 for SCTP replies)", len(us.Isolation().StaticFlows(us)))
+	}
 	if got := len(pipeline.PodFlows(cfg, podWeb)); got != 5 {
 		t.Errorf("per-pod flows = %d, want 5", got)
 	}

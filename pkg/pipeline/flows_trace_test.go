@@ -2,7 +2,6 @@ package pipeline_test
 
 import (
 	"net/netip"
-	"slices"
 	"strings"
 	"testing"
 
@@ -158,7 +157,7 @@ func TestTraceNetworkPolicyNode(t *testing.T) {
 		{name: "host multicast (not from the gateway address): dropped",
 			packet: fromHost(fxNodeIP, mustAddr("239.1.1.1")), want: dropIn(ovs.TableClassifier)},
 		{name: "pod multicast without a multicast VNID: dropped",
-			packet: fromPod(podWeb, mustAddr("239.1.1.1"), ovs.ProtoUDP, 5000), want: dropIn(ovs.TableMulticastFromLocal)},
+			packet: fromPod(podBlog, mustAddr("239.1.1.1"), ovs.ProtoUDP, 5000), want: dropIn(ovs.TableMulticastFromLocal)},
 		{name: "reply to a local pod: un-NATed, passes policy",
 			packet: ovs.Packet{InPort: podBlog.OFPort, Proto: ovs.ProtoTCP, Src: podBlog.IP, Dst: podWeb.IP, CtReply: true}, want: output(3),
 			via: []ovs.Table{ovs.TablePolicyEgress, ovs.TableRouting, ovs.TableLocalPod, ovs.TablePolicyIngress}},
@@ -241,25 +240,6 @@ func TestTraceTwoClusterNetworks(t *testing.T) {
 			packet: fromPod(podWeb, mustAddr("10.133.0.1"), ovs.ProtoTCP, 80), want: dropIn(ovs.TableRemotePod)},
 	}
 	runPacketFlowTests(t, s.flows(), tests)
-}
-
-// TestTraceMulticastRemote adds a table-110 rule for VNID 10 (the
-// multicast feature is a later issue) and checks head-end replication.
-func TestTraceMulticastRemote(t *testing.T) {
-	s := scenarioNamed("networkpolicy")
-	enable := ovs.NewFlow(ovs.TableMulticastFromLocal, 100).MatchReg(ovs.SrcVNIDField, 10).Action(ovs.Goto(ovs.TableMulticastToRemote))
-	tr, err := ovs.TraceFlows(append(s.flows(), enable), fromPod(podWeb, mustAddr("239.1.1.1"), ovs.ProtoUDP, 5000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, o := range tr.Outputs {
-		got = append(got, o.String())
-	}
-	want := []string{tunnel(nodeB.HostIP, 10), tunnel(nodeC.HostIP, 10)}
-	if !slices.Equal(got, want) || tr.Tables[len(tr.Tables)-1] != ovs.TableMulticastToLocal {
-		t.Errorf("outputs %v, want %v then %s; trace:\n%s", got, want, ovs.TableMulticastToLocal.Named(), tr)
-	}
 }
 
 // TestTraceUnknownModeFailsClosed: an unknown mode renders no isolation

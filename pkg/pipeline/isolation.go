@@ -140,11 +140,35 @@ func (networkPolicyIsolation) PodVNID(v uint32) uint32       { return v }
 func (networkPolicyIsolation) EnforcesNetworkPolicy() bool   { return true }
 func (networkPolicyIsolation) TenantFlows(uint32) []ovs.Flow { return nil }
 
+// Commit after the decision. A connection is committed on each node only
+// after the policy of that node decided: on the sending node in 30, after
+// egress (27); on the receiving node in IngressCommit (81), after ingress
+// (80), which is why 30 passes traffic to a local pod uncommitted (p110)
+// and every ingress allow goes through 81 (IngressAllow). Committing in 30
+// for local delivery, as OpenShift SDN does, left an entry for a packet
+// ingress then dropped, and the reverse direction passed as its "reply".
+//
+// SCTP on the userspace datapath. OVS 3.1's own conntrack tracks SCTP
+// without ports, so any SCTP B → A would pass as a reply of an allowed
+// A → B. There SCTP is never committed; instead every SCTP packet leaving
+// a pod (30, p105) learns its reverse 5-tuple into PolicyIngressReplies
+// (82), every one delivered (81, p110) into PolicyEgressReplies (28) and
+// 82, and 27/80 (p205) look an SCTP packet up there first: found, it
+// passes as a reply (p206); not found, it meets the policies like a new
+// association. A learned flow lives while packets use it (idle timeout
+// sctpReplyIdle).
 func (networkPolicyIsolation) StaticFlows(c FlowConfig) []ovs.Flow {
 	flows := []ovs.Flow{
 		ovs.NewFlow(egressTable, 300).MatchIPv4().MatchNwDst(c.ServiceNetwork).Action(toCommit),
 		ovs.NewFlow(egressTable, 200).MatchIPv4().MatchCtState(ovs.CtRpl, 0).Action(toCommit),
 		ovs.NewFlow(ingressTable, 200).MatchIPv4().MatchCtState(ovs.CtRpl, 0).Action(toPod),
+		ovs.NewFlow(ovs.TableConntrackCommit, 110).MatchIPv4().MatchNwDst(c.LocalSubnet).Action(ovs.Goto(ovs.TableRouting)),
+		ovs.NewFlow(ovs.TableIngressCommit, 100).MatchIPv4().MatchCtState(ovs.CtTrk, ovs.CtRpl).Action(ovs.CTCommit(), toPod),
+		// A Service connection SNATed to the gateway was committed with its
+		// DNAT in ServiceLB; a commit here, in zone 0 after the SNAT zone,
+		// would look the translated packet up afresh and create a second
+		// entry that steals its replies (as ServicePost avoids for 30).
+		ovs.NewFlow(ovs.TableIngressCommit, 105).MatchIPv4().MatchMark(ovs.ServiceSNAT).Action(toPod),
 	}
 	for _, src := range c.ClusterNetworks {
 		for _, dst := range c.ClusterNetworks {
@@ -153,16 +177,72 @@ func (networkPolicyIsolation) StaticFlows(c FlowConfig) []ovs.Flow {
 				Action(ovs.CTThen(ovs.TableRouting, true, false)))
 		}
 	}
+	if c.Userspace {
+		// br0's conntrack is its own: connections leaving the cluster are
+		// committed too, or their replies (un-masqueraded by the host) would
+		// meet ingress policy as new connections. (On the kernel datapath
+		// the host's conntrack entry, shared with OVS, makes them replies;
+		// committing before the host's MASQUERADE would break it.)
+		for _, src := range c.ClusterNetworks {
+			flows = append(flows, ovs.NewFlow(ovs.TableConntrackCommit, 102).
+				MatchIPv4().MatchNwSrc(src).MatchCtState(0, ovs.CtRpl).Action(ovs.CTThen(ovs.TableRouting, true, false)))
+		}
+		flows = append(flows, sctpReplyFlows()...)
+	}
 	return OwnerIsolation.Stamp(flows)
+}
+
+// sctpReplyIdle is how long a learned SCTP reply flow outlives its last
+// use: above SCTP's default heartbeat interval (30 s), so an idle
+// association keeps it.
+const sctpReplyIdle = 300
+
+// sctpReplyFlows are the userspace datapath's SCTP reply flows (see
+// networkPolicyIsolation).
+func sctpReplyFlows() []ovs.Flow {
+	sctp := func(t ovs.Table, p uint16) ovs.Flow { return ovs.NewFlow(t, p).MatchProto(ovs.ProtoSCTP) }
+	reverseInto := func(t ovs.Table, ok ovs.Mark) ovs.Learn {
+		return ovs.NewLearn(t, 100).WithIdleTimeout(sctpReplyIdle).WithCookie(ovs.CookieFor(ovs.CookieLearned, "sctp-replies")).
+			MatchProto(ovs.ProtoSCTP).MatchFrom(ovs.FieldIPSrc, ovs.FieldIPDst).MatchFrom(ovs.FieldIPDst, ovs.FieldIPSrc).
+			MatchFrom(ovs.FieldSCTPSrc, ovs.FieldSCTPDst).MatchFrom(ovs.FieldSCTPDst, ovs.FieldSCTPSrc).LoadMark(ok)
+	}
+	return []ovs.Flow{
+		sctp(ovs.TableConntrackCommit, 105).
+			Action(reverseInto(ovs.TablePolicyIngressReplies, ovs.IngressReplyOK), ovs.Goto(ovs.TableRouting)),
+		sctp(ovs.TableIngressCommit, 110).
+			Action(reverseInto(ovs.TablePolicyEgressReplies, ovs.EgressReplyOK),
+				reverseInto(ovs.TablePolicyIngressReplies, ovs.IngressReplyOK), toPod),
+		sctp(egressTable, 205).MatchMark(ovs.EgressRepliesChecked.Field.Value(0)).
+			Action(ovs.EgressRepliesChecked.Load(), ovs.ResubmitTo(ovs.TablePolicyEgressReplies), ovs.ResubmitTo(egressTable)),
+		sctp(egressTable, 206).MatchMark(ovs.EgressReplyOK).Action(toCommit),
+		sctp(ingressTable, 205).MatchMark(ovs.IngressRepliesChecked.Field.Value(0)).
+			Action(ovs.IngressRepliesChecked.Load(), ovs.ResubmitTo(ovs.TablePolicyIngressReplies), ovs.ResubmitTo(ingressTable)),
+		sctp(ingressTable, 206).MatchMark(ovs.IngressReplyOK).Action(toPod),
+	}
 }
 
 func (networkPolicyIsolation) Stage() Stage {
 	return Stage{Name: "isolation (networkpolicy)", Bands: []Band{
 		band(egressTable, 300, 300, "services"),
+		band(egressTable, 205, 206, "SCTP replies"),
 		band(egressTable, 200, 200, "replies"),
+		band(ingressTable, 205, 206, "SCTP replies"),
 		band(ingressTable, 200, 200, "replies"),
-		band(ovs.TableConntrackCommit, 100, 100, "commit"),
+		band(ovs.TableConntrackCommit, 100, 110, "commit"),
+		band(ovs.TableIngressCommit, 100, 110, "commit"),
 	}}
+}
+
+// IngressAllow is the action of every flow of table 80 that lets a packet
+// in, in networkpolicy mode: commit it, then deliver it (81).
+var IngressAllow = ovs.Goto(ovs.TableIngressCommit)
+
+// ingressAllow is the delivery action of table 80 for c's mode.
+func (c FlowConfig) ingressAllow() ovs.Action {
+	if c.Isolation().EnforcesNetworkPolicy() {
+		return IngressAllow
+	}
+	return toPod
 }
 
 // unknownIsolation renders nothing (see IsolationFor).
@@ -187,6 +267,6 @@ func (unknownIsolation) Stage() Stage                      { return Stage{Name: 
 func PolicyAllowAllFlows() []ovs.Flow {
 	return OwnerPolicyAllowAll.Stamp([]ovs.Flow{
 		ovs.NewFlow(egressTable, 50).MatchIPv4().Action(toCommit),
-		ovs.NewFlow(ingressTable, 50).MatchIPv4().Action(toPod),
+		ovs.NewFlow(ingressTable, 50).MatchIPv4().Action(IngressAllow),
 	})
 }

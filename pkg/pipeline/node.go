@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"net/netip"
-	"slices"
 
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 )
@@ -47,26 +46,4 @@ func tunnelKeyActions(fixed *uint32) []ovs.Action {
 		return []ovs.Action{ovs.SrcVNIDField.MoveTo(ovs.TunnelKeyField)}
 	}
 	return []ovs.Action{ovs.SrcVNIDField.Load(*fixed), ovs.SrcVNIDField.MoveTo(ovs.TunnelKeyField)}
-}
-
-// MulticastRemoteFlow returns the single table-111 flow (owner
-// "multicast/remote"): copy the packet to every remote node over VXLAN,
-// with the source VNID in the key, then deliver locally in 120. Addresses
-// are sorted and deduplicated, so the flow is a pure function of the set.
-// With no remote nodes it only continues to 120; the agent installs it
-// even then, or local multicast would stop at 111's final drop.
-func MulticastRemoteFlow(c FlowConfig, remoteIPs []netip.Addr) ovs.Flow {
-	ips := slices.Clone(remoteIPs)
-	slices.SortFunc(ips, netip.Addr.Compare)
-	ips = slices.Compact(ips)
-	var actions []ovs.Action
-	if len(ips) > 0 {
-		actions = append(actions, ovs.SrcVNIDField.MoveTo(ovs.TunnelKeyField))
-	}
-	for _, ip := range ips {
-		actions = append(actions, ovs.SetTunnelDst(ip), ovs.Output(OFPortVXLAN))
-	}
-	return ovs.NewFlow(ovs.TableMulticastToRemote, 100).
-		WithCookie(OwnerMulticastRemote.Cookie()).
-		Action(append(actions, ovs.Goto(ovs.TableMulticastToLocal))...)
 }

@@ -44,6 +44,13 @@ const (
 	KindServiceProxy
 	// KindService owns the flows and groups of one Service.
 	KindService
+	// KindEgressIP owns the flows and group of one VNID's egress IPs.
+	KindEgressIP
+	// KindEgressIPHost owns the flows of the egress IPs the node holds.
+	KindEgressIPHost
+	// KindMulticastVNID owns the table-110/120 flows of one
+	// multicast-enabled VNID.
+	KindMulticastVNID
 )
 
 // ownerKind describes one kind. Keys are "<prefix><id>" (or the prefix alone
@@ -69,6 +76,9 @@ var ownerKinds = map[OwnerKind]ownerKind{
 	KindMulticastRemote: {prefix: "multicast/remote", category: ovs.CookieMulticast, word: "remote nodes"},
 	KindServiceProxy:    {prefix: "service-proxy", category: ovs.CookiePipeline, word: "service proxy"},
 	KindService:         {prefix: "service/", category: ovs.CookieService, word: "service"},
+	KindEgressIP:        {prefix: "egress-ip/", category: ovs.CookieEgress, word: "egress IPs of vnid"},
+	KindEgressIPHost:    {prefix: "egress-ip-host", category: ovs.CookieEgress, word: "egress IPs held"},
+	KindMulticastVNID:   {prefix: "multicast/vnid/", category: ovs.CookieMulticast, word: "multicast vnid"},
 }
 
 // PolicyMatchCookieKey is the cookie key shared by every KindPolicyMatch
@@ -127,6 +137,12 @@ func NodeOwner(name, uid string) Owner {
 // rule.
 func TenantOwner(vnid uint32) Owner {
 	return Owner{kind: KindTenant, key: "vnid/" + strconv.FormatUint(uint64(vnid), 10)}
+}
+
+// MulticastVNIDOwner is the owner "multicast/vnid/<id>" of the multicast
+// flows of one enabled VNID (MulticastVNIDFlows).
+func MulticastVNIDOwner(vnid uint32) Owner {
+	return Owner{kind: KindMulticastVNID, key: "multicast/vnid/" + strconv.FormatUint(uint64(vnid), 10)}
 }
 
 // PolicyNamespaceOwner is the owner "policy-ns/<ns>" of a namespace's

@@ -34,8 +34,8 @@ var podSHAMask = ovs.MAC{0, 0, 0xff, 0xff, 0xff, 0xff}
 // source VNID (IP continues to the service LB in ovs proxy mode, else to
 // egress policy); table 25, which reloads it for traffic coming back from
 // host iptables; table 40 ARP delivery; table 70, which loads the
-// destination VNID and port and sets the pod's MAC before the ingress
-// checks of table 80.
+// destination VNID, port and pod address and sets the pod's MAC before the
+// ingress checks of table 80.
 func PodFlows(c FlowConfig, p PodInfo) []ovs.Flow {
 	vnid := c.Isolation().PodVNID(p.VNID)
 	ip := host(p.IP)
@@ -56,7 +56,8 @@ func PodFlows(c FlowConfig, p PodInfo) []ovs.Flow {
 		// to this pod, or un-SNATed back to it, still carries the MAC it was
 		// sent to (the gateway's, or the host's service next hop).
 		ovs.NewFlow(ovs.TableLocalPod, 100).MatchIPv4().MatchNwDst(ip).
-			Action(ovs.DstVNIDField.Load(vnid), ovs.OutPortField.Load(p.OFPort), ovs.SetEthernetDst(PodMAC(p.IP)),
+			Action(ovs.DstVNIDField.Load(vnid), ovs.OutPortField.Load(p.OFPort), ovs.DstPodIPField.Load(ovs.IPv4Value(p.IP)),
+				ovs.SetEthernetDst(PodMAC(p.IP)),
 				ovs.Goto(ovs.TablePolicyIngress)),
 	}
 	return PodOwner(p.Namespace, p.Name).Stamp(flows)

@@ -26,10 +26,16 @@ import (
 //	    group)
 //	22  p200  not a reply, flag SNAT → ct(commit,zone=SNAT,nat(src=gw),table=23)
 //	23  p210  from tun0 and hairpin (a pod reaching itself through a node
-//	          port, by way of the host) → clear hairpin, 30: it is not
+//	          port, by way of the host) → clear hairpin, 31: it is not
 //	          sent back out IN_PORT (tun0)
-//	    p200  from tun0 → 30 (the host has no egress policy)
-//	    p200  hairpin → 30 (a pod may always reach itself)
+//	    p200  from tun0 → 31 (the host has no egress policy)
+//	    p200  SNATed (NodePort, hairpin: a pod may always reach itself)
+//	          → 31
+//	          These skip ConntrackCommit (30) too: the connection was
+//	          committed with its DNAT in ServiceLB, and for a SNATed one a
+//	          second commit in zone 0 would look the translated packet up
+//	          afresh (the SNAT zone came in between) and create a second
+//	          entry that steals its replies.
 //	31  p400  reply of a service connection, not yet un-DNATed → mark,
 //	          ct(nat,table=31)
 //	    p390  from NodePortVIP (a NodePort reply, un-DNATed) → tun0, to
@@ -81,9 +87,9 @@ func ServiceProxyFlows(c FlowConfig) []ovs.Flow {
 		ovs.NewFlow(ovs.TableServiceSNAT, 200).MatchIPv4().MatchCtState(ovs.CtTrk, ovs.CtRpl).MatchMark(ovs.ServiceSNAT).
 			Action(ovs.CTCommit().WithZone(zone).WithSNAT(gw, 0).WithTable(ovs.TableServicePost)),
 		ovs.NewFlow(ovs.TableServicePost, 210).MatchInPort(OFPortTun0).MatchMark(ovs.ServiceHairpin).
-			Action(ovs.ServiceHairpin.Field.Load(0), ovs.Goto(ovs.TableConntrackCommit)),
-		ovs.NewFlow(ovs.TableServicePost, 200).MatchInPort(OFPortTun0).Action(ovs.Goto(ovs.TableConntrackCommit)),
-		ovs.NewFlow(ovs.TableServicePost, 200).MatchMark(ovs.ServiceHairpin).Action(ovs.Goto(ovs.TableConntrackCommit)),
+			Action(ovs.ServiceHairpin.Field.Load(0), ovs.Goto(ovs.TableRouting)),
+		ovs.NewFlow(ovs.TableServicePost, 200).MatchInPort(OFPortTun0).Action(ovs.Goto(ovs.TableRouting)),
+		ovs.NewFlow(ovs.TableServicePost, 200).MatchMark(ovs.ServiceSNAT).Action(ovs.Goto(ovs.TableRouting)),
 		ovs.NewFlow(ovs.TableRouting, 400).MatchIPv4().MatchCtState(ovs.CtTrk|ovs.CtRpl, 0).MatchMark(ovs.ServiceCT, ovs.UnDNATDone.Field.Value(0)).
 			Action(ovs.UnDNATDone.Load(), ovs.ConnTrack{}.WithNAT().WithTable(ovs.TableRouting)),
 		ovs.NewFlow(ovs.TableRouting, 390).MatchIPv4().MatchNwSrc(host(NodePortVIP)).

@@ -146,7 +146,7 @@ func TestAssignIDs(t *testing.T) {
 	ids := map[string]uint32{}
 	for _, p := range a {
 		ids[p.Key()] = p.ID
-		if p.ID == 0 || p.ID > 0x7fffffff {
+		if p.ID < MinID || p.ID > MaxID {
 			t.Errorf("%s: ID %#x out of range", p.Key(), p.ID)
 		}
 	}

@@ -89,12 +89,28 @@ func compareEndpoints(a, b Endpoint) int {
 	return int(a.Port) - int(b.Port)
 }
 
-// idOf is the preferred ID of key: FNV-32a folded into 1..2^31-1, leaving
-// the upper half of the group ID space to other features.
+// Service port IDs (and ClusterIP group IDs) lie in [MinID, MaxID]; the
+// NodePort group of a port is ID|1<<31. Group IDs below MinID belong to
+// other features (egress IPs: VNID|1<<30 is above MaxID too; multicast and
+// the rest keep below 2^24).
+const (
+	MinID uint32 = 1 << 24
+	MaxID uint32 = 1<<30 - 1
+)
+
+// idOf is the preferred ID of key: FNV-32a folded into [MinID, MaxID].
 func idOf(key string) uint32 {
 	h := fnv.New32a()
 	h.Write([]byte(key))
-	return h.Sum32()&0x7fffffff | 1<<20 // never 0, never one of the small IDs
+	return MinID + h.Sum32()%(MaxID-MinID+1)
+}
+
+// nextID is the ID probed after id.
+func nextID(id uint32) uint32 {
+	if id >= MaxID {
+		return MinID
+	}
+	return id + 1
 }
 
 // IDAllocator gives the ports of one node their IDs: the hash of the
@@ -123,7 +139,7 @@ func (a *IDAllocator) Assign(ports []ServicePort) {
 		}
 		id := idOf(key)
 		for a.used[id] != "" {
-			id = id%0x7fffffff + 1 | 1<<20
+			id = nextID(id)
 		}
 		a.byKey[key], a.used[id] = id, key
 		ports[i].ID = id

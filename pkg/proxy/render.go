@@ -23,8 +23,11 @@ const (
 	PriorityDNATHairpin uint16 = 230
 	PriorityDNATSNAT    uint16 = 220
 	PriorityDNAT        uint16 = 210
+	// PriorityUDPBucket: the endpoint a UDP port's multipath chose (the
+	// "bucket" of UDP ports, which have no group).
+	PriorityUDPBucket uint16 = 205
 	// PriorityAffinitySelect: affinity missed (or the learned endpoint is
-	// gone), pick through the group; the bucket learns the new choice.
+	// gone), pick through the group; the DNAT flow learns the new choice.
 	PriorityAffinitySelect uint16 = 200
 	// PriorityEntry: a Service without affinity.
 	PriorityEntry uint16 = 190
@@ -63,6 +66,7 @@ type entry struct {
 	port      uint16
 	group     uint32
 	endpoints []Endpoint
+	nodePort  bool
 	snat      bool // NodePort with externalTrafficPolicy Cluster
 }
 
@@ -73,7 +77,7 @@ func (p ServicePort) entries() []entry {
 	}
 	if eps := p.externalEndpoints(); p.NodePort > 0 && len(eps) > 0 {
 		out = append(out, entry{vip: pipeline.NodePortVIP, port: p.NodePort, group: p.ID | nodePortGroupBit,
-			endpoints: eps, snat: !p.ExternalLocal})
+			endpoints: eps, nodePort: true, snat: !p.ExternalLocal})
 	}
 	return out
 }
@@ -88,11 +92,15 @@ func renderPort(p ServicePort, owner pipeline.Owner) ([]ovs.Flow, []ovs.GroupEnt
 	snat := false
 	for _, e := range entries {
 		flows = append(flows, p.entryFlows(e)...)
-		groups = append(groups, p.group(e, owner))
+		if p.Protocol == ovs.ProtoUDP {
+			flows = append(flows, p.udpBuckets(e)...)
+		} else {
+			groups = append(groups, p.group(e))
+		}
 		snat = snat || e.snat
 	}
 	for _, ep := range p.dnatEndpoints(entries) {
-		flows = append(flows, p.dnatFlows(ep, snat)...)
+		flows = append(flows, p.dnatFlows(ep, snat, owner)...)
 	}
 	return flows, groups
 }
@@ -104,10 +112,16 @@ func (p ServicePort) entryFlows(e entry) []ovs.Flow {
 	if e.snat {
 		load = append(load, ovs.ServiceSNAT.Load())
 	}
+	if p.Protocol == ovs.ProtoUDP && e.nodePort {
+		load = append(load, ovs.NodePortEntry.Load())
+	}
 	if p.AffinityTimeout == 0 {
 		f := base
 		f.Priority = PriorityEntry
-		return []ovs.Flow{f.Action(append(load, ovs.GroupAction(e.group))...)}
+		if p.Protocol == ovs.ProtoUDP {
+			f = f.MatchMark(ovs.LBStateField.Value(0)) // the first pass only
+		}
+		return []ovs.Flow{f.Action(append(load, p.choose(e)...)...)}
 	}
 	first, then := base, base
 	first.Priority, then.Priority = PriorityAffinityEntry, PriorityAffinitySelect
@@ -116,28 +130,64 @@ func (p ServicePort) entryFlows(e entry) []ovs.Flow {
 			Action(append(load, ovs.ResubmitTo(ovs.TableServiceAffinity), ovs.ResubmitTo(ovs.TableServiceLB))...),
 		// Any state: LBStateToSelect (no learned choice), or a learned
 		// choice whose endpoint is gone (no DNAT flow matched it).
-		then.Action(ovs.GroupAction(e.group)),
+		then.Action(p.choose(e)...),
 	}
 }
 
-// group is e's select group: one bucket per endpoint, equal weights; with
-// affinity each bucket also learns the choice for the client.
-func (p ServicePort) group(e entry, owner pipeline.Owner) ovs.GroupEntry {
+// choose picks one of e's endpoints for a new connection: its select group
+// for TCP and SCTP; for UDP a multipath over the 5-tuple into
+// EndpointIndexField and a resubmit to the index's flow (udpBuckets). The
+// userspace datapath's group hash leaves UDP ports out (ovs.GroupEntry).
+func (p ServicePort) choose(e entry) []ovs.Action {
+	if p.Protocol != ovs.ProtoUDP {
+		return []ovs.Action{ovs.GroupAction(e.group)}
+	}
+	return []ovs.Action{ovs.LBStateToSelect.Load(),
+		ovs.NewMultipath("symmetric_l3l4+udp", uint16(len(e.endpoints)), ovs.EndpointIndexField),
+		ovs.ResubmitTo(ovs.TableServiceLB)}
+}
+
+// udpBuckets are the flows that load the endpoint multipath chose: what a
+// select group's buckets do for the other protocols.
+func (p ServicePort) udpBuckets(e entry) []ovs.Flow {
+	entryBit := uint64(0)
+	if e.nodePort {
+		entryBit = 1
+	}
+	var flows []ovs.Flow
+	for i, ep := range e.endpoints {
+		flows = append(flows, ovs.NewFlow(ovs.TableServiceLB, PriorityUDPBucket).MatchProto(p.Protocol).
+			With(ovs.ServicePortIDField.Match(uint64(p.ID)), ovs.LBStateToSelect.Match(),
+				ovs.NodePortEntry.Field.Match(entryBit), ovs.EndpointIndexField.Match(uint64(i))).
+			Action(ovs.EndpointIPField.Load(addrValue(ep.IP)), ovs.EndpointPortField.Load(uint64(ep.Port)),
+				ovs.LBStateSelected.Load(), ovs.ResubmitTo(ovs.TableServiceLB)))
+	}
+	return flows
+}
+
+// group is e's select group: one bucket per endpoint, equal weights. A
+// bucket only loads the endpoint and resubmits: OVS runs bucket actions as
+// an OpenFlow action set, which keeps set/load actions and one
+// output/group/resubmit/ct and silently drops the rest (a learn there never
+// runs: seen on OVS 3.1). The affinity learn is in the DNAT flows.
+func (p ServicePort) group(e entry) ovs.GroupEntry {
 	buckets := make([]ovs.Bucket, 0, len(e.endpoints))
 	for _, ep := range e.endpoints {
-		acts := []ovs.Action{ovs.EndpointIPField.Load(addrValue(ep.IP)), ovs.EndpointPortField.Load(uint64(ep.Port)),
-			ovs.LBStateSelected.Load()}
-		if p.AffinityTimeout > 0 {
-			acts = append(acts, p.learn(owner))
-		}
-		buckets = append(buckets, ovs.NewBucket(bucketWeight, append(acts, ovs.ResubmitTo(ovs.TableServiceLB))...))
+		buckets = append(buckets, ovs.NewBucket(bucketWeight, ovs.EndpointIPField.Load(addrValue(ep.IP)),
+			ovs.EndpointPortField.Load(uint64(ep.Port)), ovs.LBStateSelected.Load(), ovs.ResubmitTo(ovs.TableServiceLB)))
 	}
 	return ovs.SelectGroup(e.group, buckets...)
 }
 
 // learn records, in ServiceAffinity, the client's choice for this address
 // and port until the client makes no new connection for the affinity
-// timeout (kube-proxy refreshes the choice with every new connection too).
+// timeout. It runs in the DNAT flow of every new connection of an affinity
+// port, chosen by the group or by an earlier learned flow, so each new
+// connection refreshes the choice, as kube-proxy's "recent --set" does.
+// Learned flows carry the Service's learned cookie: OVS deletes them
+// (delete_learned) when the Service's last DNAT flow goes; a learned choice
+// of an endpoint that left before that matches no DNAT flow, and the group
+// chooses again (PriorityAffinitySelect).
 func (p ServicePort) learn(owner pipeline.Owner) ovs.Learn {
 	secs := min(p.AffinityTimeout.Seconds(), 65535)
 	return ovs.NewLearn(ovs.TableServiceAffinity, 200).WithIdleTimeout(uint16(secs)).WithDeleteLearned().
@@ -164,20 +214,25 @@ func (p ServicePort) dnatEndpoints(entries []entry) []Endpoint {
 // traffic to SNAT) a variant for packets flagged SNAT; for a local endpoint
 // a hairpin variant for the endpoint reaching itself (SNATed too, so that
 // its reply comes back through br0, and delivered out IN_PORT).
-func (p ServicePort) dnatFlows(ep Endpoint, snat bool) []ovs.Flow {
+func (p ServicePort) dnatFlows(ep Endpoint, snat bool, owner pipeline.Owner) []ovs.Flow {
 	match := ovs.NewFlow(ovs.TableServiceLB, PriorityDNAT).MatchProto(p.Protocol).
 		With(ovs.ServicePortIDField.Match(uint64(p.ID)), ovs.EndpointIPField.Match(addrValue(ep.IP)),
 			ovs.EndpointPortField.Match(uint64(ep.Port)), ovs.LBStateSelected.Match())
 	commit := ovs.CTCommit().WithTable(ovs.TableServiceSNAT).WithDNAT(ep.IP, ep.Port)
-	flows := []ovs.Flow{match.Action(commit.WithMark(ovs.ServiceCT))}
+	var pre []ovs.Action
+	if p.AffinityTimeout > 0 {
+		pre = []ovs.Action{p.learn(owner)}
+	}
+	actions := func(more ...ovs.Action) []ovs.Action { return append(slices.Clone(pre), more...) }
+	flows := []ovs.Flow{match.Action(actions(commit.WithMark(ovs.ServiceCT))...)}
 	if snat {
-		f := match.MatchMark(ovs.ServiceSNAT).Action(commit.WithMark(ovs.ServiceCT, ovs.ServiceSNATCT))
+		f := match.MatchMark(ovs.ServiceSNAT).Action(actions(commit.WithMark(ovs.ServiceCT, ovs.ServiceSNATCT))...)
 		f.Priority = PriorityDNATSNAT
 		flows = append(flows, f)
 	}
 	if ep.Local {
-		f := match.MatchNwSrc(ovs.HostPrefix(ep.IP)).
-			Action(ovs.ServiceSNAT.Load(), ovs.ServiceHairpin.Load(), commit.WithMark(ovs.ServiceCT, ovs.ServiceSNATCT, ovs.HairpinCT))
+		f := match.MatchNwSrc(ovs.HostPrefix(ep.IP)).Action(actions(ovs.ServiceSNAT.Load(), ovs.ServiceHairpin.Load(),
+			commit.WithMark(ovs.ServiceCT, ovs.ServiceSNATCT, ovs.HairpinCT))...)
 		f.Priority = PriorityDNATHairpin
 		flows = append(flows, f)
 	}

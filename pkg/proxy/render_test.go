@@ -101,11 +101,19 @@ func tcp(inPort uint32, src netip.Addr, srcPort uint16, dst netip.Addr, dstPort 
 func TestRenderGolden(t *testing.T) {
 	var flows []ovs.Flow
 	var groups []ovs.GroupEntry
-	for _, p := range []ServicePort{rxWeb(), rxSticky()} {
+	dns := rxSticky()
+	dns.Name, dns.ID, dns.Protocol, dns.ClusterIP, dns.Port, dns.NodePort = "dns", 0x100003, ovs.ProtoUDP,
+		netip.MustParseAddr("172.30.0.12"), 53, 30053
+	for _, p := range []ServicePort{rxWeb(), rxSticky(), dns} {
 		f, g := Render(rxCfg, []ServicePort{p})
 		flows, groups = append(flows, f...), append(groups, g...)
 	}
 	ovstest.AssertGoldenWithGroups(t, "services", groups, flows)
+	for _, f := range flows {
+		if err := ovs.ValidateFlow(f); err != nil {
+			t.Error(err)
+		}
+	}
 }
 
 // TestRenderValid: every flow and group is valid OpenFlow for our
@@ -342,6 +350,24 @@ func TestRenderProtocols(t *testing.T) {
 		if tr.Verdict.String() != "Output(4)" || tr.OutputPackets[0].TpDst != rxTarget {
 			t.Errorf("%s: %s\n%s", proto, tr.Verdict, tr)
 		}
+		if udp := proto == ovs.ProtoUDP; udp != (len(groups) == 0) {
+			t.Errorf("%s: %d groups (UDP chooses with multipath, the others with a select group)", proto, len(groups))
+		}
+		if proto == ovs.ProtoUDP {
+			// Every endpoint is reachable through the multipath index.
+			seen := map[netip.Addr]bool{}
+			for bucket := range 2 {
+				pkt.Bucket = bucket
+				tr := trace(t, flows, groups, pkt)
+				if len(tr.OutputPackets) > 0 {
+					seen[tr.OutputPackets[0].Dst] = true
+				}
+			}
+			if len(seen) != 2 {
+				t.Errorf("UDP over two multipath links reached %v, want both endpoints", seen)
+			}
+			pkt.Bucket = 0
+		}
 		pkt.Proto = ovs.ProtoTCP
 		if tr := trace(t, flows, groups, pkt); tr.Verdict.String() != "Output(2)" {
 			t.Errorf("%s Service answered TCP: %s", proto, tr.Verdict)
@@ -373,5 +399,57 @@ func TestTraceNodePortFromPod(t *testing.T) {
 	tr = trace(t, flows, groups, self)
 	if tr.Verdict.String() != "Output(4)" {
 		t.Fatalf("endpoint to its own node port: %s, want Output(4)\n%s", tr.Verdict, tr)
+	}
+}
+
+// TestTraceSCTPPortAware: an SCTP Service on a datapath whose conntrack
+// knows SCTP ports, as the kernel's does (nf_conntrack_proto_sctp; OVS's
+// ct(nat) rewrites SCTP ports there, and the in-process tracer models
+// port-aware NAT): a new association is DNATed to the endpoint's address
+// and port, its later packets follow the binding without the group, the
+// endpoint's replies leave as the ClusterIP and Service port, and
+// sessionAffinity ClientIP learns an sctp_dst flow that a later association
+// from another port follows. (OVS 3.1's userspace datapath differs: see
+// docs/services.md, "Services: SCTP".)
+func TestTraceSCTPPortAware(t *testing.T) {
+	web, sticky := rxWeb(), rxSticky()
+	web.Protocol, sticky.Protocol = ovs.ProtoSCTP, ovs.ProtoSCTP
+	flows, groups := rxBridge(web, sticky)
+	sctp := func(inPort uint32, src netip.Addr, sport uint16, dst netip.Addr, dport uint16) ovs.Packet {
+		return ovs.Packet{InPort: inPort, Proto: ovs.ProtoSCTP, Src: src, Dst: dst, TpSrc: sport, TpDst: dport}
+	}
+	for bucket, ep := range web.Endpoints {
+		p := sctp(rxClient.OFPort, rxClient.IP, 40000, rxVIP, 80)
+		p.Bucket = bucket
+		tr := trace(t, flows, groups, p)
+		if len(tr.OutputPackets) == 0 {
+			t.Fatalf("INIT, bucket %d: %s\n%s", bucket, tr.Verdict, tr)
+		}
+		if out := tr.OutputPackets[0]; out.Dst != ep.IP || out.TpDst != rxTarget || out.Src != rxClient.IP || out.TpSrc != 40000 {
+			t.Errorf("INIT, bucket %d: %s:%d → %s:%d, want %s:40000 → %s:%d", bucket, out.Src, out.TpSrc, out.Dst, out.TpDst, rxClient.IP, ep.IP, rxTarget)
+		}
+	}
+	dnat := ovs.NATBinding{From: netip.AddrPortFrom(rxVIP, 80), To: netip.AddrPortFrom(rxLocal.IP, rxTarget)}
+	est := sctp(rxClient.OFPort, rxClient.IP, 40000, rxVIP, 80)
+	est.CtEst, est.CtDNAT, est.CtMark, est.Bucket = true, dnat, 1, 1
+	if tr := trace(t, flows, groups, est); tr.Verdict.String() != "Output(4)" || len(tr.Groups) != 0 || tr.OutputPackets[0].TpDst != rxTarget {
+		t.Errorf("COOKIE ECHO (established): %s groups=%v, want the bound endpoint\n%s", tr.Verdict, tr.Groups, tr)
+	}
+	reply := sctp(rxLocal.OFPort, rxLocal.IP, rxTarget, rxClient.IP, 40000)
+	reply.CtReply, reply.CtDNAT, reply.CtMark = true, dnat, 1
+	tr := trace(t, flows, groups, reply)
+	if tr.Verdict.String() != "Output(3)" || tr.OutputPackets[0].Src != rxVIP || tr.OutputPackets[0].TpSrc != 80 {
+		t.Errorf("INIT ACK (reply): %s, want Output(3) from %s:80\n%s", tr.Verdict, rxVIP, tr)
+	}
+	first := sctp(rxClient.OFPort, rxClient.IP, 40000, rxVIPAff, 80)
+	first.Bucket = 1
+	tr = trace(t, flows, groups, first)
+	if len(tr.Learned) != 1 || !strings.Contains(tr.Learned[0].String(), "sctp") {
+		t.Fatalf("affinity: learned %v, want one sctp flow\n%s", tr.Learned, tr)
+	}
+	next := sctp(rxClient.OFPort, rxClient.IP, 40001, rxVIPAff, 80)
+	next.Bucket = 0
+	if tr := trace(t, append(flows, tr.Learned[0]), groups, next); !strings.HasPrefix(tr.Verdict.String(), "Tunnel(") || len(tr.Groups) != 0 {
+		t.Errorf("affinity, next association: %s groups %v, want the learned remote endpoint\n%s", tr.Verdict, tr.Groups, tr)
 	}
 }

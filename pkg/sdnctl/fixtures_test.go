@@ -71,9 +71,9 @@ func fixtures() map[string][]runtime.Object {
 		"netnamespaces": {
 			netNamespace("default", 0),
 			netNamespace("kube-system", 1),
-			netNamespace("proj-a", 4711, "192.168.111.100"),
+			multicast(netNamespace("proj-a", 4711, "192.168.111.100")),
 			netNamespace("proj-b", 4711),
-			netNamespace("proj-c", 16777215, "192.168.111.101", "192.168.111.102"),
+			multicast(netNamespace("proj-c", 16777215, "192.168.111.101", "192.168.111.102")),
 		},
 		"egressnetworkpolicies": {
 			egressPolicy("proj-a", "default"),
@@ -90,6 +90,12 @@ func netNamespace(name string, netid uint32, egressIPs ...networkv1.NetNamespace
 		NetID:      netid,
 		EgressIPs:  egressIPs,
 	}
+}
+
+// multicast sets the multicast-enabled annotation on nn.
+func multicast(nn *networkv1.NetNamespace) *networkv1.NetNamespace {
+	nn.Annotations = map[string]string{networkv1.MulticastEnabledAnnotation: "true"}
+	return nn
 }
 
 func egressPolicy(ns, name string) *networkv1.EgressNetworkPolicy {

@@ -58,8 +58,11 @@ func (n *namer) fromFlows(flows []ovs.DumpedFlow) {
 	n.add(pipeline.PolicyMatchOwner(""), ownerName{name: "shared matches"})
 	for _, f := range flows {
 		for _, vnid := range vnidsOf(f.Flow) {
-			if _, ok := n.names[pipeline.TenantOwner(vnid).Cookie()]; !ok {
-				n.add(pipeline.TenantOwner(vnid), ownerName{name: "vnid " + strconv.FormatUint(uint64(vnid), 10)})
+			name := ownerName{name: "vnid " + strconv.FormatUint(uint64(vnid), 10)}
+			for _, o := range []pipeline.Owner{pipeline.TenantOwner(vnid), pipeline.MulticastVNIDOwner(vnid)} {
+				if _, ok := n.names[o.Cookie()]; !ok {
+					n.add(o, name)
+				}
 			}
 		}
 	}

@@ -32,7 +32,8 @@ import (
 // The flows scenario: node1 (10.128.0.0/23, multitenant) with local pods proj1/client-1
 // and proj1/server-1 (VNID 10) and a stale pod proj2/db (VNID 11) whose port is gone,
 // remote nodes node2 (known to the API) and node3 (not), tenant flows for VNIDs 10 and 11,
-// multicast to both remote nodes, one policy flow of proj1 and one flow added by hand.
+// multicast to both remote nodes and for VNID 10, one policy flow of proj1 and one flow
+// added by hand.
 // testdata/flows/dump.txt is ovs-ofctl's dump of this scenario on a real bridge, with a
 // few counters edited in.
 var (
@@ -66,6 +67,7 @@ func flowsScenario() []ovs.Flow {
 	flows = append(flows, c.Isolation().TenantFlows(10)...)
 	flows = append(flows, c.Isolation().TenantFlows(11)...)
 	flows = append(flows, pipeline.MulticastRemoteFlow(c, []netip.Addr{fxNode2.HostIP, fxNode3.HostIP}))
+	flows = append(flows, pipeline.MulticastVNIDFlows(c, 10, []pipeline.PodInfo{fxClient, fxServer})...)
 	flows = append(flows,
 		ovs.NewFlow(ovs.TablePolicyIngress, 150).
 			WithCookie(pipeline.PolicyNamespaceOwner("proj1").Cookie()).

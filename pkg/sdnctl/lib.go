@@ -63,3 +63,17 @@ func ChangePodNetwork(ctx context.Context, clients *Clients, verb, to string, pr
 	a := &podNetworkApplier{clients: clients, change: podNetworkChange{verb: verb, to: to}, backoff: DefaultPodNetworkBackoff, out: out}
 	return a.apply(ctx, projects)
 }
+
+// SetMulticast does what `sdnctl pod-network enable-multicast` (enable) or
+// `disable-multicast` does for projects: it sets or removes the NetNamespace
+// multicast annotation, writes one line per project to out, and waits (at
+// most DefaultMulticastTimeout) until br0 on every node in ovsRundirs (node
+// name → OVS run directory, as --ovs-rundir) has the table-110 flows of the
+// projects' VNIDs exactly when those VNIDs have multicast. Nodes missing
+// from ovsRundirs are named on out and not waited for. It does not check the
+// cluster's plugin.
+func SetMulticast(ctx context.Context, clients *Clients, enable bool, projects []string, ovsRundirs map[string]string, out io.Writer) error {
+	a := &multicastApplier{clients: clients, enable: enable, reach: &nodeReach{bridge: "br0", rundirs: ovsRundirs},
+		backend: execBackend{}, timeout: DefaultMulticastTimeout, out: out, errOut: out}
+	return a.apply(ctx, projects)
+}

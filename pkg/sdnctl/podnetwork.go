@@ -67,7 +67,10 @@ func newPodNetworkCommand(c *cli) *cobra.Command {
 Only supported when ClusterNetwork "default" uses ` + networkv1.MultiTenantPluginName + `.
 Each subcommand sets the ` + networkv1.ChangePodNetworkAnnotation + `
 annotation on the projects' NetNamespaces and waits until the sdn-controller has applied it,
-then prints the NETID each project ended with.`,
+then prints the NETID each project ended with.
+
+enable-multicast and disable-multicast (multitenant and networkpolicy plugins) set the
+multicast annotation and wait until the nodes' bridges have applied it.`,
 	}
 	cmd.AddCommand(
 		newPodNetworkSubcommand(c, "join-projects", "join", "Join project network",
@@ -85,6 +88,8 @@ then prints the NETID each project ended with.`,
 		newPodNetworkSubcommand(c, "make-projects-global", "global", "Make project network global",
 			`  # Let project p1 reach and be reached by all pods
   sdnctl pod-network make-projects-global p1`),
+		newMulticastSubcommand(c, true),
+		newMulticastSubcommand(c, false),
 	)
 	return cmd
 }

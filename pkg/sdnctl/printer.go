@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -121,9 +122,14 @@ type table struct {
 }
 
 // buildTable computes the columns the API server's CRD table converter serves for res —
-// NAME followed by the CRD's printer columns — and prepends NAMESPACE when asked.
+// NAME followed by the CRD's printer columns — and prepends NAMESPACE when asked. As in
+// kubectl, columns of priority > 0 show only with -o wide.
 func buildTable(res resourceInfo, objs []unstructured.Unstructured, o printOptions) (table, error) {
-	cols, err := compileColumns(res.Columns)
+	defs := res.Columns
+	if o.Format != outputWide {
+		defs = slices.DeleteFunc(slices.Clone(defs), func(d apiextensionsv1.CustomResourceColumnDefinition) bool { return d.Priority > 0 })
+	}
+	cols, err := compileColumns(defs)
 	if err != nil {
 		return table{}, err
 	}

@@ -122,7 +122,7 @@ func testNamespaceLifecycle(t *testing.T, l *lab.Lab) {
 	for i, n := range l.Nodes() {
 		var left []string
 		for _, line := range flowLines(dumpFlows(t, n)) {
-			if strings.Contains(line, "nw_src="+ips[keys[i]].String()+" ") || strings.Contains(line, "nw_dst="+ips[keys[i]].String()+" ") {
+			if mentionsPod(line, ips[keys[i]]) {
 				left = append(left, line)
 			}
 		}
@@ -130,6 +130,26 @@ func testNamespaceLifecycle(t *testing.T, l *lab.Lab) {
 			t.Errorf("node %s still has flows for deleted pod %s (%s):\n%s", n.Name, keys[i], ips[keys[i]], strings.Join(left, "\n"))
 		}
 	}
+}
+
+// mentionsPod reports whether a dumped flow line matches or loads the pod
+// address ip: nw_src/nw_dst, or reg3 (the receiving pod in tables 70, 80
+// and 120).
+func mentionsPod(line string, ip netip.Addr) bool {
+	reg3 := fmt.Sprintf("%#x", ovs.IPv4Value(ip))
+	for _, s := range []string{"nw_src=" + ip.String(), "nw_dst=" + ip.String(), "reg3=" + reg3, "load:" + reg3 + "->NXM_NX_REG3[]"} {
+		for rest := line; ; {
+			i := strings.Index(rest, s)
+			if i < 0 {
+				break
+			}
+			rest = rest[i+len(s):]
+			if rest == "" || strings.ContainsRune(" ,", rune(rest[0])) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // hasFlow reports whether one flow line contains every part.

@@ -133,7 +133,7 @@ func runNPBench(b *testing.B) (*npBenchResult, error) {
 		return nil, fmt.Errorf("lab up: %w", err)
 	}
 	defer l.Close()
-	c, err := newNPCluster(ctx, l)
+	c, err := newNPCluster(ctx, l, nil) // no Services: the benchmark probes pod IPs
 	if err != nil {
 		return nil, err
 	}

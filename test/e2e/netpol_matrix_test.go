@@ -4,8 +4,10 @@ package e2e
 // Kubernetes framework's shape): namespaces x, y, z (label ns=<name>) with
 // pods a, b, c (label pod=<name>) spread over the lab's nodes, every pod
 // serving ports 80 and 81 over TCP, UDP and SCTP and a DNS-like port 53
-// over TCP and UDP. It applies scenario states to the API and probes
-// matrices of new connections in parallel.
+// over TCP and UDP, each pod behind its own ClusterIP Service
+// (netpol_services_test.go). It applies scenario states to the API and
+// probes matrices of new connections in parallel, to the pods' IPs and
+// through their Services.
 
 import (
 	"context"
@@ -28,6 +30,7 @@ import (
 
 	"github.com/ovs-sdn/ovs-sdn/pkg/lab"
 	"github.com/ovs-sdn/ovs-sdn/pkg/lab/kubelet"
+	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 )
 
 var (
@@ -62,6 +65,7 @@ type npCluster struct {
 	cur      *npState // what the API holds now
 	sysLabel map[string]map[string]string
 	ips      map[types.NamespacedName]netip.Addr
+	vips     map[types.NamespacedName]netip.Addr // each pod's Service's ClusterIP
 	workers  int
 	timeout  time.Duration
 }
@@ -71,10 +75,11 @@ func podKeyOf(s string) types.NamespacedName {
 	return types.NamespacedName{Namespace: ns, Name: name}
 }
 
-// newNPCluster creates the namespaces and pods: pod j of namespace i runs on
-// node (i+j) mod N, so every namespace spans every node and each pair of
-// pods is on the same node or on different nodes.
-func newNPCluster(ctx context.Context, l *lab.Lab) (*npCluster, error) {
+// newNPCluster creates the namespaces, the pods and their Services (with
+// servicePorts): pod j of namespace i runs on node (i+j) mod N, so every
+// namespace spans every node and each pair of pods is on the same node or on
+// different nodes.
+func newNPCluster(ctx context.Context, l *lab.Lab, servicePorts []corev1.ServicePort) (*npCluster, error) {
 	c := &npCluster{l: l, sysLabel: map[string]map[string]string{}, workers: 48, timeout: time.Second}
 	base := &npState{NSLabels: map[string]map[string]string{}}
 	for _, ns := range npNamespaces {
@@ -101,7 +106,7 @@ func newNPCluster(ctx context.Context, l *lab.Lab) (*npCluster, error) {
 		for j, name := range npPodNames {
 			p := &npPod{Key: types.NamespacedName{Namespace: ns, Name: name}, Node: nodes[(i+j)%len(nodes)].Name,
 				Labels: map[string]string{"pod": name}, Ports: npServedPorts()}
-			err := l.CreatePod(ctx, lab.PodSpec{Namespace: ns, Name: name, Node: p.Node, Labels: p.Labels, Ports: p.Ports})
+			err := l.CreatePod(ctx, lab.PodSpec{Namespace: ns, Name: name, Node: p.Node, Labels: podLabels(p), Ports: p.Ports})
 			if err != nil {
 				return nil, err
 			}
@@ -117,6 +122,9 @@ func newNPCluster(ctx context.Context, l *lab.Lab) (*npCluster, error) {
 		p.IP = ips[p.Key]
 	}
 	c.ips, c.base, c.cur = ips, base, base.clone()
+	if err := c.createServices(ctx, servicePorts); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -152,14 +160,21 @@ func (c *npCluster) podKeys() []types.NamespacedName {
 
 func (c *npCluster) nodeOf(k types.NamespacedName) string { return c.base.pod(k).Node }
 
-// cells is the probe set: every pod to every pod, for each port and protocol.
+// cells is the probe set: every pod to every pod, for each port and
+// protocol, to the pod's IP and through its Service (if the pods have
+// Services).
 func (c *npCluster) cells(protos []corev1.Protocol, ports []uint16) []npCell {
 	var out []npCell
-	for _, proto := range protos {
-		for _, port := range ports {
-			for _, from := range c.podKeys() {
-				for _, to := range c.podKeys() {
-					out = append(out, npCell{From: from, To: to, Port: port, Proto: proto})
+	for _, svc := range []bool{false, true} {
+		if svc && len(c.vips) == 0 {
+			break
+		}
+		for _, proto := range protos {
+			for _, port := range ports {
+				for _, from := range c.podKeys() {
+					for _, to := range c.podKeys() {
+						out = append(out, npCell{From: from, To: to, Port: port, Proto: proto, Service: svc})
+					}
 				}
 			}
 		}
@@ -243,48 +258,55 @@ func (c *npCluster) probe(ctx context.Context, cells []npCell) map[npCell]npResu
 	return c.probeWith(ctx, cells, c.timeout)
 }
 
-// probeWith probes cells in parallel. SCTP cells go last, in two batches
-// that never hold both directions of one pod pair, with the nodes' SCTP
-// conntrack entries flushed before each batch. The reason is a limit of the
-// lab's datapath, not of the policy: OVS 3.1's userspace connection tracker
-// keys SCTP by addresses only (sport=0,dport=0), so after a probe A → B any
-// SCTP packet B → A is a "reply" (ct_state=+rpl) and passes the reply bypass
-// of tables 27/80 whatever the policy says. With port-aware conntrack (the
-// kernel datapath of a real node) a new association from another port is a
-// new connection, which is what each probe is meant to be; the flush
-// reproduces that. The limit itself is a known bug, documented in
-// docs/networkpolicy.md.
+// probeWith probes cells in parallel: every cell to a pod IP at once, SCTP
+// included, both directions of every pair in the same batch and no
+// conntrack flush. On the userspace datapath SCTP is never committed and
+// its replies are recognised by exact-5-tuple learned flows (tables 28 and
+// 82), so a probe A → B makes no later B → A look like a reply.
+//
+// The SCTP cells through Services go last, in two batches that never hold
+// both directions of one pod pair, each after the Services' own SCTP
+// entries are flushed. That is a limit of Services on OVS 3.1's userspace
+// datapath, not of the policy: its conntrack keys SCTP by addresses only,
+// so a DNATed association A → B's Service holds the reply tuple B → A
+// (address-only) that another A ↔ B association would need, and the NAT
+// cannot pick another port to tell them apart (docs/services.md, "Services:
+// SCTP"). The flush removes only entries to the Services' addresses (and
+// the SNAT zone's, for a pod reaching itself): to pod IPs there are none.
 func (c *npCluster) probeWith(ctx context.Context, cells []npCell, timeout time.Duration) map[npCell]npResult {
-	var other, fwd, rev []npCell
+	var main []npCell
+	viaService := map[bool][]npCell{}
 	for _, cell := range cells {
-		switch {
-		case cell.Proto != corev1.ProtocolSCTP:
-			other = append(other, cell)
-		case cell.From.String() < cell.To.String():
-			fwd = append(fwd, cell)
-		default:
-			rev = append(rev, cell)
-		}
-	}
-	out := c.probeBatch(ctx, other, timeout)
-	for _, batch := range [][]npCell{fwd, rev} {
-		if len(batch) == 0 {
+		if cell.Proto != corev1.ProtocolSCTP || !cell.Service {
+			main = append(main, cell)
 			continue
 		}
-		c.flushSCTPConntrack()
-		for k, v := range c.probeBatch(ctx, batch, timeout) {
-			out[k] = v
+		reverse := cell.From.String() >= cell.To.String()
+		viaService[reverse] = append(viaService[reverse], cell)
+	}
+	c.flushServiceSCTPConntrack() // the previous matrix's, which the next batch could meet
+	out := c.probeBatch(ctx, main, timeout)
+	for _, reverse := range []bool{false, true} {
+		if len(viaService[reverse]) == 0 {
+			continue
 		}
+		c.flushServiceSCTPConntrack()
+		maps.Copy(out, c.probeBatch(ctx, viaService[reverse], timeout))
 	}
 	return out
 }
 
-// flushSCTPConntrack removes every SCTP connection entry on every lab node.
-func (c *npCluster) flushSCTPConntrack() {
+// flushServiceSCTPConntrack removes the SCTP connection entries to the
+// Services' addresses on every lab node (zone 0), and the SNAT zone's SCTP
+// entries (a pod reaching itself through its Service).
+func (c *npCluster) flushServiceSCTPConntrack() {
 	for _, n := range c.l.Nodes() {
 		// A failure leaves stale entries, which shows up as mismatching
 		// cells with the conntrack dump in the report.
-		_, _ = n.Net.Appctl("dpctl/flush-conntrack", "zone=0", "ct_nw_proto=132")
+		for _, vip := range c.vips {
+			_, _ = n.Net.Appctl("dpctl/flush-conntrack", "zone=0", "ct_nw_proto=132,ct_nw_dst="+vip.String())
+		}
+		_, _ = n.Net.Appctl("dpctl/flush-conntrack", fmt.Sprintf("zone=%d", ovs.SNATZone), "ct_nw_proto=132")
 	}
 }
 
@@ -298,9 +320,9 @@ func (c *npCluster) probeBatch(ctx context.Context, cells []npCell, timeout time
 		go func() {
 			defer wg.Done()
 			for cell := range work {
-				r, err := c.l.Kubelets.Probe(ctx, cell.From, netip.AddrPortFrom(c.ips[cell.To], cell.Port), cell.Proto, timeout)
+				r := c.probeCell(ctx, cell, timeout)
 				mu.Lock()
-				out[cell] = npResult{Outcome: r.Outcome, Err: err}
+				out[cell] = r
 				mu.Unlock()
 			}
 		}()
@@ -339,31 +361,41 @@ func outcomeMark(o kubelet.Outcome) string {
 
 var protoOrder = map[corev1.Protocol]int{corev1.ProtocolTCP: 0, corev1.ProtocolUDP: 1, corev1.ProtocolSCTP: 2}
 
-// renderMatrices prints, for each protocol and port, the expected and the
-// probed matrix side by side; a probed cell that differs is followed by "!".
+// renderMatrices prints, for each protocol and port, to pod IPs and through
+// Services, the expected and the probed matrix side by side; a probed cell
+// that differs is followed by "!".
 func (c *npCluster) renderMatrices(w io.Writer, want npExpectation, got map[npCell]npResult) {
 	type pp struct {
-		proto corev1.Protocol
-		port  uint16
+		proto   corev1.Protocol
+		port    uint16
+		service bool
 	}
 	seen := map[pp]bool{}
 	var groups []pp
 	for cell := range want {
-		if g := (pp{cell.Proto, cell.Port}); !seen[g] {
+		if g := (pp{cell.Proto, cell.Port, cell.Service}); !seen[g] {
 			seen[g] = true
 			groups = append(groups, g)
 		}
 	}
 	sort.Slice(groups, func(i, j int) bool {
-		if groups[i].proto != groups[j].proto {
-			return protoOrder[groups[i].proto] < protoOrder[groups[j].proto]
+		a, b := groups[i], groups[j]
+		switch {
+		case a.service != b.service:
+			return !a.service
+		case a.proto != b.proto:
+			return protoOrder[a.proto] < protoOrder[b.proto]
 		}
-		return groups[i].port < groups[j].port
+		return a.port < b.port
 	})
 	keys := c.podKeys()
 	fmt.Fprintln(w, "    . connected   X dropped (timeout)   R refused   ? error   ! differs from expected")
 	for _, g := range groups {
-		fmt.Fprintf(w, "    %s/%d\n", g.proto, g.port)
+		via := "pod IPs"
+		if g.service {
+			via = "through the Services"
+		}
+		fmt.Fprintf(w, "    %s/%d, %s\n", g.proto, g.port, via)
 		var hdr strings.Builder
 		for _, k := range keys {
 			fmt.Fprintf(&hdr, "%-4s", k.String())
@@ -372,7 +404,7 @@ func (c *npCluster) renderMatrices(w io.Writer, want npExpectation, got map[npCe
 		for _, from := range keys {
 			var e, p strings.Builder
 			for _, to := range keys {
-				cell := npCell{From: from, To: to, Port: g.port, Proto: g.proto}
+				cell := npCell{From: from, To: to, Port: g.port, Proto: g.proto, Service: g.service}
 				fmt.Fprintf(&e, "%-4s", outcomeMark(want[cell]))
 				r := got[cell]
 				mark := outcomeMark(r.Outcome)

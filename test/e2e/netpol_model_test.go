@@ -41,15 +41,25 @@ type npState struct {
 	Policies []*networkingv1.NetworkPolicy
 }
 
-// npCell is one probe: a new connection from a pod to a pod's IP.
+// npCell is one probe: a new connection from a pod to a pod's IP, or, with
+// Service, to the ClusterIP of the destination pod's own Service (whose one
+// endpoint is that pod, on the same port). The model gives both the same
+// verdict: after DNAT a Service connection is a connection to its endpoint,
+// and NetworkPolicy applies to it as to the pod's IP; a pod reaching itself
+// through its Service is allowed, as is a pod reaching its own address.
 type npCell struct {
 	From, To types.NamespacedName
 	Port     uint16
 	Proto    corev1.Protocol
+	Service  bool
 }
 
 func (c npCell) String() string {
-	return fmt.Sprintf("%s → %s %d/%s", c.From, c.To, c.Port, c.Proto)
+	to := c.To.String()
+	if c.Service {
+		to = "svc/" + to
+	}
+	return fmt.Sprintf("%s → %s %d/%s", c.From, to, c.Port, c.Proto)
 }
 
 func (s *npState) pod(k types.NamespacedName) *npPod {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -24,22 +23,23 @@ const realizeWithin = 15 * time.Second
 // TestNetworkPolicyTruthTable runs the scenario table (netpol_scenarios_test.go)
 // on one 3-node lab: for each scenario it applies the state, waits until the
 // cells the change flips show the new outcome, probes the whole matrix with
-// new connections and compares every cell with the reference model. A denied
-// cell must time out (a silent drop); a refusal there is a failure.
+// new connections, to every pod's IP and through every pod's own ClusterIP
+// Service, and compares every cell with the reference model. A denied cell
+// must time out (a silent drop); a refusal there is a failure.
 func TestNetworkPolicyTruthTable(t *testing.T) {
 	l := startLab(t, "e2enetpol", networkv1.NetworkPolicyPluginName)
 	ctx := context.Background()
 	start := time.Now()
-	c, err := newNPCluster(ctx, l)
+	scenarios := npScenarios()
+	c, err := newNPCluster(ctx, l, npServicePorts(scenarios))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var where strings.Builder
 	for _, p := range c.base.Pods {
-		fmt.Fprintf(&where, " %s=%s@%s", p.Key, p.IP, p.Node)
+		fmt.Fprintf(&where, " %s=%s@%s (Service %s)", p.Key, p.IP, p.Node, c.vips[p.Key])
 	}
-	t.Logf("truth-table pods ready in %v:%s", time.Since(start).Round(time.Millisecond), where.String())
-	scenarios := npScenarios()
+	t.Logf("truth-table pods and their Services ready in %v:%s", time.Since(start).Round(time.Millisecond), where.String())
 	if len(scenarios) < 40 {
 		t.Errorf("only %d scenarios; the suite promises at least 40", len(scenarios))
 	}
@@ -181,11 +181,11 @@ func (c *npCluster) watch(ctx context.Context, cells []npCell, exp npExpectation
 					return
 				default:
 				}
-				r, err := c.l.Kubelets.Probe(ctx, cell.From, netip.AddrPortFrom(c.ips[cell.To], cell.Port), cell.Proto, c.timeout)
+				r := c.probeCell(ctx, cell, c.timeout)
 				w.mu.Lock()
 				w.n++
-				if err != nil || r.Outcome != exp[cell] {
-					w.viols = append(w.viols, fmt.Sprintf("%s probed %v (err %v), but it is %v before and after", cell, r.Outcome, err, exp[cell]))
+				if r.Err != nil || r.Outcome != exp[cell] {
+					w.viols = append(w.viols, fmt.Sprintf("%s probed %v (err %v), but it is %v before and after", cell, r.Outcome, r.Err, exp[cell]))
 				}
 				w.mu.Unlock()
 			}
@@ -212,11 +212,16 @@ func (c *npCluster) traceCells(b *strings.Builder, cells []npCell, n int) {
 	}
 	root := filepath.Dir(nodes[0].Net.RunDir)
 	for _, cell := range cells[:min(n, len(cells))] {
+		dst, to := cell.To.String(), c.ips[cell.To].String()
+		if cell.Service {
+			dst = c.vips[cell.To].String()
+			to = dst
+		}
 		out, err := exec.Command(filepath.Join(binDir, "sdnctl"), "--kubeconfig", c.l.Kubeconfig(), "trace",
-			cell.From.String(), cell.To.String(), "--port", fmt.Sprint(cell.Port),
+			cell.From.String(), dst, "--port", fmt.Sprint(cell.Port),
 			"--protocol", strings.ToLower(string(cell.Proto)), "--ovs-rundir-root", root).CombinedOutput()
 		fmt.Fprintf(b, "\n    sdnctl trace %s (err %v):\n%s", cell, err, out)
-		from, to := c.ips[cell.From].String(), c.ips[cell.To].String()
+		from := c.ips[cell.From].String()
 		for _, n := range nodes {
 			ctl, _ := filepath.Glob(filepath.Join(n.Net.RunDir, "ovs-vswitchd.*.ctl"))
 			if len(ctl) == 0 {

@@ -119,22 +119,31 @@ func testProbes(t *testing.T, h *harness, ipA, ipB string) {
 		proto     corev1.Protocol
 		want      Outcome
 		wantReply string
+		via       Via // for the SCTP witness; zero: the destination itself
 	}{
-		{"tcp open", "a", addrPort(ipB, 8080), corev1.ProtocolTCP, Connected, "b"},
-		{"tcp back", "b", addrPort(ipA, 8080), corev1.ProtocolTCP, Connected, "a"},
-		{"tcp closed port", "a", addrPort(ipB, 8081), corev1.ProtocolTCP, Refused, ""},
-		{"udp open", "a", addrPort(ipB, 5353), corev1.ProtocolUDP, Connected, "b"},
-		{"udp closed port", "a", addrPort(ipB, 5354), corev1.ProtocolUDP, Refused, ""},
-		{"sctp declared", "b", addrPort(ipA, 9000), corev1.ProtocolSCTP, Connected, ""},
-		{"sctp undeclared", "b", addrPort(ipA, 9001), corev1.ProtocolSCTP, Refused, ""},
+		{"tcp open", "a", addrPort(ipB, 8080), corev1.ProtocolTCP, Connected, "b", Via{}},
+		{"tcp back", "b", addrPort(ipA, 8080), corev1.ProtocolTCP, Connected, "a", Via{}},
+		{"tcp closed port", "a", addrPort(ipB, 8081), corev1.ProtocolTCP, Refused, "", Via{}},
+		{"udp open", "a", addrPort(ipB, 5353), corev1.ProtocolUDP, Connected, "b", Via{}},
+		{"udp closed port", "a", addrPort(ipB, 5354), corev1.ProtocolUDP, Refused, "", Via{}},
+		{"sctp declared", "b", addrPort(ipA, 9000), corev1.ProtocolSCTP, Connected, "", Via{}},
+		{"sctp undeclared", "b", addrPort(ipA, 9001), corev1.ProtocolSCTP, Refused, "", Via{}},
+		// A Via names where the INIT must arrive and from whom (a Service's endpoint after
+		// DNAT, the client or its SNAT address): the witness asks about that, nothing else.
+		{"sctp via, as sent", "b", addrPort(ipA, 9000), corev1.ProtocolSCTP, Connected, "",
+			Via{Endpoint: addrPort(ipA, 9000), Source: netip.MustParseAddr(ipB)}},
+		{"sctp via another source", "b", addrPort(ipA, 9000), corev1.ProtocolSCTP, TimedOut, "",
+			Via{Endpoint: addrPort(ipA, 9000), Source: netip.MustParseAddr(fakeSubnet + ".250")}},
+		{"sctp via another port", "b", addrPort(ipA, 9000), corev1.ProtocolSCTP, TimedOut, "",
+			Via{Endpoint: addrPort(ipA, 9001), Source: netip.MustParseAddr(ipB)}},
 		// Nobody has this address: ARP gets no answer, nothing comes back within the timeout.
-		{"tcp black hole", "a", addrPort(fakeSubnet+".250", 8080), corev1.ProtocolTCP, TimedOut, ""},
-		{"udp black hole", "a", addrPort(fakeSubnet+".250", 5353), corev1.ProtocolUDP, TimedOut, ""},
+		{"tcp black hole", "a", addrPort(fakeSubnet+".250", 8080), corev1.ProtocolTCP, TimedOut, "", Via{}},
+		{"udp black hole", "a", addrPort(fakeSubnet+".250", 5353), corev1.ProtocolUDP, TimedOut, "", Via{}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			start := time.Now()
-			res, err := h.kubelet.Probe(ctx, key(c.from), c.to, c.proto, time.Second)
+			res, err := h.kubelet.probe(ctx, key(c.from), c.to, c.proto, time.Second, h.kubelet, c.via)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -62,13 +62,28 @@ type SCTPWitness interface {
 // Probe connects from the pod `from` (running on this kubelet) to to:port over protocol
 // within timeout. SCTP needs the destination on this node; use Group.Probe across nodes.
 func (k *Kubelet) Probe(ctx context.Context, from types.NamespacedName, to netip.AddrPort, protocol corev1.Protocol, timeout time.Duration) (ProbeResult, error) {
-	return k.probe(ctx, from, to, protocol, timeout, k)
+	return k.probe(ctx, from, to, protocol, timeout, k, Via{})
 }
 
-func (k *Kubelet) probe(ctx context.Context, from types.NamespacedName, to netip.AddrPort, protocol corev1.Protocol, timeout time.Duration, w SCTPWitness) (ProbeResult, error) {
+// Via says where a probe to an address that the datapath translates (a Service's virtual
+// address) arrives, for the SCTP witness: the endpoint the connection is DNATed to and the
+// source address the endpoint sees (the client's own, or the address it is SNATed to). The
+// zero Via means no translation: the probe's destination and the pod's own address.
+type Via struct {
+	Endpoint netip.AddrPort
+	Source   netip.Addr
+}
+
+func (k *Kubelet) probe(ctx context.Context, from types.NamespacedName, to netip.AddrPort, protocol corev1.Protocol, timeout time.Duration, w SCTPWitness, via Via) (ProbeResult, error) {
 	path, src, err := k.podNetNS(from)
 	if err != nil {
 		return ProbeResult{}, err
+	}
+	if !via.Endpoint.IsValid() {
+		via.Endpoint = to
+	}
+	if !via.Source.IsValid() {
+		via.Source = src
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -79,7 +94,7 @@ func (k *Kubelet) probe(ctx context.Context, from types.NamespacedName, to netip
 	case corev1.ProtocolUDP:
 		res, err = probeUDP(ctx, path, to)
 	case corev1.ProtocolSCTP:
-		res, err = probeSCTP(ctx, path, src, to, w)
+		res, err = probeSCTP(ctx, path, to, via, w)
 	default:
 		err = fmt.Errorf("unknown protocol %q", protocol)
 	}
@@ -212,9 +227,9 @@ func earliest(ctx context.Context, t time.Time) time.Time {
 	return t
 }
 
-// probeSCTP sends an INIT every `resend` from a raw socket and asks the witness whether it
-// arrived.
-func probeSCTP(ctx context.Context, path string, src netip.Addr, to netip.AddrPort, w SCTPWitness) (ProbeResult, error) {
+// probeSCTP sends an INIT to `to` every `resend` from a raw socket and asks the witness
+// whether it arrived at via.Endpoint from via.Source.
+func probeSCTP(ctx context.Context, path string, to netip.AddrPort, via Via, w SCTPWitness) (ProbeResult, error) {
 	var conn net.PacketConn
 	err := inNetNS(path, func() (err error) {
 		conn, err = net.ListenPacket("ip4:132", "0.0.0.0")
@@ -235,10 +250,10 @@ func probeSCTP(ctx context.Context, path string, src netip.Addr, to netip.AddrPo
 				return ProbeResult{}, fmt.Errorf("send INIT: %w", err)
 			}
 		}
-		arrived, served, ok := w.SCTPSeen(to.Addr(), to.Port(), src, since)
+		arrived, served, ok := w.SCTPSeen(via.Endpoint.Addr(), via.Endpoint.Port(), via.Source, since)
 		switch {
 		case !ok:
-			return ProbeResult{}, fmt.Errorf("no pod with address %s to witness SCTP arrival", to.Addr())
+			return ProbeResult{}, fmt.Errorf("no pod with address %s to witness SCTP arrival", via.Endpoint.Addr())
 		case arrived && served:
 			return ProbeResult{Outcome: Connected}, nil
 		case arrived:
@@ -291,9 +306,16 @@ func (g *Group) SCTPSeen(to netip.Addr, port uint16, from netip.Addr, since time
 // Probe runs Kubelet.Probe on the kubelet running `from`, with the whole group as SCTP
 // witness.
 func (g *Group) Probe(ctx context.Context, from types.NamespacedName, to netip.AddrPort, protocol corev1.Protocol, timeout time.Duration) (ProbeResult, error) {
+	return g.ProbeVia(ctx, from, to, protocol, timeout, Via{})
+}
+
+// ProbeVia is Probe to an address the datapath translates as via says (a Service's
+// virtual address and its endpoint); via matters to SCTP only, whose arrival is witnessed
+// at the endpoint.
+func (g *Group) ProbeVia(ctx context.Context, from types.NamespacedName, to netip.AddrPort, protocol corev1.Protocol, timeout time.Duration, via Via) (ProbeResult, error) {
 	for _, k := range g.members() {
 		if k.PodNetNS(from) != "" {
-			return k.probe(ctx, from, to, protocol, timeout, g)
+			return k.probe(ctx, from, to, protocol, timeout, g, via)
 		}
 	}
 	return ProbeResult{}, fmt.Errorf("probe: pod %s runs on no kubelet of the group", from)

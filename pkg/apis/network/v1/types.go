@@ -211,6 +211,7 @@ type NetNamespaceEgressIP string
 // +kubebuilder:resource:scope=Cluster,shortName=netns
 // +kubebuilder:printcolumn:name="NetID",type=integer,JSONPath=`.netid`
 // +kubebuilder:printcolumn:name="Egress IPs",type=string,JSONPath=`.egressIPs`
+// +kubebuilder:printcolumn:name="Multicast",type=string,JSONPath=`.metadata.annotations.netnamespace\.network\.openshift\.io/multicast-enabled`,priority=1,description="The multicast-enabled annotation (\"true\": on, when every NetNamespace of the NETID has it)."
 // +kubebuilder:validation:XValidation:rule="self.netname == self.metadata.name",message="netname must equal metadata.name",fieldPath=".netname"
 
 // NetNamespace carries the VNID of one Namespace, with the same name.
