@@ -109,7 +109,8 @@ func serviceState(t testing.TB, c pipeline.FlowConfig, node string, svcs []fxSer
 
 // The Services of the flows scenario (node1, multitenant; see flows_test.go):
 // proj1/web has a local and a remote endpoint and a node port, proj1/sticky
-// session affinity, proj2/empty no endpoint (so no flows).
+// (UDP: multipath, no group) session affinity, proj2/empty no endpoint (so
+// no flows).
 var fxFlowsServices = []fxService{
 	{ns: "proj1", name: "web", ip: "172.30.0.10", proto: corev1.ProtocolTCP, port: 80, target: 8080, nodePort: 30080,
 		eps: []fxEndpoint{{fxServer.IP.String(), "node1"}, {"10.128.2.7", "node2"}}},

@@ -20,43 +20,92 @@ import (
 // dumped flows and groups once per bucket of the Service's select group;
 // each endpoint's path then continues on its node with ofproto/trace.
 
-// bucketTrace is the entry node's path through one bucket.
+// choice is where a Service's path picks its endpoint: a bucket of the
+// port's select group (TCP, SCTP), or a link of its multipath action (UDP,
+// whose ports the userspace datapath's group hash leaves out).
+type choice struct {
+	group uint32 // the select group; 0: multipath
+	n     int    // its buckets, or links
+}
+
+// noun is what one alternative of the choice is called.
+func (c choice) noun() string {
+	if c.group == 0 {
+		return "link"
+	}
+	return "bucket"
+}
+
+// takes reports whether flow f makes the choice.
+func (c choice) takes(f ovs.Flow) bool {
+	return slices.ContainsFunc(f.Actions, func(a ovs.Action) bool {
+		switch a := a.(type) {
+		case ovs.Group:
+			return c.group != 0 && a.ID == c.group
+		case ovs.Multipath:
+			return c.group == 0
+		}
+		return false
+	})
+}
+
+// firstChoice is the first choice on tr's path: a flow sending to a select
+// group with buckets, or running multipath.
+func firstChoice(tr ovs.Trace, groups []ovs.GroupEntry) (choice, bool) {
+	buckets := map[uint32]int{}
+	for _, g := range groups {
+		if g.Type == ovs.GroupSelect && len(g.Buckets) > 0 {
+			buckets[g.ID] = len(g.Buckets)
+		}
+	}
+	for _, f := range tr.Flows {
+		for _, a := range f.Actions {
+			switch a := a.(type) {
+			case ovs.Group:
+				if n, ok := buckets[a.ID]; ok {
+					return choice{group: a.ID, n: n}, true
+				}
+			case ovs.Multipath:
+				return choice{n: int(a.NLinks)}, true
+			}
+		}
+	}
+	return choice{}, false
+}
+
+// bucketTrace is the entry node's path through one alternative of the choice.
 type bucketTrace struct {
-	// bucket is the bucket taken, -1 when no select group was reached (no
-	// flow for the Service, or a learned session-affinity choice).
-	bucket, buckets int
-	group           uint32
+	// bucket is the bucket (or link) taken, -1 when the path made no choice
+	// (no flow for the Service, or a learned session-affinity choice).
+	bucket int
+	choice choice
 	// vip is where the packet entered the Service (ClusterIP or node-port
 	// address, and port); ep the endpoint it was DNATed to (invalid: none).
 	vip, ep netip.AddrPort
 	tr      ovs.Trace
 }
 
-// traceBuckets traces p through flows and groups, once per bucket of the
-// first select group it reaches.
+// traceBuckets traces p through flows and groups, once per alternative of
+// the first choice it makes (Packet.Bucket selects a group's bucket and a
+// multipath's link alike).
 func traceBuckets(flows []ovs.Flow, groups []ovs.GroupEntry, p ovs.Packet) ([]bucketTrace, error) {
 	vip := netip.AddrPortFrom(p.Dst, p.TpDst)
 	first, err := ovs.TraceWithGroups(flows, groups, p)
 	if err != nil {
 		return nil, err
 	}
-	i := slices.IndexFunc(first.Groups, func(g ovs.GroupStep) bool { return g.Type == ovs.GroupSelect && g.Bucket >= 0 })
-	if i < 0 {
+	c, ok := firstChoice(first, groups)
+	if !ok {
 		return []bucketTrace{{bucket: -1, vip: vip, ep: dnatTarget(first, vip), tr: first}}, nil
 	}
-	id := first.Groups[i].ID
-	n := 0
-	if j := slices.IndexFunc(groups, func(g ovs.GroupEntry) bool { return g.ID == id }); j >= 0 {
-		n = len(groups[j].Buckets)
-	}
-	out := make([]bucketTrace, 0, n)
-	for b := range n {
+	out := make([]bucketTrace, 0, c.n)
+	for b := range c.n {
 		p.Bucket = b
 		tr, err := ovs.TraceWithGroups(flows, groups, p)
 		if err != nil {
-			return nil, fmt.Errorf("bucket %d: %w", b, err)
+			return nil, fmt.Errorf("%s %d: %w", c.noun(), b, err)
 		}
-		out = append(out, bucketTrace{bucket: b, buckets: n, group: id, vip: vip, ep: dnatTarget(tr, vip), tr: tr})
+		out = append(out, bucketTrace{bucket: b, choice: c, vip: vip, ep: dnatTarget(tr, vip), tr: tr})
 	}
 	return out, nil
 }
@@ -194,12 +243,14 @@ func (t *tracer) dumpBridge(ctx context.Context, nodeName, target string) ([]ovs
 func (t *tracer) printEndpoints(entry string, sd *serviceDst, traces []bucketTrace, flows []ovs.Flow) {
 	first := traces[0]
 	switch {
-	case first.bucket >= 0:
+	case first.bucket >= 0 && first.choice.group != 0:
 		fmt.Fprintf(t.w, "\n%s: select group %d, %s (traced by sdnctl over br0's flows and groups: ofproto/trace cannot choose a bucket)\n",
-			entry, first.group, plural(first.buckets, "bucket"))
-		for _, bt := range traces {
-			fmt.Fprintf(t.w, "  bucket %d: %s\n", bt.bucket, t.where(entry, bt.ep))
-		}
+			entry, first.choice.group, plural(first.choice.n, "bucket"))
+		t.printChoices(entry, traces)
+	case first.bucket >= 0:
+		fmt.Fprintf(t.w, "\n%s: multipath over the 5-tuple, %s (traced by sdnctl over br0's flows and groups, once per link)\n",
+			entry, plural(first.choice.n, "link"))
+		t.printChoices(entry, traces)
 	case first.ep.IsValid():
 		fmt.Fprintf(t.w, "\n%s: session affinity: OVS learned %s for this client; the group is not consulted\n", entry, t.where(entry, first.ep))
 	case !slices.ContainsFunc(flows, func(f ovs.Flow) bool { return f.Cookie&ovs.OwnerMask == pipeline.OwnerServiceProxy.Cookie() }):
@@ -210,6 +261,17 @@ func (t *tracer) printEndpoints(entry string, sd *serviceDst, traces []bucketTra
 			entry, first.vip, sd.proto)
 	}
 	t.compareWithAPI(entry, sd, traces)
+}
+
+// printChoices writes one line per bucket (or link) and its endpoint.
+func (t *tracer) printChoices(entry string, traces []bucketTrace) {
+	for _, bt := range traces {
+		ep := "no DNAT flow: the packet is not load-balanced"
+		if bt.ep.IsValid() {
+			ep = t.where(entry, bt.ep)
+		}
+		fmt.Fprintf(t.w, "  %s %d: %s\n", bt.choice.noun(), bt.bucket, ep)
+	}
 }
 
 // where is "10.128.0.6:8080 local (pod proj1/server)" or "… on node node2 (…)".
@@ -308,7 +370,7 @@ func (t *tracer) endpointHalves(ctx context.Context, entry string, sd *serviceDs
 	et.wire = wirePacket(bt)
 	switch {
 	case bt.bucket >= 0:
-		fmt.Fprintf(t.w, "\n%s: bucket %d -> %s\n", entry, bt.bucket, bt.ep)
+		fmt.Fprintf(t.w, "\n%s: %s %d -> %s\n", entry, bt.choice.noun(), bt.bucket, bt.ep)
 	case bt.ep.IsValid():
 		fmt.Fprintf(t.w, "\n%s: -> %s\n", entry, bt.ep)
 	default:
@@ -341,16 +403,15 @@ func wirePacket(bt bucketTrace) *ovs.Packet {
 	return &p
 }
 
-// serviceWords explains the steps of a Service: the group's choice, session
-// affinity, the DNAT and the SNAT.
+// serviceWords explains the steps of a Service: the choice of the endpoint,
+// session affinity, the DNAT and the SNAT.
 func serviceWords(bt bucketTrace) func(traceStep) string {
 	return func(s traceStep) string {
-		if slices.ContainsFunc(s.Flow.Actions, func(a ovs.Action) bool { g, ok := a.(ovs.Group); return ok && g.ID == bt.group }) && bt.bucket >= 0 {
-			w := fmt.Sprintf("select group %d: bucket %d of %d -> %s", bt.group, bt.bucket, bt.buckets, bt.ep)
-			if len(bt.tr.Learned) > 0 {
-				w += "; OVS learns this choice for the client (sessionAffinity ClientIP)"
+		if bt.bucket >= 0 && bt.choice.takes(s.Flow) {
+			if bt.choice.group == 0 {
+				return fmt.Sprintf("multipath over the 5-tuple: link %d of %d -> %s", bt.bucket, bt.choice.n, bt.ep)
 			}
-			return w
+			return fmt.Sprintf("select group %d: bucket %d of %d -> %s", bt.choice.group, bt.bucket, bt.choice.n, bt.ep)
 		}
 		if s.Table.ID == ovs.TableServiceAffinity.ID {
 			if ovs.CookieCategoryOf(s.Cookie) == ovs.CookieLearned {
@@ -359,7 +420,11 @@ func serviceWords(bt bucketTrace) func(traceStep) string {
 			return "session affinity: no earlier choice for this client"
 		}
 		if _, ok := natOf(s.Flow, ovs.NATDst); ok {
-			return fmt.Sprintf("DNAT %s -> %s: conntrack commits the connection; its replies are un-DNATed in %s", bt.vip, bt.ep, ovs.TableRouting.Named())
+			w := fmt.Sprintf("DNAT %s -> %s: conntrack commits the connection; its replies are un-DNATed in %s", bt.vip, bt.ep, ovs.TableRouting.Named())
+			if slices.ContainsFunc(s.Flow.Actions, func(a ovs.Action) bool { _, ok := a.(ovs.Learn); return ok }) {
+				w += "; OVS learns this choice for the client (sessionAffinity ClientIP)"
+			}
+			return w
 		}
 		if n, ok := natOf(s.Flow, ovs.NATSrc); ok {
 			return fmt.Sprintf("SNAT to %s: the reply must come back through this node (node port with externalTrafficPolicy Cluster, or hairpin)", n.Addr)

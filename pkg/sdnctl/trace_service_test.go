@@ -124,7 +124,18 @@ func TestTraceService(t *testing.T) {
 		}},
 		{"session affinity first", []string{"proj1/client", "172.30.0.11"}, nil, []string{
 			"session affinity: no earlier choice for this client",
-			"bucket 0 of 1 -> 10.128.0.6:8080; OVS learns this choice for the client (sessionAffinity ClientIP)",
+			"select group ",
+			"bucket 0 of 1 -> 10.128.0.6:8080\n",
+			"DNAT 172.30.0.11:8080 -> 10.128.0.6:8080: conntrack commits the connection; its replies are un-DNATed in Routing(31); OVS learns this choice for the client (sessionAffinity ClientIP)",
+		}},
+		{"UDP multipath", []string{"proj3/app", "172.30.0.21"}, nil, []string{
+			"Trace udp 10.128.0.7 -> 172.30.0.21 port 53",
+			"node1: multipath over the 5-tuple, 2 links (traced by sdnctl over br0's flows and groups, once per link)",
+			"link 0: 10.128.2.5:5353 on node node2 (pod proj2/db-0)",
+			"link 1: 10.128.2.6:5353 on node node2 (pod proj2/db-1)",
+			"multipath over the 5-tuple: link 1 of 2 -> 10.128.2.6:5353",
+			"\nnode1: link 1 -> 10.128.2.6:5353\n",
+			"DNAT 172.30.0.21:53 -> 10.128.2.6:5353",
 		}},
 		{"hairpin", []string{"proj1/server", "172.30.0.10"}, nil, []string{
 			"SNAT to 10.128.0.1: the reply must come back through this node",
