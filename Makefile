@@ -47,13 +47,17 @@ test: tools build fmt vet
 	$(GO) test $(GOTEST_FLAGS) -timeout 40m -p 1 ./...
 
 ## bench: benchmarks (SPEC §10); numbers go to docs/benchmarks.md. The real-OVS
-## ones (BenchmarkOVS*, need root) run with fixed counts: 3 full syncs per size,
-## 200 pod add/delete pairs; every other benchmark runs 3 times. ~5 minutes, plus
-## ~15 minutes of API-server outages (BenchmarkAPIServerCatchUp: 5 × 15 s and 5 × 60 s).
+## ones (BenchmarkOVS*, need root) run with fixed counts: 3 full syncs per size
+## (pods, and 1,000 Services), 200 pod add/delete pairs, 100 Service endpoint
+## remove/add pairs; every other benchmark runs 3 times, the lab ones
+## (test/e2e Benchmark*Lab) once per process. ~10 minutes (the Services lab
+## benchmark ~4 of them), plus ~15 minutes of API-server outages
+## (BenchmarkAPIServerCatchUp: 5 × 15 s and 5 × 60 s).
 bench: tools build
-	$(GO) test -p 1 -run '^$$' -bench . -skip '^Benchmark(OVS|APIServerCatchUp)' -benchtime 3x -timeout 30m ./...
-	$(GO) test -run '^$$' -bench '^BenchmarkOVSFullSync$$' -benchtime 3x -timeout 15m ./pkg/node/
+	$(GO) test -p 1 -run '^$$' -bench . -skip '^Benchmark(OVS|APIServerCatchUp)' -benchtime 3x -timeout 40m ./...
+	$(GO) test -run '^$$' -bench '^BenchmarkOVS(Services)?FullSync$$' -benchtime 3x -timeout 15m ./pkg/node/
 	$(GO) test -run '^$$' -bench '^BenchmarkOVSPodChurn$$' -benchtime 200x -timeout 15m ./pkg/node/
+	$(GO) test -run '^$$' -bench '^BenchmarkOVSServiceEndpointChange$$' -benchtime 100x -timeout 15m ./pkg/node/
 	$(GO) test -run '^$$' -bench '^BenchmarkAPIServerCatchUp$$' -benchtime 1x -timeout 90m ./pkg/node/
 
 ## run: the sdn-lab demo cluster (3 nodes, seeds/003 policies and reachability matrices);

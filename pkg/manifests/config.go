@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -45,6 +46,23 @@ const (
 	DefaultControllerReps = 2
 	DefaultNodeMetrics    = 29101
 	DefaultCtrlMetrics    = 29100
+	// DefaultProxyMode load-balances Services in br0 (sdn-node --proxy-mode).
+	DefaultProxyMode = ProxyModeOVS
+	// DefaultServiceNodePortRange is kube-apiserver's default --service-node-port-range.
+	DefaultServiceNodePortRange = "30000-32767"
+)
+
+// ProxyMode is how Services are load-balanced: sdn-node's --proxy-mode.
+type ProxyMode string
+
+// Proxy modes.
+const (
+	// ProxyModeOVS: sdn-node programs Services in br0; no kube-proxy is needed, and it is
+	// the only mode the userspace datapath (netdev) supports.
+	ProxyModeOVS ProxyMode = "ovs"
+	// ProxyModeKubeProxy: service traffic leaves br0 through tun0 for kube-proxy, as in
+	// OpenShift SDN; kernel datapath (system) only.
+	ProxyModeKubeProxy ProxyMode = "kube-proxy"
 )
 
 // Config is the one file an installation edits; every rendered object follows from it.
@@ -62,6 +80,14 @@ type Config struct {
 	ServiceNetwork []string `json:"serviceNetwork,omitempty"`
 	// Mode is Subnet, Multitenant or NetworkPolicy (default).
 	Mode clusternetwork.Mode `json:"mode,omitempty"`
+	// ProxyMode is ovs (default) or kube-proxy: sdn-node's --proxy-mode. kube-proxy needs
+	// node.datapathType system.
+	ProxyMode ProxyMode `json:"proxyMode,omitempty"`
+	// ServiceNodePortRange is "FROM-TO", kube-apiserver's --service-node-port-range
+	// (default 30000-32767): sdn-node's --service-node-port-range. In proxy mode ovs every
+	// port of the range on a node address is redirected into br0, so the range must not
+	// hold a port the daemons listen on.
+	ServiceNodePortRange string `json:"serviceNodePortRange,omitempty"`
 	// VXLANPort is the UDP port of the overlay (default 4789).
 	VXLANPort int `json:"vxlanPort,omitempty"`
 	// MTU is the overlay MTU of pod interfaces and tun0: the host MTU minus 50 (default 1450).
@@ -191,6 +217,8 @@ func (c *Config) Complete() {
 		c.ServiceNetwork = []string{DefaultServiceNetwork}
 	}
 	setDefault(&c.Mode, DefaultMode)
+	setDefault(&c.ProxyMode, DefaultProxyMode)
+	setDefault(&c.ServiceNodePortRange, DefaultServiceNodePortRange)
 	setDefault(&c.VXLANPort, DefaultVXLANPort)
 	setDefault(&c.MTU, DefaultMTU)
 	if c.LogLevel == nil {
@@ -245,6 +273,7 @@ func (c *Config) Validate() error {
 	v := &validator{}
 	c.validateNetwork(v)
 	c.validateWorkloads(v)
+	c.validateServices(v)
 	if len(v.problems) == 0 {
 		if _, err := clusternetwork.Parse(c.clusterNetworkObject()); err != nil {
 			var inv *clusternetwork.InvalidError
@@ -337,4 +366,48 @@ func (c *Config) validateWorkloads(v *validator) {
 	if c.APIServer.Host != "" {
 		v.rangeCheck("apiServer.port", c.APIServer.Port, 1, 65535)
 	}
+}
+
+// validateServices checks the proxy mode against the datapath and the node port range
+// against the ports the host-network daemons listen on.
+func (c *Config) validateServices(v *validator) {
+	switch c.ProxyMode {
+	case ProxyModeOVS:
+	case ProxyModeKubeProxy:
+		if c.Node.DatapathType == "netdev" {
+			v.addf("proxyMode: %q cannot be used with node.datapathType %q: kube-proxy cannot un-NAT replies "+
+				"tracked by the userspace datapath's own conntrack; use proxyMode %q", c.ProxyMode, c.Node.DatapathType, ProxyModeOVS)
+		}
+	default:
+		v.addf("proxyMode: %q is not one of %s, %s", c.ProxyMode, ProxyModeOVS, ProxyModeKubeProxy)
+	}
+	from, to, err := parsePortRange(c.ServiceNodePortRange)
+	if err != nil {
+		v.addf("serviceNodePortRange: %q: %v", c.ServiceNodePortRange, err)
+		return
+	}
+	if c.ProxyMode != ProxyModeOVS {
+		return // kube-proxy redirects only the node ports Services hold
+	}
+	for _, p := range []struct {
+		field string
+		port  int
+	}{{"node.metricsPort", c.Node.MetricsPort}, {"controller.metricsPort", c.Controller.MetricsPort}} {
+		if p.port >= int(from) && p.port <= int(to) {
+			v.addf("serviceNodePortRange: %s holds %s %d: with proxyMode ovs every port of the range on a node address is redirected into br0",
+				c.ServiceNodePortRange, p.field, p.port)
+		}
+	}
+}
+
+// parsePortRange parses "FROM-TO" with 1 <= FROM <= TO <= 65535, the syntax of
+// kube-apiserver's and sdn-node's --service-node-port-range.
+func parsePortRange(s string) (from, to uint16, err error) {
+	a, b, ok := strings.Cut(s, "-")
+	x, errA := strconv.ParseUint(a, 10, 16)
+	y, errB := strconv.ParseUint(b, 10, 16)
+	if !ok || errA != nil || errB != nil || x == 0 || x > y {
+		return 0, 0, errors.New("want FROM-TO with 1 <= FROM <= TO <= 65535")
+	}
+	return uint16(x), uint16(y), nil
 }

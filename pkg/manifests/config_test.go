@@ -103,10 +103,42 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"controller: {replicas: 0}", "controller.replicas: 0 is out of range [1, 10]"},
 		{"multitenant: {globalNamespaces: [Kube_System]}", `multitenant.globalNamespaces[0]: "Kube_System"`},
 		{"apiServer: {host: h, port: 99999}", "apiServer.port: 99999 is out of range"},
+		{"proxyMode: iptables", `proxyMode: "iptables" is not one of ovs, kube-proxy`},
+		{"proxyMode: kube-proxy\nnode: {datapathType: netdev}", `proxyMode: "kube-proxy" cannot be used with node.datapathType "netdev"`},
+		{"serviceNodePortRange: 32767-30000", `serviceNodePortRange: "32767-30000": want FROM-TO with 1 <= FROM <= TO <= 65535`},
+		{"serviceNodePortRange: '30000'", `serviceNodePortRange: "30000": want FROM-TO`},
+		{"serviceNodePortRange: 0-100", `serviceNodePortRange: "0-100": want FROM-TO`},
+		{"serviceNodePortRange: 20000-32767", "serviceNodePortRange: 20000-32767 holds node.metricsPort 29101: with proxyMode ovs every port of the range"},
+		{"serviceNodePortRange: 29100-29100", "serviceNodePortRange: 29100-29100 holds controller.metricsPort 29100"},
 	} {
 		_, err := Parse([]byte(tc.doc))
 		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Parse(%s) = %v, want an ErrInvalid containing %q", tc.doc, err, tc.want)
+		}
+	}
+}
+
+// TestConfigProxyModes: both proxy modes with their defaults; a node port range holding
+// the metrics ports is only a problem when br0 takes the whole range (proxyMode ovs).
+func TestConfigProxyModes(t *testing.T) {
+	for _, tc := range []struct {
+		doc       string
+		mode      ProxyMode
+		portRange string
+	}{
+		{"", ProxyModeOVS, "30000-32767"},
+		{"node: {datapathType: netdev}", ProxyModeOVS, "30000-32767"},
+		{"proxyMode: kube-proxy", ProxyModeKubeProxy, "30000-32767"},
+		{"proxyMode: kube-proxy\nserviceNodePortRange: 20000-32767", ProxyModeKubeProxy, "20000-32767"},
+		{"serviceNodePortRange: 1-29099", ProxyModeOVS, "1-29099"},
+	} {
+		cfg, err := Parse([]byte(tc.doc))
+		if err != nil {
+			t.Errorf("Parse(%q): %v", tc.doc, err)
+			continue
+		}
+		if cfg.ProxyMode != tc.mode || cfg.ServiceNodePortRange != tc.portRange {
+			t.Errorf("Parse(%q): proxyMode %q serviceNodePortRange %q, want %q %q", tc.doc, cfg.ProxyMode, cfg.ServiceNodePortRange, tc.mode, tc.portRange)
 		}
 	}
 }

@@ -109,6 +109,8 @@ func (c *Config) nodeContainer() corev1.Container {
 			"--node-ip=$(K8S_NODE_IP)",
 			"--ovsdb=unix:" + OVSRunDir + "/db.sock",
 			"--datapath-type=" + c.Node.DatapathType,
+			"--proxy-mode=" + string(c.ProxyMode),
+			"--service-node-port-range=" + c.ServiceNodePortRange,
 			fmt.Sprintf("--metrics-bind-address=$(K8S_NODE_IP):%d", c.Node.MetricsPort),
 			fmt.Sprintf("--v=%d", *c.LogLevel),
 		},

@@ -136,10 +136,23 @@ func TestNodeDaemonSet(t *testing.T) {
 		"OVS run dir mounted":          hostPath(spec, "host-run-openvswitch") == "/var/run/openvswitch",
 		"CNI socket dir mounted":       hostPath(spec, "host-run-ovs-sdn") == "/var/run/ovs-sdn",
 		"service account":              spec.ServiceAccountName == "sdn-node",
+		"proxy mode ovs by default":    slices.Contains(c.Args, "--proxy-mode=ovs"),
+		"default node port range":      slices.Contains(c.Args, "--service-node-port-range=30000-32767"),
 	}
 	for what, ok := range checks {
 		if !ok {
 			t.Errorf("sdn-node DaemonSet: %s does not hold", what)
+		}
+	}
+}
+
+// TestNodeDaemonSetProxyFlags: proxyMode and serviceNodePortRange reach sdn-node's flags.
+func TestNodeDaemonSetProxyFlags(t *testing.T) {
+	ds := objectsOf[*appsv1.DaemonSet](t, mustRender(t, "proxyMode: kube-proxy\nserviceNodePortRange: 31000-31999"))
+	args := ds[0].Spec.Template.Spec.Containers[0].Args
+	for _, want := range []string{"--proxy-mode=kube-proxy", "--service-node-port-range=31000-31999", "--datapath-type=system"} {
+		if !slices.Contains(args, want) {
+			t.Errorf("sdn-node args %v lack %s", args, want)
 		}
 	}
 }

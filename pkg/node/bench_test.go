@@ -179,7 +179,7 @@ func (o *benchOVS) raw(cmd string, args ...string) time.Duration {
 func (o *benchOVS) rawFrom(stdin, cmd string, args ...string) time.Duration {
 	o.tb.Helper()
 	argv := append([]string{"-O", "OpenFlow13", cmd, o.target}, args...)
-	if cmd == "add-flows" || cmd == "del-flows" || cmd == "replace-flows" {
+	if slices.Contains([]string{"add-flows", "del-flows", "replace-flows", "add-groups", "del-groups"}, cmd) {
 		argv = append([]string{"--bundle"}, argv...)
 	}
 	c := exec.Command("ovs-ofctl", argv...)

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -28,6 +29,9 @@ type apiView struct {
 	vnids         map[string]uint32
 	// egressPolicies are the EgressNetworkPolicies (egress.go).
 	egressPolicies []*networkv1.EgressNetworkPolicy
+	// services and endpointSlices are read by trace only (loadServices).
+	services       []*corev1.Service
+	endpointSlices []*discoveryv1.EndpointSlice
 }
 
 // loadAPIView lists everything a policy explanation or a trace reads.

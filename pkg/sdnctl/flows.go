@@ -51,6 +51,7 @@ type flowsOptions struct {
 	pod         string
 	policy      string
 	egressFW    string
+	service     string
 	table       string
 	owner       string
 	node        string
@@ -60,20 +61,28 @@ type flowsOptions struct {
 func newFlowsCommand(c *cli) *cobra.Command {
 	o := &flowsOptions{}
 	cmd := &cobra.Command{
-		Use:   "flows [--pod NS/NAME | --policy NS/NAME | --egress-firewall NS | --owner KIND] [--table NAME|N]",
+		Use:   "flows [--pod NS/NAME | --policy NS/NAME | --service NS/NAME | --egress-firewall NS | --owner KIND] [--table NAME|N]",
 		Short: "Display the OpenFlow flows of a node's bridge, grouped by owner",
 		Long: `Display the OpenFlow flows of the node's br0 with table names, grouped by owner.
 
 Every flow the node agent installs carries its owner in the cookie: the static pipeline,
 a local pod, a remote node, a namespace (VNID), a namespace's NetworkPolicies, multicast,
-egress. sdnctl dumps the bridge with ovs-ofctl and prints one block per owner, pipeline
-first, each flow as "table=Name(N),priority=P,cookie=…,match actions=…", sorted by table
-and by priority (highest first).
+egress, a Service. sdnctl dumps the bridge with ovs-ofctl and prints one block per owner,
+pipeline first, each flow as "table=Name(N),priority=P,cookie=…,match actions=…", sorted
+by table and by priority (highest first). The OpenFlow groups a block's flows use (a
+Service's select groups: one bucket per endpoint) follow its flows, as ovs-ofctl
+dump-groups prints them.
 
 Owners are named from what the node knows: pods from the external_ids of their OVS ports
 (--ovsdb), VNIDs from the flows themselves, remote nodes and namespaces from HostSubnets
-and NetNamespaces when the API server is reachable (--kubeconfig). An owner that cannot be
-named is shown by its cookie, with a note on stderr.
+and NetNamespaces, Services from the Services when the API server is reachable
+(--kubeconfig). An owner that cannot be named is shown by its cookie, with a note on
+stderr.
+
+--service NS/NAME shows the flows and groups of one Service (every port: ClusterIP and
+NodePort entries, the DNAT of each endpoint) and the session-affinity flows OVS learned
+for its clients ("learned" block). A Service with no ready endpoint on the node has no
+flows: its traffic goes to the host, which rejects it.
 
 --policy NS/NAME shows the flows that one NetworkPolicy compiles to on the node: the
 compiled policy flows are owned per namespace (and shared clause flows by no namespace),
@@ -102,6 +111,8 @@ management socket.`,
 
   # The egress firewall of namespace proj1, labelled with its EgressNetworkPolicy rules
   sdnctl flows --egress-firewall proj1
+  # The flows and select groups of one Service
+  sdnctl flows --service proj1/web
 
   # One table, by name or by number, with packet counters
   sdnctl flows --table PodAntiSpoof -o wide
@@ -122,10 +133,11 @@ management socket.`,
 	fs.StringVar(&o.pod, "pod", "", "Only the flows owned by this pod, as NAMESPACE/NAME.")
 	fs.StringVar(&o.policy, "policy", "", "Only the flows compiled from this NetworkPolicy, as NAMESPACE/NAME (needs the API server).")
 	fs.StringVar(&o.egressFW, "egress-firewall", "", "Only the EgressNetworkPolicy (table 100) flows of this namespace's VNID, each labelled with its rule (needs the API server).")
+	fs.StringVar(&o.service, "service", "", "Only the flows and groups of this Service, as NAMESPACE/NAME, and the session-affinity flows learned for it.")
 	fs.StringVar(&o.table, "table", "", "Only the flows of this table: a name (case-insensitive, e.g. PodAntiSpoof) or a number.")
 	fs.StringVar(&o.owner, "owner", "", "Only the flows of this kind of owner. One of: ("+strings.Join(categoryNames(), ", ")+").")
 	fs.StringVar(&o.node, "node", "", "The node whose bridge is shown; printed in the header. --policy compiles for it (default $NODE_NAME, else the hostname).")
-	fs.StringVarP(&o.output, "output", "o", "", "Output format. One of: (wide, raw). wide adds packet and byte counters and the flow's age; raw prints bare ovs-ofctl flows.")
+	fs.StringVarP(&o.output, "output", "o", "", "Output format. One of: (wide, raw). wide adds packet and byte counters and the flow's age; raw prints bare ovs-ofctl flows (no groups).")
 	return cmd
 }
 
@@ -137,6 +149,8 @@ type flowsQuery struct {
 	policyNS, policyName string
 	// egressNS is the --egress-firewall namespace ("" without it).
 	egressNS string
+	// serviceNS and serviceName are the --service Service ("" without it).
+	serviceNS, serviceName string
 }
 
 // query validates the flags and turns them into a dump filter.
@@ -161,9 +175,12 @@ func (o *flowsOptions) query(cmdPath string) (flowsQuery, error) {
 	if o.egressFW != "" {
 		return o.egressQuery(cmdPath, q)
 	}
+	if o.service != "" {
+		return q, o.serviceQuery(cmdPath, &q)
+	}
 	if o.policy != "" {
-		ns, name, ok := strings.Cut(o.policy, "/")
-		if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		ns, name, ok := cutNamespacedName(o.policy)
+		if !ok {
 			return q, usageErrorf(cmdPath, "--policy must be NAMESPACE/NAME, got %q", o.policy)
 		}
 		if o.pod != "" {
@@ -178,8 +195,8 @@ func (o *flowsOptions) query(cmdPath string) (flowsQuery, error) {
 		q.policyNS, q.policyName = ns, name
 		q.description = append(q.description, "policy "+ns+"/"+name)
 	} else if o.pod != "" {
-		ns, name, ok := strings.Cut(o.pod, "/")
-		if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		ns, name, ok := cutNamespacedName(o.pod)
+		if !ok {
 			return q, usageErrorf(cmdPath, "--pod must be NAMESPACE/NAME, got %q", o.pod)
 		}
 		if o.owner != "" && o.owner != "pod" {
@@ -196,6 +213,32 @@ func (o *flowsOptions) query(cmdPath string) (flowsQuery, error) {
 		q.description = append(q.description, "owner "+pipeline.Categories[i].Name)
 	}
 	return q, nil
+}
+
+// serviceQuery validates --service and the flags it cannot be combined with.
+func (o *flowsOptions) serviceQuery(cmdPath string, q *flowsQuery) error {
+	ns, name, ok := cutNamespacedName(o.service)
+	if !ok {
+		return usageErrorf(cmdPath, "--service must be NAMESPACE/NAME, got %q", o.service)
+	}
+	switch {
+	case o.pod != "":
+		return usageErrorf(cmdPath, "--service and --pod cannot be combined")
+	case o.policy != "":
+		return usageErrorf(cmdPath, "--service and --policy cannot be combined")
+	case o.owner != "" && !strings.EqualFold(o.owner, "service"):
+		return usageErrorf(cmdPath, "--service selects service flows; it cannot be combined with --owner %s", o.owner)
+	}
+	q.filter.Cookie = pipeline.ServiceOwner(ns, name).CookieMatch()
+	q.serviceNS, q.serviceName = ns, name
+	q.description = append(q.description, "service "+ns+"/"+name)
+	return nil
+}
+
+// cutNamespacedName splits "NAMESPACE/NAME"; ok is false for anything else.
+func cutNamespacedName(s string) (ns, name string, ok bool) {
+	ns, name, ok = strings.Cut(s, "/")
+	return ns, name, ok && ns != "" && name != "" && !strings.Contains(name, "/")
 }
 
 // parseTableFlag accepts a pipeline table name in any case, "Name(N)", or a number 0..254.
@@ -247,18 +290,17 @@ func (o *flowsOptions) run(ctx context.Context, c *cli, cmdPath string) error {
 		}
 	}
 	backend := c.ovsBackend()
-	flows, err := backend.DumpFlows(ctx, o.ofctlTarget, q.filter)
+	flows, err := o.dump(ctx, backend, q.filter)
 	if err != nil {
-		var unreachable *unreachableError
-		if errors.As(err, &unreachable) {
-			return fmt.Errorf("cannot reach the bridge at %s: is this a node running sdn-node, or pass --ofctl-target\n%v",
-				o.ofctlTarget, unreachable.err)
-		}
 		return err
 	}
-	// ovs-ofctl selected by the filter already; apply it again so that every backend
-	// (and an ovs-ofctl that ignored part of it) gives the same answer.
-	flows = slices.DeleteFunc(flows, func(f ovs.DumpedFlow) bool { return !q.filter.Selects(f.Flow) })
+	if q.serviceName != "" {
+		learned, err := o.dump(ctx, backend, ovs.Filter{Table: q.filter.Table, Cookie: affinityCookie(q.serviceNS, q.serviceName)})
+		if err != nil {
+			return err
+		}
+		flows = append(flows, learned...)
+	}
 	var labels map[string]string
 	if pol != nil {
 		flows, labels = pol.selectFlows(flows, c.opts.ErrOut)
@@ -272,35 +314,72 @@ func (o *flowsOptions) run(ctx context.Context, c *cli, cmdPath string) error {
 			where += " matching " + strings.Join(q.description, ", ")
 		}
 		fmt.Fprintf(c.opts.ErrOut, "No flows found on %s\n", where)
+		if q.serviceName != "" {
+			fmt.Fprintf(c.opts.ErrOut, "A Service has flows on a node running --proxy-mode=ovs once it has a ready endpoint "+
+				"(for internalTrafficPolicy Local: on this node); until then the host rejects its traffic.\n")
+		}
 		return nil
 	}
 	groups := groupFlows(flows)
 	if o.output == flowsOutputRaw {
 		return printRawFlows(c.opts.Out, groups)
 	}
+	nGroups := attachGroups(ctx, backend, o.ofctlTarget, groups, c.opts.ErrOut)
+	n := o.namer(ctx, c, backend, flows, groups, pol, fw, q)
+	n.name(groups)
+	n.reportUnnamed(groups)
+	return printFlowGroups(c.opts.Out, o.header(len(flows), len(groups), nGroups, q), groups, o.output == flowsOutputWide, labels)
+}
+
+// dump dumps the flows filter selects, with the error a person can act on when the
+// bridge is out of reach.
+func (o *flowsOptions) dump(ctx context.Context, backend OVSBackend, filter ovs.Filter) ([]ovs.DumpedFlow, error) {
+	flows, err := backend.DumpFlows(ctx, o.ofctlTarget, filter)
+	if err != nil {
+		var unreachable *unreachableError
+		if errors.As(err, &unreachable) {
+			return nil, fmt.Errorf("cannot reach the bridge at %s: is this a node running sdn-node, or pass --ofctl-target\n%v",
+				o.ofctlTarget, unreachable.err)
+		}
+		return nil, err
+	}
+	// ovs-ofctl selected by the filter already; apply it again so that every backend
+	// (and an ovs-ofctl that ignored part of it) gives the same answer.
+	return slices.DeleteFunc(flows, func(f ovs.DumpedFlow) bool { return !filter.Selects(f.Flow) }), nil
+}
+
+// namer collects the names of the blocks' owners from the sources they need.
+func (o *flowsOptions) namer(ctx context.Context, c *cli, backend OVSBackend, flows []ovs.DumpedFlow, groups []*flowGroup,
+	pol *policyFlows, fw *egressFlows, q flowsQuery) *namer {
 	n := &namer{notes: c.opts.ErrOut}
 	n.fromFlows(flows)
 	switch {
 	case fw != nil:
 		n.add(pipeline.EgressFirewallOwner(fw.vnid), ownerName{name: fw.ownerName()})
+		return n
 	case pol != nil:
 		// Both owners (the namespace's and the shared clauses') are known.
 		n.add(pipeline.PolicyNamespaceOwner(pol.namespace), ownerName{name: "namespace " + pol.namespace})
-	default:
-		if needs(groups, ovs.CookiePod, ovs.CookiePolicy) {
-			n.fromOVSDB(ctx, backend, o.ovsdb, o.ofctlTarget)
-		}
-		if needs(groups, ovs.CookieNode, ovs.CookieNamespace, ovs.CookiePolicy, ovs.CookieEgress) {
-			n.fromAPI(ctx, c)
-		}
+		return n
 	}
-	n.name(groups)
-	n.reportUnnamed(groups)
-	return printFlowGroups(c.opts.Out, o.header(len(flows), len(groups), q), groups, o.output == flowsOutputWide, labels)
+	if needs(groups, ovs.CookiePod, ovs.CookiePolicy) {
+		n.fromOVSDB(ctx, backend, o.ovsdb, o.ofctlTarget)
+	}
+	if needs(groups, ovs.CookieNode, ovs.CookieNamespace, ovs.CookiePolicy, ovs.CookieEgress) {
+		n.fromAPI(ctx, c)
+	}
+	if q.serviceName != "" {
+		// Named by the flag, and by the API too when it answers (the ClusterIP).
+		n.nameService(q.serviceNS, q.serviceName, "")
+	}
+	if needs(groups, ovs.CookieService, ovs.CookieLearned) {
+		n.fromServices(ctx, c)
+	}
+	return n
 }
 
 // header is the first line of the default and wide output.
-func (o *flowsOptions) header(flows, owners int, q flowsQuery) string {
+func (o *flowsOptions) header(flows, owners, groups int, q flowsQuery) string {
 	var b strings.Builder
 	b.WriteString("# ")
 	b.WriteString(o.ofctlTarget)
@@ -309,6 +388,9 @@ func (o *flowsOptions) header(flows, owners int, q flowsQuery) string {
 		b.WriteString(o.node)
 	}
 	fmt.Fprintf(&b, ": %s, %s", plural(flows, "flow"), plural(owners, "owner"))
+	if groups > 0 {
+		b.WriteString(", " + plural(groups, "group"))
+	}
 	if len(q.description) > 0 {
 		b.WriteString(" (")
 		b.WriteString(strings.Join(q.description, ", "))

@@ -31,14 +31,19 @@ type namer struct {
 	names map[uint64]ownerName
 	notes io.Writer
 
-	ovsdbErr, apiErr error
+	// ovsdbErr, apiErr (network.openshift.io) and kubeErr (Services) say why
+	// a source of names was not read.
+	ovsdbErr, apiErr, kubeErr error
 }
 
-func (n *namer) add(owner pipeline.Owner, name ownerName) {
+func (n *namer) add(owner pipeline.Owner, name ownerName) { n.addCookie(owner.Cookie(), name) }
+
+// addCookie names an owner cookie that is no pipeline.Owner's (learned flows).
+func (n *namer) addCookie(cookie uint64, name ownerName) {
 	if n.names == nil {
 		n.names = map[uint64]ownerName{}
 	}
-	n.names[owner.Cookie()] = name
+	n.names[cookie&ovs.OwnerMask] = name
 }
 
 // fromFlows names what the flows themselves reveal: the pipeline owners, and the VNID of
@@ -136,16 +141,7 @@ func (n *namer) fromOVSDB(ctx context.Context, backend OVSBackend, endpoint, tar
 // fromAPI names remote nodes from HostSubnets and namespaces from NetNamespaces. Without
 // a usable kubeconfig or a reachable server it only records why.
 func (n *namer) fromAPI(ctx context.Context, c *cli) {
-	if c.injected == nil {
-		if _, err := c.RESTConfig(); err != nil {
-			if clientcmd.IsEmptyConfig(err) {
-				err = errors.New("no kubeconfig (pass --kubeconfig)")
-			}
-			n.apiErr = err
-			return
-		}
-	}
-	clients, err := c.Clients()
+	clients, err := apiClients(c)
 	if err != nil {
 		n.apiErr = err
 		return
@@ -191,6 +187,20 @@ func (n *namer) fromAPI(ctx context.Context, c *cli) {
 			name: "firewall of vnid " + strconv.FormatUint(uint64(vnid), 10), detail: strings.Join(names, ", "),
 		})
 	}
+}
+
+// apiClients returns the invocation's API clients, or why there are none
+// (without a kubeconfig, naming is skipped rather than failing the command).
+func apiClients(c *cli) (*Clients, error) {
+	if c.injected == nil {
+		if _, err := c.RESTConfig(); err != nil {
+			if clientcmd.IsEmptyConfig(err) {
+				err = errors.New("no kubeconfig (pass --kubeconfig)")
+			}
+			return nil, err
+		}
+	}
+	return c.Clients()
 }
 
 // name names every group it can, describes unnamed remote nodes by their flows, and
@@ -265,6 +275,11 @@ func (n *namer) reportUnnamed(groups []*flowGroup) {
 			why = reason(n.apiErr)
 		case ovs.CookiePolicy:
 			why = reason(n.ovsdbErr, n.apiErr)
+		case ovs.CookieService, ovs.CookieLearned:
+			why = reason(n.kubeErr)
+			if why == "" {
+				why = " (no Service has their cookie: deleted Services?)"
+			}
 		}
 		fmt.Fprintf(n.notes, "note: %s %s shown by cookie only%s\n", plural(count, k.Name+" owner"), isAre(count), why)
 	}

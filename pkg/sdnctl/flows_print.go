@@ -19,6 +19,10 @@ type flowGroup struct {
 	name     string // "" for the pipeline's own block
 	detail   string // e.g. the port and IP of a pod
 	flows    []ovs.DumpedFlow
+	// groups are the OpenFlow groups the flows use (attachGroups);
+	// missingGroups those they use that the bridge does not hold.
+	groups        []ovs.GroupEntry
+	missingGroups []uint32
 }
 
 // groupFlows groups flows by owner and sorts each group by table, priority (highest
@@ -100,12 +104,19 @@ func printFlowGroups(w io.Writer, header string, groups []*flowGroup, wide bool,
 			}
 			b.WriteByte('\n')
 		}
+		for _, e := range g.groups {
+			b.WriteString(e.String())
+			b.WriteByte('\n')
+		}
+		for _, id := range g.missingGroups {
+			fmt.Fprintf(&b, "# group_id=%d: used by these flows, not on the bridge\n", id)
+		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
-// groupHeader is "# <kind> <name> (<detail>; cookie 0x…, N flows)".
+// groupHeader is "# <kind> <name> (<detail>; cookie 0x…, N flows[, M groups])".
 func groupHeader(g *flowGroup) string {
 	var b strings.Builder
 	b.WriteString("# ")
@@ -120,11 +131,16 @@ func groupHeader(g *flowGroup) string {
 	if g.detail != "" {
 		b.WriteString(g.detail + "; ")
 	}
-	fmt.Fprintf(&b, "cookie %#x, %s)", g.owner, plural(len(g.flows), "flow"))
+	fmt.Fprintf(&b, "cookie %#x, %s", g.owner, plural(len(g.flows), "flow"))
+	if n := len(g.groups) + len(g.missingGroups); n > 0 {
+		b.WriteString(", " + plural(n, "group"))
+	}
+	b.WriteString(")")
 	return b.String()
 }
 
-// printRawFlows writes the flows in ovs-ofctl syntax, one per line, in block order.
+// printRawFlows writes the flows in ovs-ofctl syntax, one per line, in block order
+// (without groups, so that the output stays a flow file).
 func printRawFlows(w io.Writer, groups []*flowGroup) error {
 	var b strings.Builder
 	for _, g := range groups {

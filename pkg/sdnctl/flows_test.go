@@ -107,12 +107,15 @@ func fxNetworkObjects() []runtime.Object {
 	}
 }
 
-// cannedBackend serves testdata/flows/dump.txt, filtered like ovs-ofctl, and ports.
+// cannedBackend serves testdata/flows/dump.txt (or another canned dump), filtered like
+// ovs-ofctl, its groups, and ports.
 type cannedBackend struct {
-	dump    []ovs.DumpedFlow
-	ports   []ovsdb.PortInfo
-	portErr error
-	dumpErr error
+	dump     []ovs.DumpedFlow
+	groups   []ovs.GroupEntry
+	ports    []ovsdb.PortInfo
+	portErr  error
+	dumpErr  error
+	groupErr error
 	// filters records the filters the command asked ovs-ofctl for.
 	filters []string
 }
@@ -131,6 +134,11 @@ func (b *cannedBackend) DumpFlows(_ context.Context, target string, f ovs.Filter
 		}
 	}
 	return out, nil
+}
+
+func (b *cannedBackend) DumpGroups(_ context.Context, target string) ([]ovs.GroupEntry, error) {
+	b.filters = append(b.filters, target+" groups")
+	return b.groups, b.groupErr
 }
 
 func (b *cannedBackend) Ports(_ context.Context, endpoint, bridge string) ([]ovsdb.PortInfo, error) {

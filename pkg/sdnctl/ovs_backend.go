@@ -2,6 +2,7 @@ package sdnctl
 
 import (
 	"context"
+	"errors"
 
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/ovsdb"
@@ -9,7 +10,8 @@ import (
 
 // OVSBackend is how sdnctl reaches a node's Open vSwitch: the flows of a
 // bridge and the ports of a bridge. The default runs ovs-ofctl and dials
-// OVSDB; tests pass another through Options.OVS.
+// OVSDB; tests pass another through Options.OVS. A backend that can also
+// read the bridge's OpenFlow groups implements GroupDumper.
 type OVSBackend interface {
 	// DumpFlows returns the flows of the bridge at target (an ovs-ofctl
 	// target) selected by filter. A failure to reach the bridge is an
@@ -17,6 +19,27 @@ type OVSBackend interface {
 	DumpFlows(ctx context.Context, target string, filter ovs.Filter) ([]ovs.DumpedFlow, error)
 	// Ports lists the ports of bridge from the OVSDB at endpoint.
 	Ports(ctx context.Context, endpoint, bridge string) ([]ovsdb.PortInfo, error)
+}
+
+// GroupDumper is an OVSBackend that also reads OpenFlow groups: `sdnctl
+// flows` prints the groups the flows use (a Service's select groups), and
+// `sdnctl trace` to a Service follows them. The default backend implements
+// it; with a backend that does not, flows are shown without their groups
+// and a Service cannot be traced. (It is a separate interface so that
+// backends written before groups existed keep working.)
+type GroupDumper interface {
+	// DumpGroups returns every OpenFlow group of the bridge at target. A
+	// failure to reach the bridge is an *unreachableError.
+	DumpGroups(ctx context.Context, target string) ([]ovs.GroupEntry, error)
+}
+
+// dumpGroups reads the groups of target through b, or says why it cannot.
+func dumpGroups(ctx context.Context, b OVSBackend, target string) ([]ovs.GroupEntry, error) {
+	gd, ok := b.(GroupDumper)
+	if !ok {
+		return nil, errors.New("this OVS backend cannot dump OpenFlow groups")
+	}
+	return gd.DumpGroups(ctx, target)
 }
 
 // execBackend is the default OVSBackend: ovs-ofctl and OVSDB.
@@ -27,6 +50,12 @@ type execBackend struct{}
 func (execBackend) DumpFlows(ctx context.Context, target string, filter ovs.Filter) ([]ovs.DumpedFlow, error) {
 	br := &ovs.OfctlBridge{Name: target, Runner: markingRunner{}, Retry: ovs.Retry{Attempts: 1}}
 	return br.DumpFlows(ctx, filter)
+}
+
+// DumpGroups runs `ovs-ofctl -O OpenFlow13 dump-groups target`, once.
+func (execBackend) DumpGroups(ctx context.Context, target string) ([]ovs.GroupEntry, error) {
+	br := &ovs.OfctlBridge{Name: target, Runner: markingRunner{}, Retry: ovs.Retry{Attempts: 1}}
+	return br.DumpGroups(ctx)
 }
 
 // Ports reads the ports of bridge from the OVSDB at endpoint.

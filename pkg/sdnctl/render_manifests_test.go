@@ -59,6 +59,14 @@ func TestRenderManifestsRefusesBadConfig(t *testing.T) {
 	if code != ExitFailure || stdout != "" || !strings.Contains(stderr, "clusterNetwork[0].hostPrefix: 31 is out of range") {
 		t.Errorf("code %d, stdout %q, stderr %q; want exit 1 naming the field", code, stdout, stderr)
 	}
+	// kube-proxy cannot serve a userspace datapath: refused at render time, naming both fields.
+	if err := os.WriteFile(cfg, []byte("proxyMode: kube-proxy\nnode:\n  datapathType: netdev\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code = runRender(t, "--config", cfg)
+	if code != ExitFailure || stdout != "" || !strings.Contains(stderr, `proxyMode: "kube-proxy" cannot be used with node.datapathType "netdev"`) {
+		t.Errorf("kube-proxy on netdev: code %d, stdout %q, stderr %q; want exit 1 naming proxyMode and node.datapathType", code, stdout, stderr)
+	}
 	if _, stderr, code := runRender(t, "extra"); code != ExitFailure || stderr == "" {
 		t.Errorf("an argument was accepted: code %d stderr %q", code, stderr)
 	}

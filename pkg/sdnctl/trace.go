@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -25,6 +26,10 @@ const defaultOVSRunDir = "/var/run/openvswitch"
 type traceOptions struct {
 	port     uint16
 	protocol string
+	endpoint string
+	// portSet and protocolSet: --port and --protocol were given (a Service
+	// destination otherwise takes its only port and that port's protocol).
+	portSet, protocolSet bool
 	nodeReach
 }
 
@@ -35,7 +40,7 @@ func newTraceCommand(c *cli) *cobra.Command {
 		host = n
 	}
 	cmd := &cobra.Command{
-		Use:   "trace SRC DST [--port P --protocol tcp|udp|sctp]",
+		Use:   "trace SRC DST [--port P --protocol tcp|udp|sctp] [--endpoint IP]",
 		Short: "Trace a packet through br0 on the nodes it crosses and explain the verdict",
 		Long: `Trace a packet from SRC to DST through the OpenFlow pipeline and explain the verdict.
 
@@ -53,6 +58,17 @@ the node resolved), or says that no rule matched.
 A source that is not a pod (an IP) is traced as host traffic entering the destination
 node from tun0.
 
+DST may be a Service: its ClusterIP (--port, or IP:PORT, picks the Service port; a Service
+with one port needs neither), or a node's address and a node port (IP:NODEPORT). Open
+vSwitch's ofproto/trace cannot choose a bucket of a select group, so sdnctl dumps the
+node's flows and groups (ovs-ofctl dump-flows, dump-groups) and pushes the packet through
+them with its own tracer, once per bucket: it lists the Service's endpoints as br0 has them
+(one line per bucket, local or on which node), the DNAT, and for each endpoint (or only
+--endpoint IP) the rest of the path with the NetworkPolicy verdict, which is decided after
+DNAT. An endpoint on another node is followed there with ofproto/trace, as for a pod. A
+ClusterIP is traced from a pod (SRC); a node port from SRC's address entering that node's
+br0 from tun0, where the host's DNAT to the node-port address hands it over.
+
 Each node's OVS is reached through its run directory: the local node's is
 /var/run/openvswitch, so running sdnctl on a node (or in its sdn-node pod) traces the
 local half. --ovs-rundir NODE=DIR or --ovs-rundir-root DIR (DIR/<node>, as in the netlab
@@ -65,15 +81,24 @@ A half whose node cannot be reached is skipped with the command to run on that n
   sdnctl trace proj1/client proj2/db-0 --port 5432 --ovs-rundir-root /run/netlab/lab1
 
   # UDP to an address outside the cluster
-  sdnctl trace proj1/client 8.8.8.8 --protocol udp --port 53`,
+  sdnctl trace proj1/client 8.8.8.8 --protocol udp --port 53
+
+  # Through a ClusterIP: every endpoint, or one
+  sdnctl trace proj1/client 172.30.0.10:80
+  sdnctl trace proj1/client 172.30.0.10 --port 80 --endpoint 10.128.2.5
+
+  # A node port from outside the cluster
+  sdnctl trace 198.18.0.254 192.168.126.10:30080`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			o.portSet, o.protocolSet = cmd.Flags().Changed("port"), cmd.Flags().Changed("protocol")
 			return o.run(cmd.Context(), c, cmd.CommandPath(), args[0], args[1])
 		},
 	}
 	fs := cmd.Flags()
-	fs.Uint16Var(&o.port, "port", 80, "Destination port.")
+	fs.Uint16Var(&o.port, "port", 80, "Destination port (of a Service: its port, or the node port).")
 	fs.StringVar(&o.protocol, "protocol", "tcp", "Protocol: tcp, udp or sctp.")
+	fs.StringVar(&o.endpoint, "endpoint", "", "With a Service DST: trace only to this endpoint IP (default: every endpoint).")
 	o.addFlags(fs, host, "The bridge to trace on every node.")
 	return cmd
 }
@@ -102,6 +127,13 @@ func (o *traceOptions) run(ctx context.Context, c *cli, cmdPath, srcArg, dstArg 
 	if o.port == 0 {
 		return usageErrorf(cmdPath, "--port must be 1..65535")
 	}
+	var endpointIP netip.Addr
+	if o.endpoint != "" {
+		var err error
+		if endpointIP, err = netip.ParseAddr(o.endpoint); err != nil {
+			return usageErrorf(cmdPath, "--endpoint must be an IP address, got %q", o.endpoint)
+		}
+	}
 	cl, err := loadAPIView(ctx, c, "sdnctl trace")
 	if err != nil {
 		return err
@@ -109,6 +141,19 @@ func (o *traceOptions) run(ctx context.Context, c *cli, cmdPath, srcArg, dstArg 
 	src, err := cl.resolve(srcArg)
 	if err != nil {
 		return err
+	}
+	if err := cl.loadServices(ctx, c); err != nil {
+		return err
+	}
+	sd, err := cl.serviceDst(dstArg, o)
+	if err != nil {
+		return err
+	}
+	if sd != nil {
+		return o.runService(ctx, c, cl, src, sd, endpointIP, srcArg, dstArg)
+	}
+	if o.endpoint != "" {
+		return usageErrorf(cmdPath, "--endpoint needs a Service destination (a ClusterIP, or a node address and node port); %s is none", dstArg)
 	}
 	dst, err := cl.resolve(dstArg)
 	if err != nil {
@@ -121,7 +166,7 @@ func (o *traceOptions) run(ctx context.Context, c *cli, cmdPath, srcArg, dstArg 
 	fmt.Fprintf(w, "Trace %s %s -> %s port %d\n", strings.ToLower(o.protocol), src.ip, dst.ip, o.port)
 	fmt.Fprintf(w, "  source:      %s\n  destination: %s\n", cl.describe(src), cl.describe(dst))
 
-	t := &tracer{o: o, cl: cl, backend: c.ovsBackend(), src: src, dst: dst, proto: proto, w: w, fw: cl.egressDecisions()}
+	t := &tracer{o: o, cl: cl, backend: c.ovsBackend(), src: src, dst: dst, proto: proto, port: o.port, w: w, fw: cl.egressDecisions()}
 	return t.run(ctx, c, srcArg, dstArg)
 }
 
@@ -197,12 +242,18 @@ type tracer struct {
 	backend  OVSBackend
 	src, dst endpoint
 	proto    ovs.Proto
+	port     uint16 // the destination port
 	w        io.Writer
 	verdicts []string
 	// fw are the egress firewall's decisions (egress.go), fwWords what
 	// table 100 decided in the half being printed.
 	fw      map[uint32]egressfirewall.Decision
 	fwWords string
+	// wire, when set, is the packet as it leaves the first node after NAT (a
+	// Service's endpoint half): the later halves trace it instead of src → dst.
+	wire *ovs.Packet
+	// rerun, when set, is the command printed for a node sdnctl cannot reach.
+	rerun string
 }
 
 func (t *tracer) run(ctx context.Context, c *cli, srcArg, dstArg string) error {
@@ -268,14 +319,25 @@ func (t *tracer) packetFields(prefix string) string {
 	if t.dst.pod != nil {
 		fields = append(fields, "dl_dst="+pipeline.PodMAC(t.dst.ip).String())
 	}
-	fields = append(fields, "nw_src="+t.src.ip.String(), "nw_dst="+t.dst.ip.String(), "nw_ttl=64",
-		fmt.Sprintf("%[1]s_src=40000,%[1]s_dst=%[2]d", t.proto, t.o.port))
+	srcIP, dstIP, srcPort, dstPort := t.src.ip, t.dst.ip, uint16(40000), t.port
+	if w := t.wire; w != nil {
+		if w.Src != t.src.ip && t.src.pod != nil {
+			fields = slices.DeleteFunc(fields, func(f string) bool { return strings.HasPrefix(f, "dl_src=") })
+		}
+		srcIP, dstIP, srcPort, dstPort = w.Src, w.Dst, w.TpSrc, w.TpDst
+	}
+	fields = append(fields, "nw_src="+srcIP.String(), "nw_dst="+dstIP.String(), "nw_ttl=64",
+		fmt.Sprintf("%[1]s_src=%[2]d,%[1]s_dst=%[3]d", t.proto, srcPort, dstPort))
 	return strings.Join(fields, ",")
 }
 
 func (t *tracer) skipped(nodeName, srcArg, dstArg string) {
-	fmt.Fprintf(t.w, "\n%s: not traced: sdnctl cannot reach this node's OVS. Run on node %s:\n  sdnctl trace %s %s --protocol %s --port %d\n"+
-		"or name its OVS run directory with --ovs-rundir %s=DIR.\n", nodeName, nodeName, srcArg, dstArg, strings.ToLower(t.o.protocol), t.o.port, nodeName)
+	rerun := t.rerun
+	if rerun == "" {
+		rerun = fmt.Sprintf("sdnctl trace %s %s --protocol %s --port %d", srcArg, dstArg, t.proto, t.port)
+	}
+	fmt.Fprintf(t.w, "\n%s: not traced: sdnctl cannot reach this node's OVS. Run on node %s:\n  %s\n"+
+		"or name its OVS run directory with --ovs-rundir %s=DIR.\n", nodeName, nodeName, rerun, nodeName)
 }
 
 // sourcePort finds the source pod's ofport: from the external_ids of its OVS port, else
@@ -366,137 +428,4 @@ func (t *tracer) explainer(ctx context.Context, nodeName string, n nodeOVS) *net
 		}
 	}
 	return t.cl.explainer(nodeName, local)
-}
-
-// print writes the steps with explanations and the half's verdict.
-func (t *tracer) print(nodeName string, tr *ofTrace, ex *networkpolicy.Explainer) {
-	pkt := networkpolicy.Packet{Src: t.src.ip, Dst: t.dst.ip, SrcVNID: t.src.vnid, DstVNID: t.dst.vnid, Proto: t.proto, Port: t.o.port}
-	var policyWords string
-	t.fwWords = ""
-	for _, s := range tr.Steps {
-		if s.NoMatch {
-			fmt.Fprintf(t.w, "  %-22s no match\n", s.Table.Named())
-			continue
-		}
-		match := s.Match
-		if match == "" {
-			match = "*"
-		}
-		fmt.Fprintf(t.w, "  %-22s p%-5d %s -> %s\n", s.Table.Named(), s.Priority, match, strings.Join(s.displayActions(), ","))
-		if words := t.explainStep(ex, s, pkt); words != "" {
-			fmt.Fprintf(t.w, "  %-22s        %s\n", "", words)
-			if _, isPolicy := networkpolicy.DirectionOf(s.Table); isPolicy {
-				policyWords = words
-			}
-			if s.Table.ID == ovs.TableEgressFirewall.ID {
-				t.fwWords = words
-			}
-		}
-	}
-	for _, n := range tr.Notes {
-		fmt.Fprintf(t.w, "  note: %s\n", n)
-	}
-	fmt.Fprintf(t.w, "  => %s\n", t.verdictWords(nodeName, tr, policyWords))
-}
-
-// explainStep returns words for the steps that decide: policy tables and drops.
-func (t *tracer) explainStep(ex *networkpolicy.Explainer, s traceStep, pkt networkpolicy.Packet) string {
-	if d, ok := networkpolicy.DirectionOf(s.Table); ok && s.FlowOK {
-		if x := ex.ExplainFlow(s.Flow, pkt); x.Kind != networkpolicy.KindNotCompiled {
-			return "NetworkPolicy " + string(d) + ": " + x.String()
-		}
-		return staticPolicyWords(s, d)
-	}
-	if words := t.egressWords(s); words != "" {
-		return words
-	}
-	if s.FlowOK && s.Flow.IsDrop() {
-		return dropWords(s)
-	}
-	return ""
-}
-
-// egressWords explains the egress firewall's steps (tables 99 and 100).
-func (t *tracer) egressWords(s traceStep) string {
-	switch {
-	case !s.FlowOK:
-		return ""
-	case s.Table.ID == ovs.TableEgressFirewall.ID:
-		return "EgressNetworkPolicy: " + egressfirewall.Explain(t.fw, t.src.vnid, s.Flow)
-	case s.Table.ID == ovs.TableEgressPrelim.ID && ovs.CookieCategoryOf(s.Cookie) == ovs.CookiePipeline && s.Priority > 0:
-		return "DNS to the node's own IP: never subject to EgressNetworkPolicy"
-	}
-	return ""
-}
-
-// staticPolicyWords explains the flows of tables 27/80 that pkg/node renders.
-func staticPolicyWords(s traceStep, d networkpolicy.Direction) string {
-	cat := ovs.CookieCategoryOf(s.Cookie)
-	switch {
-	case s.Priority == 0:
-		return "dropped: no " + string(d) + " flow admits this packet (final drop of the table)"
-	case cat == ovs.CookieNamespace:
-		return "allowed: source and destination share a VNID (multitenant isolation)"
-	case d == networkpolicy.Ingress && s.Priority == 300:
-		return "allowed: traffic from the node gateway always reaches pods"
-	case d == networkpolicy.Egress && s.Priority == 300:
-		return "allowed: service traffic passes here; egress is checked after DNAT"
-	case s.Priority == 200 && strings.Contains(s.Match, "+rpl"):
-		return "allowed: a reply of an allowed connection"
-	case s.Priority == 200 || s.Priority == 500:
-		return "allowed by the isolation mode (subnet, or the global VNID 0 in multitenant)"
-	case s.Priority == 50:
-		return "allowed by the allow-all placeholder: the agent has not installed compiled policies for this namespace"
-	}
-	return ""
-}
-
-// dropWords explains the final drops of the other tables.
-func dropWords(s traceStep) string {
-	why := map[uint8]string{
-		ovs.TableClassifier.ID:   "not IP or ARP, or from an unexpected port",
-		ovs.TableVXLANIngress.ID: "VXLAN from a host that is no known node",
-		ovs.TablePodAntiSpoof.ID: "the source address does not belong to the pod on this port (anti-spoofing)",
-		ovs.TableRouting.ID:      "no route for the destination",
-		ovs.TableLocalPod.ID:     "no local pod has the destination address",
-		ovs.TableRemotePod.ID:    "no node's subnet holds the destination address",
-	}[s.Table.ID]
-	if why == "" {
-		why = "no flow of the table admits this packet"
-	}
-	return "dropped: " + why
-}
-
-func (t *tracer) verdictWords(nodeName string, tr *ofTrace, policyWords string) string {
-	v := tr.Verdict
-	switch v.Kind {
-	case ovs.VerdictTunnel:
-		to := v.TunDst.String()
-		if hs, ok := t.cl.nodeByIP(v.TunDst); ok {
-			to = "node " + hs.Host + " (" + v.TunDst.String() + ")"
-		}
-		return fmt.Sprintf("sent through the VXLAN tunnel to %s with VNID %d", to, v.TunID)
-	case ovs.VerdictOutput:
-		switch {
-		case v.Port == pipeline.OFPortTun0 && t.fwWords != "":
-			return "leaves the cluster network through tun0 (the node's routing and SNAT); " + t.fwWords
-		case v.Port == pipeline.OFPortTun0:
-			return "delivered to tun0 (the host: services, or traffic leaving the cluster)"
-		case t.dst.pod != nil && t.dst.node == nodeName:
-			return fmt.Sprintf("delivered to pod %s (ofport %d) on %s", t.dst.name(), v.Port, nodeName)
-		}
-		return fmt.Sprintf("output to ofport %d", v.Port)
-	}
-	s := "dropped in " + v.Table.Named() + " on " + nodeName
-	if len(tr.Steps) > 0 {
-		last := tr.Steps[len(tr.Steps)-1]
-		if _, isPolicy := networkpolicy.DirectionOf(last.Table); isPolicy && policyWords != "" {
-			s += ": " + policyWords
-		} else if last.Table.ID == ovs.TableEgressFirewall.ID && t.fwWords != "" {
-			s += ": " + t.fwWords
-		} else if last.FlowOK {
-			s += ": " + strings.TrimPrefix(dropWords(last), "dropped: ")
-		}
-	}
-	return s
 }

@@ -38,6 +38,13 @@ import (
 // proj1/restrict-egress: client egress [0] to server, [1] to 10.128.2.0/23 on 5432.
 // proj2/deny-all; proj2/allow-db: db ingress from team=a client/server on 5432-5434
 // (2 targets × 2 peers × 2 port blocks: a conjunction, id 11<<8).
+//
+// Services (traceServices): proj1/web 172.30.0.10:80 → server:8080, node port 30080;
+// proj1/sticky 172.30.0.11:8080 → server:8080 with session affinity; proj2/db
+// 172.30.0.20:80 → db-0 and db-1 on 5432 (policies allow 5432, not 80: they judge the
+// packet after DNAT); proj3/empty 172.30.0.30:80 without endpoints; proj2/dns
+// 172.30.0.21:53/UDP → db-0 and db-1 on 5353 (UDP: multipath instead of a group).
+//
 // EgressNetworkPolicy proj3/fw: [0] Allow 203.0.113.0/24, [1] Deny 0.0.0.0/0.
 type tracePod struct {
 	ns, name, ip, nodeName, app string
@@ -109,6 +116,7 @@ func traceClients() *Clients {
 	for _, np := range tracePolicies() {
 		kubeObjs = append(kubeObjs, np)
 	}
+	kubeObjs = append(kubeObjs, serviceObjects(traceServices)...)
 	for _, n := range traceNodes {
 		netObjs = append(netObjs, &networkv1.HostSubnet{ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: "uid-" + "x"},
 			Host: n.Name, HostIP: n.HostIP.String(), Subnet: n.Subnet.String()})
@@ -155,10 +163,28 @@ func traceEgressFlows(c pipeline.FlowConfig) []ovs.Flow {
 	return flows
 }
 
-// traceNodeFlows is everything the agent installs on one node of the scenario.
-func traceNodeFlows(t testing.TB, self pipeline.RemoteNode) ([]ovs.Flow, []pipeline.PodInfo) {
-	c := pipeline.FlowConfig{Mode: clusternetwork.ModeNetworkPolicy, ClusterNetworks: []netip.Prefix{netip.MustParsePrefix("10.128.0.0/14")},
+var traceServices = []fxService{
+	{ns: "proj1", name: "web", ip: "172.30.0.10", proto: corev1.ProtocolTCP, port: 80, target: 8080, nodePort: 30080,
+		eps: []fxEndpoint{{"10.128.0.6", "node1"}}},
+	{ns: "proj1", name: "sticky", ip: "172.30.0.11", proto: corev1.ProtocolTCP, port: 8080, target: 8080, affinity: 60,
+		eps: []fxEndpoint{{"10.128.0.6", "node1"}}},
+	{ns: "proj2", name: "db", ip: "172.30.0.20", proto: corev1.ProtocolTCP, port: 80, target: 5432,
+		eps: []fxEndpoint{{"10.128.2.5", "node2"}, {"10.128.2.6", "node2"}}},
+	{ns: "proj3", name: "empty", ip: "172.30.0.30", proto: corev1.ProtocolTCP, port: 80, target: 80},
+	{ns: "proj2", name: "dns", ip: "172.30.0.21", proto: corev1.ProtocolUDP, port: 53, target: 5353,
+		eps: []fxEndpoint{{"10.128.2.5", "node2"}, {"10.128.2.6", "node2"}}},
+}
+
+// traceConfig is the FlowConfig of a node of the scenario.
+func traceConfig(self pipeline.RemoteNode) pipeline.FlowConfig {
+	return pipeline.FlowConfig{Mode: clusternetwork.ModeNetworkPolicy, ClusterNetworks: []netip.Prefix{netip.MustParsePrefix("10.128.0.0/14")},
 		ServiceNetwork: netip.MustParsePrefix("172.30.0.0/16"), LocalSubnet: self.Subnet, NodeIP: self.HostIP}
+}
+
+// traceNodeFlows is everything the agent installs on one node of the scenario,
+// Services aside.
+func traceNodeFlows(t testing.TB, self pipeline.RemoteNode) ([]ovs.Flow, []pipeline.PodInfo) {
+	c := traceConfig(self)
 	flows := append(pipeline.BaseFlows(c), c.Isolation().StaticFlows(c)...)
 	var pods []pipeline.PodInfo
 	for _, p := range tracePods {
@@ -186,12 +212,28 @@ func traceNodeFlows(t testing.TB, self pipeline.RemoteNode) ([]ovs.Flow, []pipel
 	return flows, pods
 }
 
+// traceNodeState is everything the agent installs on one node of the scenario: the
+// flows of traceNodeFlows, the service proxy's and the Services' flows and groups.
+func traceNodeState(t testing.TB, self pipeline.RemoteNode) ([]ovs.Flow, []ovs.GroupEntry, []pipeline.PodInfo) {
+	flows, pods := traceNodeFlows(t, self)
+	c := traceConfig(self)
+	svcFlows, groups := serviceState(t, c, self.Name, traceServices)
+	flows = append(append(flows, pipeline.ServiceProxyFlows(c)...), svcFlows...)
+	if err := ovs.ValidatePipeline(flows); err != nil {
+		t.Fatalf("%s: %v", self.Name, err)
+	}
+	if err := ovs.ValidateGroups(groups, flows); err != nil {
+		t.Fatalf("%s: %v", self.Name, err)
+	}
+	return flows, groups, pods
+}
+
 // startTraceNode runs a private OVS with node's br0, vxlan0, tun0 and pod ports.
 func startTraceNode(t *testing.T, self pipeline.RemoteNode) *ovstest.Instance {
 	in := ovstest.Start(t)
 	br := in.AddBridge("br0")
-	flows, pods := traceNodeFlows(t, self)
-	if err := br.ReplaceFlows(context.Background(), flows); err != nil {
+	flows, groups, pods := traceNodeState(t, self)
+	if err := br.ReplaceAll(context.Background(), groups, flows); err != nil {
 		t.Fatal(err)
 	}
 	in.Vsctl("add-port", "br0", "vxlan0", "--", "set", "interface", "vxlan0", "type=vxlan",
@@ -253,6 +295,31 @@ var traceCases = []struct {
 		"DNS to the node's own IP: never subject to EgressNetworkPolicy",
 		"=> delivered to tun0",
 	}},
+	// Services: node1's half by sdnctl's tracer over the dumped flows and groups, the
+	// endpoint's node by ofproto/trace.
+	{"service-remote", []string{"proj1/client", "172.30.0.20:80", "--endpoint", "10.128.2.5"}, []string{
+		"bucket 0: 10.128.2.5:5432 on node node2 (pod proj2/db-0)",
+		"bucket 1: 10.128.2.6:5432 on node node2 (pod proj2/db-1)",
+		"DNAT 172.30.0.20:80 -> 10.128.2.5:5432",
+		"NetworkPolicy egress: allowed by NetworkPolicy proj1/restrict-egress rule egress[1]",
+		"node2: ovs-appctl ofproto/trace br0 'in_port=1,tun_src=192.168.126.10,tun_dst=192.168.126.11,tun_id=0xa,tcp,dl_src=0a:58:0a:80:00:05,dl_dst=0a:58:0a:80:02:05,nw_src=10.128.0.5,nw_dst=10.128.2.5,nw_ttl=64,tcp_src=40000,tcp_dst=5432'",
+		"NetworkPolicy ingress: allowed by NetworkPolicy proj2/allow-db rule ingress[0] (conjunction 2816)",
+		"=> delivered to pod proj2/db-0 (ofport 3) on node2",
+	}},
+	{"service-local", []string{"proj1/client", "172.30.0.10"}, []string{
+		"bucket 0: 10.128.0.6:8080 local (pod proj1/server)",
+		"NetworkPolicy ingress: allowed by NetworkPolicy proj1/allow-server rule ingress[0]",
+		"=> delivered to pod proj1/server (ofport 4) on node1",
+	}},
+	{"service-nodeport-remote", []string{"198.18.0.254", "192.168.126.11:30080"}, []string{
+		"host:        node node2 DNATs 192.168.126.11:30080 to the node-port address 169.254.169.3:30080",
+		"SNAT to 10.128.2.1",
+		"=> sent through the VXLAN tunnel to node node1 (192.168.126.10) with VNID 0",
+		"node1: ovs-appctl ofproto/trace br0 'in_port=1,tun_src=192.168.126.11,tun_dst=192.168.126.10,tun_id=0x0,tcp,dl_dst=0a:58:0a:80:00:06,nw_src=10.128.2.1,nw_dst=10.128.0.6,nw_ttl=64,tcp_src=40000,tcp_dst=8080'",
+		// The Service's traffic policy Cluster hides the client behind node2's gateway,
+		// which proj1/allow-server does not admit.
+		"=> dropped in PolicyIngress(80) on node1: NetworkPolicy ingress: dropped: pod proj1/server is isolated for ingress by NetworkPolicy proj1/allow-server",
+	}},
 }
 
 // TestTraceOVS runs `sdnctl trace` against two private OVS bridges loaded with the
@@ -294,6 +361,19 @@ func TestTraceOVS(t *testing.T) {
 	if got.code != ExitOK || !strings.Contains(got.stdout, "node1: not traced") ||
 		!strings.Contains(got.stdout, "rule ingress[0] (conjunction 2816)") {
 		t.Errorf("node1 unreachable: exit %d\n%s%s", got.code, got.stdout, got.stderr)
+	}
+
+	// A Service whose entry node is out of reach: with --endpoint, the endpoint's node
+	// traces the connection after DNAT (sdnctl run there).
+	got = runTrace(t, "proj1/client", "172.30.0.20:80", "--endpoint", "10.128.2.6", "--local-node", "none", "--ovs-rundir", "node2="+in2.Dir)
+	for _, w := range []string{
+		"node1: not traced: sdnctl cannot reach this node's OVS. Run on node node1:\n  sdnctl trace proj1/client 172.30.0.20:80 --protocol tcp\n",
+		"node2: the packet after DNAT to 10.128.2.6:5432 (its port from the API), arriving from node node1",
+		"=> delivered to pod proj2/db-1 (ofport 4) on node2",
+	} {
+		if got.code != ExitOK || !strings.Contains(got.stdout, w) {
+			t.Errorf("service, node1 unreachable: exit %d, output lacks %q:\n%s%s", got.code, w, got.stdout, got.stderr)
+		}
 	}
 
 	// Sockets named one by one: the ofport comes from the PodAntiSpoof flows when OVSDB
@@ -349,13 +429,17 @@ func TestTraceParseCaptured(t *testing.T) {
 		match    string
 		drop     bool
 	}{
-		{"local-allowed-node1", "Output(4)", ingress, 195, "tcp,reg1=0xa,nw_src=10.128.0.5,nw_dst=10.128.0.6,tp_dst=8080", false},
+		{"local-allowed-node1", "Output(4)", ingress, 195, "tcp,reg1=0xa,reg3=0xa800006,nw_src=10.128.0.5,tp_dst=8080", false},
 		{"local-isolated-node1", "Drop(PolicyIngress(80))", ingress, 60, "reg1=0xa", true},
 		{"remote-conjunction-node1", "Tunnel(192.168.126.11, 0xa)", egress, 195, "tcp,reg0=0xa,nw_src=10.128.0.5,nw_dst=10.128.2.0/23,tp_dst=5432", false},
 		{"remote-conjunction-node2", "Output(3)", ingress, 190, "conj_id=2816,reg1=0xb", false},
 		{"egress-isolated-node1", "Drop(PolicyEgress(27))", egress, 60, "reg0=0xa", true},
 		{"remote-isolated-node2", "Drop(PolicyIngress(80))", ingress, 60, "reg1=0xb", true},
 		{"not-selected-node1", "Output(5)", ingress, 60, "reg1=0xc", false},
+		// The halves of Service traces after their entry node: the packet as DNATed (and
+		// SNATed to node2's gateway for the node port) arriving through the tunnel.
+		{"service-remote-node2", "Output(3)", ingress, 190, "conj_id=2816,reg1=0xb", false},
+		{"service-nodeport-remote-node1", "Drop(PolicyIngress(80))", ingress, 60, "reg1=0xa", true},
 		// sdn-lab (userspace datapath): the native tunnel goes out through br-phy and
 		// ofproto/trace follows it into br-phy's NORMAL rule, which is not br0's pipeline.
 		{"native-tunnel-br-phy-node1", "Tunnel(198.18.0.12, 0x65adc1)", egress, 60, "reg0=0x65adc1", false},
@@ -378,10 +462,12 @@ func TestTraceParseCaptured(t *testing.T) {
 			if tr.Steps[0].Table != ovs.TableClassifier || tr.Steps[0].Priority != 1000 || tr.Steps[0].Pass != 0 {
 				t.Errorf("first step %+v, want the classifier's ct()", tr.Steps[0])
 			}
-			// ct(table=0) and ct(commit,table=31) recirculate; a drop in 27 comes before the second.
-			wantPass := 2
-			if tc.policy == egress && tc.drop {
-				wantPass = 1
+			// ct(table=0) recirculates; so does ConntrackCommit's ct(commit,table=31) for a
+			// packet leaving the node through the tunnel. A packet delivered on its node is
+			// committed after ingress policy (IngressCommit, ct(commit) without recirculation).
+			wantPass := 1
+			if strings.HasPrefix(tc.verdict, "Tunnel(") {
+				wantPass = 2
 			}
 			if last := tr.Steps[len(tr.Steps)-1]; last.Pass != wantPass {
 				t.Errorf("last step in pass %d, want %d", last.Pass, wantPass)

@@ -56,7 +56,8 @@ func buildBinaries(dir string) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/sdn-cni", "./cmd/sdn-node", "./cmd/sdn-lab", "./cmd/sdnctl")
+	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/sdn-cni", "./cmd/sdn-node", "./cmd/sdn-lab", "./cmd/sdnctl",
+		"./test/e2e/tcpconnrate")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("building the binaries: %v\n%s", err, out)
