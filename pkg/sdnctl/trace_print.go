@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/ovs-sdn/ovs-sdn/pkg/egressfirewall"
 	"github.com/ovs-sdn/ovs-sdn/pkg/networkpolicy"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
-	"github.com/ovs-sdn/ovs-sdn/pkg/egressfirewall"
 )
 
 // Printing a traced half: its steps through the named tables, the words that
