@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -106,6 +108,25 @@ func TestEgressIPLab(t *testing.T) {
 		t.Logf("40 connections from node3's pod seen as %v", seen)
 		if len(seen) != 2 || seen[two[0]] == 0 || seen[two[1]] == 0 {
 			t.Errorf("connections from node3's pod of a two-IP namespace seen as %v, want both %v", seen, two)
+		}
+	})
+
+	t.Run("sdnctl trace names the egress node and source", func(t *testing.T) {
+		a, err := e.assignment(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := e.ext.Addrs[0].String()
+		for _, c := range []struct{ pod, want string }{
+			{single[0] + "/p-node3", "source " + eipAddr(1).String() + " via node " + a.holder(eipAddr(1))},
+			{"e2e-eip-plain/p-node3", "requests no egress IP: the packet leaves through tun0 of node node3"},
+		} {
+			args := []string{"trace", "--state-dir", l.Config().StateDir, c.pod, dst, "--port", "80"}
+			out, err := exec.Command(filepath.Join(binDir, "sdn-lab"), args...).CombinedOutput()
+			t.Logf("$ sdn-lab %s\n%s", strings.Join(args, " "), out)
+			if err != nil || !strings.Contains(string(out), c.want) {
+				t.Errorf("sdn-lab %s: %v; output lacks %q", strings.Join(args, " "), err, c.want)
+			}
 		}
 	})
 
