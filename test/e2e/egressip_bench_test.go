@@ -181,4 +181,3 @@ func (e *eipLab) failoverTrial(ctx context.Context, pods map[string]netlab.NetNS
 	_, err = e.waitAssignment(ctx, 30*time.Second, func(a assignment) bool { return !a.unreachable[lost] })
 	return worst, len(wrong), total, err
 }
-
