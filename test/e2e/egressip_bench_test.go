@@ -74,7 +74,7 @@ func BenchmarkEgressIPFailover(b *testing.B) {
 
 func runEIPBench(b *testing.B) (_ *eipBenchResult, err error) {
 	ctx := context.Background()
-	prefix := "e2eeipbench"
+	prefix := "e2eeipb"
 	l, err := lab.Up(ctx, lab.Config{Nodes: 3, PluginName: networkv1.NetworkPolicyPluginName,
 		StateDir: filepath.Join("/run", prefix), Prefix: prefix, CNIPlugin: filepath.Join(binDir, "sdn-cni"), NodeAgent: filepath.Join(binDir, "sdn-node")})
 	if err != nil {
