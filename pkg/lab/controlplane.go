@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"time"
 
@@ -24,7 +25,14 @@ const (
 	ClusterCIDR      = "10.128.0.0/14"
 	HostSubnetLength = 9 // /23 per node
 	ServiceCIDR      = testenv.ServiceClusterIPRange
+	// controllerHost names the netns the controller's egress probes dial
+	// from (Lab.ControllerNetNS).
+	controllerHost = "ctl"
 )
+
+// ControllerUnderlayIP is the address of the controller's probe host on the
+// underlay: above the node range (.11 … .210), below the external host (.254).
+var ControllerUnderlayIP = netip.MustParsePrefix("198.18.0.250/24")
 
 func (l *Lab) startControlPlane(ctx context.Context) error {
 	env, err := testenv.Start(ctx, testenv.Options{ControllerManager: true,
@@ -78,6 +86,7 @@ func (l *Lab) startController(context.Context) error {
 		c.done <- controller.Run(ctx, controller.Options{
 			Kube: l.Kube, Network: l.Network, Identity: "sdn-lab",
 			LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
+			EgressDial: l.ControllerNetNS.DialContext,
 		})
 	}()
 	return nil

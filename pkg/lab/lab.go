@@ -8,7 +8,9 @@
 //   - etcd, kube-apiserver and kube-controller-manager (pkg/testenv) as child
 //     processes on the root namespace's loopback, with the network CRDs and
 //     ClusterNetwork "default";
-//   - sdn-controller (pkg/controller) as a goroutine;
+//   - sdn-controller (pkg/controller) as a goroutine; its egress-node health
+//     checks dial from the underlay host "<prefix>-ctl" (198.18.0.250), never
+//     from the root namespace;
 //   - per node a network namespace "<prefix>-<node>" on the underlay
 //     198.18.0.0/24 (pkg/lab/netlab) running its own ovsdb-server and
 //     ovs-vswitchd (userspace datapath); the node agent, the real sdn-node
@@ -145,6 +147,11 @@ type Lab struct {
 	// Ext and DNS are the outside world (outside.go).
 	Ext *netlab.ExternalHost
 	DNS *dnsserver.Server
+	// ControllerNetNS is the underlay host "<prefix>-ctl" (ControllerUnderlayIP)
+	// from which the in-process sdn-controller's egress health checks dial
+	// the nodes: the controller runs in the root namespace, where no node
+	// address is reachable (and must not be dialled).
+	ControllerNetNS netlab.NetNS
 
 	cfg  Config
 	ctl  *controllerRun
@@ -181,10 +188,6 @@ func (l *Lab) start(ctx context.Context) error {
 	if err := l.startControlPlane(ctx); err != nil {
 		return err
 	}
-	l.progress("control plane ready (%s); starting sdn-controller", l.Env.Timings)
-	if err := l.startController(ctx); err != nil {
-		return err
-	}
 	if err := installCNIPlugin(l.cfg.CNIPlugin, l.cniBinDir()); err != nil {
 		return err
 	}
@@ -195,6 +198,14 @@ func (l *Lab) start(ctx context.Context) error {
 	}
 	l.Net = net
 	if err := l.startOutside(); err != nil {
+		return err
+	}
+	if l.ControllerNetNS, err = net.AddHost(controllerHost, ControllerUnderlayIP); err != nil {
+		return fmt.Errorf("lab underlay: the controller's host: %w", err)
+	}
+	l.progress("control plane ready (%s); starting sdn-controller (egress probes from %s)",
+		l.Env.Timings, l.ControllerNetNS.Name)
+	if err := l.startController(ctx); err != nil {
 		return err
 	}
 	names := make([]string, l.cfg.Nodes)

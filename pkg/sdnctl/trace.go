@@ -275,6 +275,11 @@ func (t *tracer) run(ctx context.Context, c *cli, srcArg, dstArg string) error {
 	}
 	fmt.Fprintf(t.w, "  source port: ofport %d (%s)\n", ofport, how)
 	tr, err := t.half(ctx, srcNode, t.packetFields(fmt.Sprintf("in_port=%d", ofport)), srcArg, dstArg)
+	if err == nil && tr != nil && tr.visits(ovs.TableEgressRouting) {
+		for _, line := range egressWords(t.src, t.cl.subnets, t.cl.netNamespaces) {
+			fmt.Fprintf(t.w, "  %s\n", line)
+		}
+	}
 	if err != nil || tr == nil || tr.Verdict.Kind != ovs.VerdictTunnel {
 		return err
 	}

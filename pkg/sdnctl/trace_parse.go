@@ -217,3 +217,13 @@ func stepFlow(s traceStep) (ovs.Flow, bool) {
 	}
 	return f, true
 }
+
+// visits reports whether a step of the trace is in table tbl.
+func (tr *ofTrace) visits(tbl ovs.Table) bool {
+	for _, s := range tr.Steps {
+		if s.Table.ID == tbl.ID {
+			return true
+		}
+	}
+	return false
+}

@@ -110,3 +110,20 @@ func (h *ExternalHost) CaptureDrops() (int, error) { return h.capture.drops() }
 func (h *ExternalHost) Service(addr int, port uint16) netip.AddrPort {
 	return netip.AddrPortFrom(h.Addrs[addr], port)
 }
+
+// DialContext connects from the namespace to address ("host:port") over network ("tcp",
+// "tcp4", "udp", …), as net.Dialer.DialContext does from the calling process's namespace: a
+// dialer for components that run in the root namespace but must reach lab addresses (the
+// sdn-controller's egress-node health checks). The socket is created inside the namespace;
+// errors wrap the dialer's, so errors.Is(err, syscall.ECONNREFUSED) still works.
+func (n NetNS) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	var conn net.Conn
+	err := inNetNS(n.Path, func() (err error) {
+		conn, err = (&net.Dialer{}).DialContext(ctx, network, address)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s connect %s from %s: %w", network, address, n.Name, err)
+	}
+	return conn, nil
+}
