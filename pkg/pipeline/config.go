@@ -18,7 +18,7 @@ import (
 // layout we follow). It starts at 0x10, above every rule version OpenShift
 // SDN ever wrote (7..14), so a bridge left behind by OpenShift SDN never
 // looks current and is always rebuilt.
-const PipelineVersion = 0x17
+const PipelineVersion = 0x18
 
 // Bridge and port names of the node's OVS (SPEC §4.1).
 const (

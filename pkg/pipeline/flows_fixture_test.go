@@ -206,6 +206,13 @@ func fxScenarios() []fxScenario {
 			nodes: []pipeline.RemoteNode{nodeB, nodeC},
 		},
 		{
+			name:      "multitenant_userspace",
+			cfg:       userspace(fxConfig(clusternetwork.ModeMultitenant)),
+			pods:      []pipeline.PodInfo{podWeb, podDB, podBlog, podRouter},
+			nodes:     []pipeline.RemoteNode{nodeB},
+			multicast: []uint32{0, 10},
+		},
+		{
 			name:  "networkpolicy_kube_proxy",
 			cfg:   kubeProxy(fxConfig(clusternetwork.ModeNetworkPolicy)),
 			pods:  []pipeline.PodInfo{podWeb, podBlog},

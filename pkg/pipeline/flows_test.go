@@ -28,6 +28,7 @@ var pipelineFingerprint = map[int]string{
 	0x15: "d2e0b653193fd5a3f06fe88a928cbaa2a2c94fccbecfb97634b0f5003580e8ba", // merged: services, egress IPs and multicast (Service endpoint IP moved to reg7; reg3 is the receiving pod)
 	0x16: "87b79c063491bc25e6e418d09b41fb1a0a1760adb89aeef8b1e4d2cee0d153d4", // commit after the ingress decision (81); userspace SCTP replies by learned flows (28, 82); userspace commits traffic leaving the cluster
 	0x17: "71a97678980dabd282c29d631c5be59ffb5300c6a6b0b77fb1b2985d669878ce", // egress firewall: replies pass and EgressNetworkPolicy rules in table 100 (VNID modes)
+	0x18: "cdff1538034e9bc928eafcb43fd099ae947d471550a0489682e24ef356f1a3ad", // multitenant on the userspace datapath commits at the cluster's edge (81 for traffic from VNID 0, 30 for traffic leaving the cluster): replies of connections from outside pass the egress firewall
 }
 
 // TestFlowsGolden compares each scenario with testdata/flows_<name>.flows.

@@ -96,12 +96,48 @@ func (multitenantIsolation) UsesVNIDs() bool             { return true }
 func (multitenantIsolation) PodVNID(v uint32) uint32     { return v }
 func (multitenantIsolation) EnforcesNetworkPolicy() bool { return false }
 
-func (multitenantIsolation) StaticFlows(FlowConfig) []ovs.Flow {
-	return OwnerIsolation.Stamp([]ovs.Flow{
+//
+// On the userspace datapath br0's conntrack is its own (the host's entries
+// are not shared with it), and the egress firewall (table 100) passes only
+// replies it knows (ct_state=+rpl). So there connections are committed in
+// zone 0 as in networkpolicy mode, but only those that cross the cluster
+// network's edge: traffic from VNID 0 (tun0: the host and everything
+// outside) is committed on delivery in IngressCommit (81), and traffic a
+// pod sends out of the cluster network is committed in 30, in its own
+// direction, so its replies are replies. Pod-to-pod traffic stays
+// uncommitted, as on the kernel datapath.
+func (multitenantIsolation) StaticFlows(c FlowConfig) []ovs.Flow {
+	fromGlobal := toPod
+	if c.Userspace {
+		fromGlobal = IngressAllow
+	}
+	flows := []ovs.Flow{
 		ovs.NewFlow(egressTable, 500).Action(toCommit),
-		ovs.NewFlow(ingressTable, 200).MatchReg(ovs.SrcVNIDField, 0).Action(toPod),
+		ovs.NewFlow(ingressTable, 200).MatchReg(ovs.SrcVNIDField, 0).Action(fromGlobal),
 		ovs.NewFlow(ingressTable, 200).MatchReg(ovs.DstVNIDField, 0).Action(toPod),
-	})
+	}
+	if c.Userspace {
+		flows = append(flows, edgeCommitFlows(c)...)
+	}
+	return OwnerIsolation.Stamp(flows)
+}
+
+// edgeCommitFlows commit, on the userspace datapath in multitenant mode,
+// the connections that cross the cluster network's edge (see
+// multitenantIsolation.StaticFlows).
+func edgeCommitFlows(c FlowConfig) []ovs.Flow {
+	var flows []ovs.Flow
+	for _, cn := range c.ClusterNetworks {
+		flows = append(flows,
+			ovs.NewFlow(ovs.TableConntrackCommit, 103).MatchIPv4().MatchNwDst(cn).Action(ovs.Goto(ovs.TableRouting)),
+			ovs.NewFlow(ovs.TableConntrackCommit, 102).MatchIPv4().MatchNwSrc(cn).MatchCtState(0, ovs.CtRpl).
+				Action(ovs.CTThen(ovs.TableRouting, true, false)))
+	}
+	return append(flows,
+		ovs.NewFlow(ovs.TableIngressCommit, 100).MatchIPv4().MatchCtState(ovs.CtTrk, ovs.CtRpl).Action(ovs.CTCommit(), toPod),
+		// As in networkpolicy mode: a Service connection SNATed to the
+		// gateway was committed with its DNAT in ServiceLB.
+		ovs.NewFlow(ovs.TableIngressCommit, 105).MatchIPv4().MatchMark(ovs.ServiceSNAT).Action(toPod))
 }
 
 // TenantFlows is table 80, priority 100, reg0=V, reg1=V → output to reg2.
@@ -120,6 +156,8 @@ func (multitenantIsolation) Stage() Stage {
 		band(egressTable, 500, 500, "allow all"),
 		band(ingressTable, 200, 200, "global VNID 0"),
 		band(ingressTable, 100, 100, "tenant"),
+		band(ovs.TableConntrackCommit, 102, 103, "userspace: commit at the cluster's edge"),
+		band(ovs.TableIngressCommit, 100, 105, "userspace: commit at the cluster's edge"),
 	}}
 }
 
