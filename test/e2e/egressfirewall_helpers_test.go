@@ -65,7 +65,8 @@ func createFWPods(ctx context.Context, l *lab.Lab, place map[types.NamespacedNam
 		}
 	}
 	for k, node := range place {
-		if err := l.CreatePod(ctx, lab.PodSpec{Namespace: k.Namespace, Name: k.Name, Node: node, Ports: servePorts}); err != nil {
+		if err := l.CreatePod(ctx, lab.PodSpec{Namespace: k.Namespace, Name: k.Name, Node: node, Ports: servePorts,
+			Labels: map[string]string{"fw-pod": k.Name}}); err != nil {
 			return nil, err
 		}
 	}

@@ -96,6 +96,12 @@ func describeRules(rules []networkv1.EgressNetworkPolicyRule) string {
 // UDP, other nodes' IPs) and nothing else: pod-to-pod across nodes, DNS to
 // the pod's own node IP, fw2.
 func testFWDenyAll(t *testing.T, f *fwLab) {
+	// A ClusterIP Service in front of fw1/s: pod-to-service traffic is
+	// load-balanced in br0 before table 100 and never meets it.
+	vip, err := f.l.EnsureService(context.Background(), "fw1", "s", map[string]string{"fw-pod": "s"}, int32(tcpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
 	setPolicy(t, f.l, "fw1", "fw", denyTo("0.0.0.0/0"))
 	defer deletePolicy(t, f.l, "fw1", "fw")
 	node1, node2 := f.l.Node("node1").IP, f.l.Node("node2").IP
@@ -112,6 +118,7 @@ func testFWDenyAll(t *testing.T, f *fwLab) {
 		udp(fwA, node1, 53, refused), tcp(fwA, node1, 53, refused), // DNS to the node IP reaches it (nothing listens)
 		tcp(fwA, f.ips[fwS], tcpPort, connected), tcp(fwB, f.ips[fwS], tcpPort, connected), // pod to pod, across nodes
 		udp(fwA, f.ips[fwS], udpPort, connected),
+		tcp(fwA, vip, tcpPort, connected), tcp(fwB, vip, tcpPort, connected), // pod to service, both nodes
 		tcpTo(fwC, ext(1), connected), udp(fwC, ext(9), 53, connected), // other namespaces
 	)
 	// Pod to service: the service network goes to the host from table 60,
