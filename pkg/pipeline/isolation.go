@@ -96,7 +96,7 @@ func (multitenantIsolation) UsesVNIDs() bool             { return true }
 func (multitenantIsolation) PodVNID(v uint32) uint32     { return v }
 func (multitenantIsolation) EnforcesNetworkPolicy() bool { return false }
 
-// On the userspace datapath br0's conntrack is its own (the host's entries
+// StaticFlows: on the userspace datapath br0's conntrack is its own (the host's entries
 // are not shared with it), and the egress firewall (table 100) passes only
 // replies it knows (ct_state=+rpl). So there connections are committed in
 // zone 0 as in networkpolicy mode, but only those that cross the cluster
