@@ -143,3 +143,11 @@ egressSelections:
       uds:
         udsName: ` + socket + "\n")
 }
+
+// APIServerArgs are the kube-apiserver flags for a lab whose kubelets are reached through
+// the CONNECT proxy: the egress selector configuration (EgressSelectorConfig, written to
+// configFile) and node addresses by IP — a node's Hostname address resolves nowhere,
+// and the proxy dials addresses only.
+func APIServerArgs(configFile string) []string {
+	return []string{"--egress-selector-config-file=" + configFile, "--kubelet-preferred-address-types=InternalIP"}
+}
