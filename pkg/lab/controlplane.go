@@ -3,7 +3,6 @@ package lab
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -27,8 +26,7 @@ const (
 )
 
 func (l *Lab) startControlPlane(ctx context.Context) error {
-	env, err := testenv.Start(ctx, testenv.Options{ControllerManager: true,
-		Dir: filepath.Join(l.cfg.StateDir, "control-plane")})
+	env, err := testenv.Start(ctx, l.controlPlaneOptions())
 	if err != nil {
 		return fmt.Errorf("starting the control plane: %w", err)
 	}
@@ -38,6 +36,9 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 	}
 	if l.Network, err = versioned.NewForConfig(env.Config); err != nil {
 		return err
+	}
+	if l.realRuntime() {
+		return nil // the manifests create the namespace and ClusterNetwork
 	}
 	if err := l.EnsureNamespaces(ctx, nil, controller.DefaultLeaseNamespace); err != nil {
 		return err

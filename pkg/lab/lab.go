@@ -62,6 +62,7 @@ import (
 	"github.com/ovs-sdn/ovs-sdn/pkg/client/clientset/versioned"
 	"github.com/ovs-sdn/ovs-sdn/pkg/lab/kubelet"
 	"github.com/ovs-sdn/ovs-sdn/pkg/lab/netlab"
+	"github.com/ovs-sdn/ovs-sdn/pkg/lab/realnode"
 	"github.com/ovs-sdn/ovs-sdn/pkg/testenv"
 )
 
@@ -90,6 +91,10 @@ type Config struct {
 	CNIPlugin string
 	// NodeAgent is the sdn-node binary (default: FindBinary("sdn-node")).
 	NodeAgent string
+	// Runtime runs the pods: RuntimeStandIn (default) or RuntimeContainerd (real nodes,
+	// ovs-sdn installed from its manifests; see realnodes.go). A containerd lab builds
+	// its binaries into images itself and needs neither CNIPlugin nor NodeAgent.
+	Runtime string
 	// Out receives progress lines (nil: discarded).
 	Out io.Writer
 }
@@ -98,6 +103,7 @@ func (c *Config) complete() error {
 	setDefault(&c.StateDir, DefaultStateDir)
 	setDefault(&c.Prefix, DefaultPrefix)
 	setDefault(&c.PluginName, networkv1.NetworkPolicyPluginName)
+	setDefault(&c.Runtime, RuntimeStandIn)
 	if c.Out == nil {
 		c.Out = io.Discard
 	}
@@ -106,6 +112,13 @@ func (c *Config) complete() error {
 	}
 	if err := netlab.ValidPrefix(c.Prefix); err != nil {
 		return fmt.Errorf("lab: %w", err)
+	}
+	switch c.Runtime {
+	case RuntimeContainerd:
+		return nil
+	case RuntimeStandIn:
+	default:
+		return fmt.Errorf("lab: runtime %q: want %s or %s", c.Runtime, RuntimeStandIn, RuntimeContainerd)
 	}
 	for _, b := range []struct {
 		path *string
@@ -139,6 +152,7 @@ type Lab struct {
 
 	cfg  Config
 	ctl  *controllerRun
+	real *realLab // containerd labs only
 	mu   sync.Mutex
 	node map[string]*Node
 	ord  []string // node names in creation order
@@ -168,6 +182,9 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 }
 
 func (l *Lab) start(ctx context.Context) error {
+	if l.realRuntime() {
+		return l.startReal(ctx)
+	}
 	l.progress("starting etcd, kube-apiserver and kube-controller-manager")
 	if err := l.startControlPlane(ctx); err != nil {
 		return err
@@ -179,16 +196,59 @@ func (l *Lab) start(ctx context.Context) error {
 	if err := installCNIPlugin(l.cfg.CNIPlugin, l.cniBinDir()); err != nil {
 		return err
 	}
+	if err := l.startUnderlay(); err != nil {
+		return err
+	}
+	return l.AddNodes(ctx, l.nodeNames()...)
+}
+
+// startReal starts a lab of real nodes: the relay for the API server's traffic to the
+// kubelets, the control plane with kube-scheduler, the images, the underlay with the relay
+// for the nodes' traffic to the API server, the nodes, and ovs-sdn from its manifests.
+func (l *Lab) startReal(ctx context.Context) error {
+	begin := time.Now()
+	if err := l.startEgressProxy(); err != nil {
+		return err
+	}
+	l.progress("starting etcd, kube-apiserver, kube-controller-manager and kube-scheduler")
+	if err := l.startControlPlane(ctx); err != nil {
+		return err
+	}
+	l.progress("control plane ready (%s); building images", l.Env.Timings)
+	if err := l.buildImages(ctx); err != nil {
+		return err
+	}
+	if err := l.startUnderlay(); err != nil {
+		return err
+	}
+	if err := l.startAPIRelay(); err != nil {
+		return err
+	}
+	if err := l.AddNodes(ctx, l.nodeNames()...); err != nil {
+		return err
+	}
+	if err := l.installOVSSDN(ctx); err != nil {
+		return err
+	}
+	l.progress("lab of %d real nodes up in %v", l.cfg.Nodes, time.Since(begin).Round(time.Millisecond))
+	return nil
+}
+
+func (l *Lab) startUnderlay() error {
 	net, err := netlab.New(l.cfg.Prefix, netlab.WithStateRoot(l.cfg.StateDir))
 	if err != nil {
 		return fmt.Errorf("lab underlay: %w", err)
 	}
 	l.Net = net
+	return nil
+}
+
+func (l *Lab) nodeNames() []string {
 	names := make([]string, l.cfg.Nodes)
 	for i := range names {
 		names[i] = fmt.Sprintf("node%d", i+1)
 	}
-	return l.AddNodes(ctx, names...)
+	return names
 }
 
 // Config returns the completed configuration.
@@ -219,13 +279,18 @@ func (l *Lab) close() error {
 	}
 	l.mu.Unlock()
 	var wg sync.WaitGroup
-	for _, n := range nodes {
+	nodeErrs := make([]error, len(nodes))
+	for i, n := range nodes {
 		wg.Add(1)
-		go func() { defer wg.Done(); n.stop() }()
+		go func() { defer wg.Done(); nodeErrs[i] = n.stop() }()
 	}
 	wg.Wait()
+	errs = append(errs, nodeErrs...)
 	if l.ctl != nil {
 		errs = append(errs, l.ctl.stop(10*time.Second))
+	}
+	if l.real != nil {
+		errs = append(errs, l.real.close())
 	}
 	if l.Net != nil {
 		errs = append(errs, l.Net.Close())
@@ -233,8 +298,9 @@ func (l *Lab) close() error {
 	if l.Env != nil {
 		errs = append(errs, l.Env.Stop())
 	}
-	// A pod netns the kubelet could not delete, or a namespace of a node
-	// whose setup failed half-way: sweep by prefix.
+	// A real node whose start failed half-way, a pod netns the kubelet could
+	// not delete, or a namespace of a node whose setup failed half-way: sweep.
+	errs = append(errs, realnode.Sweep(filepath.Join(l.cfg.StateDir, "nodes")))
 	errs = append(errs, netlab.Sweep(l.cfg.Prefix, netlab.WithStateRoot(l.cfg.StateDir)))
 	errs = append(errs, os.RemoveAll(l.cfg.StateDir))
 	return errors.Join(errs...)

@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -19,10 +20,14 @@ import (
 	defs "github.com/ovs-sdn/ovs-sdn/images"
 )
 
+// IDTag in a reference is replaced by the first 12 hex digits of the image ID, so a tag
+// changes exactly when the image does ("sdn-lab.local/ovs-sdn/sdn-node:" + IDTag).
+const IDTag = "{id}"
+
 // Spec is one image to build: an optional Debian root file system and one layer of files
 // on top of it.
 type Spec struct {
-	// Refs name the image, e.g. registry.k8s.io/pause:3.10 (at least one).
+	// Refs name the image, e.g. registry.k8s.io/pause:3.10 (at least one); see IDTag.
 	Refs []string
 	// Base is the bottom layer; nil builds FROM scratch.
 	Base *Debian
@@ -180,7 +185,7 @@ func (b *Builder) assemble(ctx context.Context, specs []Spec, bins map[string]st
 		if len(s.Refs) == 0 {
 			return nil, errors.New("images: a spec without a name")
 		}
-		img := Image{Refs: s.Refs, Config: s.Config}
+		img := Image{Refs: slices.Clone(s.Refs), Config: s.Config}
 		if s.Base != nil {
 			img.Layers = append(img.Layers, bases[s.Base.key()])
 		}
@@ -248,7 +253,11 @@ func (b *Builder) writeArchive(imgs []Image) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		built := Built{Refs: img.Refs, ID: "sha256:" + sha256Hex(cfg)}
+		id := sha256Hex(cfg)
+		for i, r := range img.Refs {
+			img.Refs[i] = strings.ReplaceAll(r, IDTag, id[:12])
+		}
+		built := Built{Refs: img.Refs, ID: "sha256:" + id}
 		for _, l := range img.Layers {
 			built.Size += l.Size
 		}

@@ -170,7 +170,7 @@ func TestBuildIsCachedByContent(t *testing.T) {
 	dir := t.TempDir()
 	src := writeTemp(t, dir, "tool", "v1")
 	b := &Builder{CacheDir: filepath.Join(dir, "cache")}
-	specs := []Spec{{Refs: []string{"example.test/tool:v1"}, Files: []File{{Path: "/tool", Source: src}},
+	specs := []Spec{{Refs: []string{"example.test/tool:v1", "example.test/tool:" + IDTag}, Files: []File{{Path: "/tool", Source: src}},
 		Config: Config{Entrypoint: []string{"/tool"}}}}
 	ctx := context.Background()
 	r1, err := b.Build(ctx, specs)
@@ -184,12 +184,15 @@ func TestBuildIsCachedByContent(t *testing.T) {
 	if r1.Cached || !r2.Cached || r1.Archive != r2.Archive || r1.Images[0].ID != r2.Images[0].ID {
 		t.Fatalf("rebuild of the same inputs: first %+v, second %+v", r1, r2)
 	}
+	if want := "example.test/tool:" + r1.Images[0].ID[len("sha256:"):][:12]; r1.Images[0].Refs[1] != want {
+		t.Errorf("ID-tagged reference %q, want %q", r1.Images[0].Refs[1], want)
+	}
 	writeTemp(t, dir, "tool", "v2")
 	r3, err := b.Build(ctx, specs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r3.Cached || r3.Archive == r1.Archive || r3.Images[0].ID == r1.Images[0].ID {
+	if r3.Cached || r3.Archive == r1.Archive || r3.Images[0].ID == r1.Images[0].ID || r3.Images[0].Refs[1] == r1.Images[0].Refs[1] {
 		t.Fatalf("a changed file did not change the image: %+v", r3)
 	}
 	if _, err := os.Stat(r1.Archive); !os.IsNotExist(err) {

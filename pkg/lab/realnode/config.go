@@ -145,7 +145,11 @@ func (c *Config) socket() string     { return c.path("run", "containerd", "conta
 func (c *Config) kubeletDir() string { return c.path("kubelet") }
 
 // CNIConfDir is the node's /etc/cni/net.d, seen from the root namespace.
-func (c *Config) CNIConfDir() string { return c.path("cni", "net.d") }
+func (c Config) CNIConfDir() string { return filepath.Join(c.Dir, "cni", "net.d") }
 
 // CNIBinDir is the node's /opt/cni/bin, seen from the root namespace.
-func (c *Config) CNIBinDir() string { return c.path("cni", "bin") }
+func (c Config) CNIBinDir() string { return filepath.Join(c.Dir, "cni", "bin") }
+
+// LogDir is the node's /var/log (pods/<ns>_<pod>_<uid>/<container>/<n>.log), seen from
+// the root namespace.
+func (c Config) LogDir() string { return filepath.Join(c.Dir, "log") }

@@ -52,6 +52,8 @@ func (c *Config) writeContainerdConfig() error {
 	files := map[string]string{
 		filepath.Join(etc, "config.toml"):                       containerdConfig(c.tool("runc"), c.PauseImage),
 		filepath.Join(etc, "certs.d", "_default", "hosts.toml"): registryHosts,
+		// crictl run inside the node needs no flags.
+		c.path("ov", "etc.upper", "crictl.yaml"): crictlConfig,
 	}
 	for p, content := range files {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -63,6 +65,11 @@ func (c *Config) writeContainerdConfig() error {
 	}
 	return nil
 }
+
+const crictlConfig = `runtime-endpoint: unix:///run/containerd/containerd.sock
+image-endpoint: unix:///run/containerd/containerd.sock
+timeout: 30
+`
 
 // daemonEnv is the environment of the node's daemons: the pinned tools first on PATH
 // (containerd finds its shim there).
