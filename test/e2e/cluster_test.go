@@ -226,7 +226,13 @@ func testNodeRemoveAndReadd(t *testing.T, l *lab.Lab) {
 		t.Fatal(err)
 	}
 	cookie = ovs.MatchOwner(ovs.CookieNode, string(created.UID)).String()
-	if _, err := l.Kube.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: victim.Name}}, metav1.CreateOptions{}); err != nil {
+	if victim.Real != nil {
+		// A real kubelet registers its Node again, labels and all, when it
+		// restarts; the DaemonSet then gives the node its agent back.
+		if err := victim.Real.RestartKubelet(ctx); err != nil {
+			t.Fatal(err)
+		}
+	} else if _, err := l.Kube.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: victim.Name}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitFlows(t, others, func(n *lab.Node) (bool, string) {

@@ -29,6 +29,18 @@ import (
 // binDir holds sdn-cni and sdn-lab built from this tree by TestMain.
 var binDir string
 
+// runtime is what runs the labs' pods: -runtime=stand-in (default) or
+// -runtime=containerd (real nodes with ovs-sdn installed from manifests/),
+// also set by E2E_RUNTIME (`make test-e2e-containerd`).
+var runtime = flag.String("runtime", envOr("E2E_RUNTIME", lab.RuntimeStandIn), "pod runtime of the labs: stand-in or containerd")
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
@@ -85,12 +97,12 @@ func startLab(t *testing.T, prefix, plugin string) *lab.Lab {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	start := time.Now()
-	l, err := lab.Up(ctx, lab.Config{Nodes: 3, PluginName: plugin, StateDir: dir, Prefix: prefix,
+	l, err := lab.Up(ctx, lab.Config{Nodes: 3, PluginName: plugin, StateDir: dir, Prefix: prefix, Runtime: *runtime,
 		CNIPlugin: filepath.Join(binDir, "sdn-cni"), NodeAgent: filepath.Join(binDir, "sdn-node"), Out: testWriter{t}})
 	if err != nil {
 		t.Fatalf("lab up: %v", err)
 	}
-	t.Logf("lab %s up in %v", prefix, time.Since(start).Round(time.Millisecond))
+	t.Logf("lab %s (%s) up in %v", prefix, *runtime, time.Since(start).Round(time.Millisecond))
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, n := range l.Nodes() {
@@ -169,6 +181,24 @@ func leftovers(prefix, dir string, before rootState) []string {
 	}
 	if _, err := os.Stat(dir); err == nil {
 		left = append(left, "state dir "+dir)
+	}
+	return append(left, realNodeLeftovers(prefix, dir)...)
+}
+
+// realNodeLeftovers lists what real nodes could leave: mounts below the
+// state dir (mount namespaces, their binds) and cgroups of the lab's nodes
+// (<prefix>-<node> in any hierarchy).
+func realNodeLeftovers(prefix, dir string) []string {
+	var left []string
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(mi), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+			left = append(left, "mount "+f[4])
+		}
+	}
+	cgs, _ := filepath.Glob("/sys/fs/cgroup/*/" + prefix + "-*")
+	for _, cg := range cgs {
+		left = append(left, "cgroup "+cg)
 	}
 	return left
 }
