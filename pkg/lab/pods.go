@@ -75,13 +75,17 @@ func (l *Lab) WaitPodsRunning(ctx context.Context, timeout time.Duration, pods .
 				continue
 			}
 			p, err := l.Kube.CoreV1().Pods(key.Namespace).Get(ctx, key.Name, metav1.GetOptions{})
-			if err != nil || p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" || !l.Kubelets.Serves(key) {
+			if err != nil || p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" {
 				pending = key
 				return false, nil
 			}
 			ip, err := netip.ParseAddr(p.Status.PodIP)
 			if err != nil {
 				return false, fmt.Errorf("pod %s: status.podIP %q: %w", key, p.Status.PodIP, err)
+			}
+			if !l.Kubelets.Serves(key, ip) {
+				pending = key
+				return false, nil
 			}
 			ips[key] = ip
 		}

@@ -182,30 +182,39 @@ func (l *Lab) startRealNode(ctx context.Context, n *Node) error {
 	return nil
 }
 
-// sandboxNetNS finds a running pod's network namespace through the node's runtime: the
-// ready sandbox of the pod's UID and its pause process.
-func (n *Node) sandboxNetNS(ctx context.Context, pod *corev1.Pod) (string, error) {
+// sandboxNetNS finds a running pod's sandbox through the node's runtime: the ready
+// sandbox of the pod's UID, its pause process's network namespace and its address.
+func (n *Node) sandboxNetNS(ctx context.Context, pod *corev1.Pod) (kubelet.Sandbox, error) {
 	out, err := n.Real.Crictl(ctx, "pods", "--label", "io.kubernetes.pod.uid="+string(pod.UID), "--state", "ready", "--quiet")
 	if err != nil {
-		return "", err
+		return kubelet.Sandbox{}, err
 	}
 	ids := strings.Fields(out)
 	if len(ids) == 0 {
-		return "", fmt.Errorf("pod %s/%s has no ready sandbox on node %s", pod.Namespace, pod.Name, n.Name)
+		return kubelet.Sandbox{}, fmt.Errorf("pod %s/%s has no ready sandbox on node %s", pod.Namespace, pod.Name, n.Name)
 	}
 	js, err := n.Real.Crictl(ctx, "inspectp", "--output", "json", ids[0])
 	if err != nil {
-		return "", err
+		return kubelet.Sandbox{}, err
 	}
-	var info struct {
+	var sb struct {
+		Status struct {
+			Network struct {
+				IP string `json:"ip"`
+			} `json:"network"`
+		} `json:"status"`
 		Info struct {
 			Pid int `json:"pid"`
 		} `json:"info"`
 	}
-	if err := json.Unmarshal([]byte(js), &info); err != nil || info.Info.Pid <= 0 {
-		return "", fmt.Errorf("sandbox %s of pod %s/%s: no pid (%v)", ids[0], pod.Namespace, pod.Name, err)
+	if err := json.Unmarshal([]byte(js), &sb); err != nil || sb.Info.Pid <= 0 {
+		return kubelet.Sandbox{}, fmt.Errorf("sandbox %s of pod %s/%s: no pid (%v)", ids[0], pod.Namespace, pod.Name, err)
 	}
-	return fmt.Sprintf("/proc/%d/ns/net", info.Info.Pid), nil
+	ip, err := netip.ParseAddr(sb.Status.Network.IP)
+	if err != nil {
+		return kubelet.Sandbox{}, fmt.Errorf("sandbox %s of pod %s/%s: address %q: %w", ids[0], pod.Namespace, pod.Name, sb.Status.Network.IP, err)
+	}
+	return kubelet.Sandbox{NetNS: fmt.Sprintf("/proc/%d/ns/net", sb.Info.Pid), IP: ip}, nil
 }
 
 // labManifestsConfig is the lab's ovs-sdn configuration: the lab's address plan and mode,

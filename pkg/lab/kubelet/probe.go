@@ -285,6 +285,8 @@ type Member interface {
 	SCTPWitness
 	// PodNetNS returns the netns path of a running pod of the member ("" if none).
 	PodNetNS(key types.NamespacedName) string
+	// PodIPs returns the addresses of a running pod of the member (nil if none).
+	PodIPs(key types.NamespacedName) []netip.Addr
 	probe(ctx context.Context, from types.NamespacedName, to netip.AddrPort, protocol corev1.Protocol, timeout time.Duration, w SCTPWitness, via Via) (ProbeResult, error)
 }
 
@@ -318,12 +320,12 @@ func (g *Group) SCTPSeen(to netip.Addr, port uint16, from netip.Addr, since time
 	return false, false, false
 }
 
-// Serves reports whether a member runs the pod with its servers up (probes from and to it
-// work).
-func (g *Group) Serves(key types.NamespacedName) bool {
+// Serves reports whether a member runs the pod at address ip with its servers up (probes
+// from and to it work).
+func (g *Group) Serves(key types.NamespacedName, ip netip.Addr) bool {
 	for _, k := range g.members() {
 		if k.PodNetNS(key) != "" {
-			return true
+			return containsAddr(k.PodIPs(key), ip)
 		}
 	}
 	return false

@@ -26,9 +26,16 @@ import (
 type TapConfig struct {
 	NodeName string
 	Kube     kubernetes.Interface
-	// Resolve returns the path of a running pod's network namespace, e.g.
-	// /proc/<sandbox pid>/ns/net as the node's container runtime reports it.
-	Resolve func(ctx context.Context, pod *corev1.Pod) (string, error)
+	// Resolve returns the running pod's sandbox as the node's container runtime reports
+	// it: the path of its network namespace (e.g. /proc/<sandbox pid>/ns/net) and its
+	// address.
+	Resolve func(ctx context.Context, pod *corev1.Pod) (Sandbox, error)
+}
+
+// Sandbox is a running pod sandbox of a real node.
+type Sandbox struct {
+	NetNS string
+	IP    netip.Addr
 }
 
 // Tap gives the pods a real kubelet runs on one node what the stand-in gives its own: for
@@ -121,16 +128,21 @@ func (t *Tap) sync(ctx context.Context, key types.NamespacedName, lister corelis
 		return nil
 	}
 	t.detach(key)
-	path, err := t.cfg.Resolve(ctx, pod)
+	sb, err := t.cfg.Resolve(ctx, pod)
 	if err != nil {
 		return err
 	}
-	srv, err := startServers(path, pod.Name, pod)
+	if sb.IP != ip {
+		// A new sandbox whose address the pod's status does not show yet: the status
+		// update that does will sync the pod again.
+		return nil
+	}
+	srv, err := startServers(sb.NetNS, pod.Name, pod)
 	if err != nil {
 		return err
 	}
 	t.mu.Lock()
-	t.sandboxes[key] = &sandbox{key: key, uid: pod.UID, netnsPath: path, ips: []netip.Addr{ip}, servers: srv}
+	t.sandboxes[key] = &sandbox{key: key, uid: pod.UID, netnsPath: sb.NetNS, ips: []netip.Addr{ip}, servers: srv}
 	t.mu.Unlock()
 	return nil
 }
