@@ -26,6 +26,18 @@
 // nothing in a node or pod namespace talks to the control plane, so nothing
 // needs to listen outside loopback and the lab's namespaces.
 //
+// That is the stand-in runtime. With Config.Runtime RuntimeContainerd
+// (realnodes.go) every node is a real one instead (pkg/lab/realnode:
+// containerd, runc and a kubelet in the node's network namespace and a mount
+// namespace of its own), kube-scheduler joins the control plane, and ovs-sdn
+// is installed from its manifests with images built by pkg/lab/images: the
+// agents are the DaemonSet's pods, the controller the Deployment's. Nodes
+// reach the API server through a relay on the underlay's gateway address
+// (Gateway), the API server reaches kubelets through its egress selector and
+// a CONNECT proxy dialling into the underlay (pkg/lab/relay); a kubelet.Tap
+// per node gives real pods the stand-in's servers and probes, so every suite
+// runs on both runtimes.
+//
 // # State dir
 //
 //	<StateDir>/sdn-lab.pid       the owning process (Down signals it)
@@ -36,13 +48,24 @@
 //	                             sdn-node.log
 //	<StateDir>/cni/bin/ovs-sdn   the CNI plugin
 //
+// and in a containerd lab:
+//
+//	<StateDir>/nodes/<node>/     everything of the real node (pkg/lab/realnode)
+//	<StateDir>/egress.sock       the API server's CONNECT proxy to the kubelets,
+//	<StateDir>/egress-selector.yaml   and its egress selector configuration
+//	<StateDir>/manifests/        ovs-sdn as rendered for the lab and applied
+//	<StateDir>/tools-bin         where the pinned tools are (sdn-lab exec)
+//
 // # Teardown
 //
 // Close stops the kubelets first (their pods go through CNI DEL while the
 // agents still run), then the CNI servers and agents, the controller, the
 // node namespaces with their OVS (netlab), the control plane, and removes the
 // state dir. Every child process also has Pdeathsig, so a killed lab leaves
-// only namespaces and files, which Down (netlab.Sweep) removes.
+// only namespaces and files, which Down (netlab.Sweep) removes. Real nodes
+// stop by realnode.Node.Stop (pods through the runtime, host-network ones
+// such as the agents last); what a killed one leaves (containers, mounts,
+// cgroups) realnode.Sweep removes, before netlab's sweep.
 package lab
 
 import (
