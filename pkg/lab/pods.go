@@ -120,3 +120,15 @@ func (l *Lab) Probe(ctx context.Context, from types.NamespacedName, to netip.Add
 	}
 	return res.Outcome, nil
 }
+
+// PodNetNS returns the network namespace path of a running pod of the node ("" if none):
+// the stand-in's pod namespace, or on a real node the pod sandbox's.
+func (n *Node) PodNetNS(key types.NamespacedName) string {
+	if n.Tap != nil {
+		return n.Tap.PodNetNS(key)
+	}
+	if n.Kubelet != nil {
+		return n.Kubelet.PodNetNS(key)
+	}
+	return ""
+}

@@ -64,7 +64,7 @@ func openStream(t *testing.T, l *lab.Lab, from, to types.NamespacedName, toIP ne
 
 func inPodNetNS(l *lab.Lab, pod types.NamespacedName, fn func() error) error {
 	for _, n := range l.Nodes() {
-		if p := n.Tap.PodNetNS(pod); p != "" {
+		if p := n.PodNetNS(pod); p != "" {
 			return ns.WithNetNSPath(p, func(ns.NetNS) error { return fn() })
 		}
 	}
