@@ -53,9 +53,6 @@ type Config struct {
 	Labels map[string]string
 	// KubeletVerbosity is kubelet's --v (default 2).
 	KubeletVerbosity int
-	// Detached starts containerd and the kubelet in their own session without Pdeathsig,
-	// so they outlive this process (sdn-lab's CLI); Stop or Sweep still removes them.
-	Detached bool
 	// Out receives progress lines (nil: discarded).
 	Out io.Writer
 }

@@ -82,7 +82,7 @@ func (c *Config) daemonEnv() []string {
 func (n *Node) startContainerd(ctx context.Context) error {
 	argv := append(n.cfg.nsenter(), n.cfg.tool("containerd"), "--config", "/etc/containerd/config.toml")
 	p, err := n.spawner.startProcess("containerd", argv, n.cfg.daemonEnv(),
-		filepath.Join(n.cfg.logDir(), "containerd.log"), n.cfg.Detached)
+		filepath.Join(n.cfg.logDir(), "containerd.log"))
 	if err != nil {
 		return err
 	}

@@ -109,7 +109,7 @@ func (c *Config) kubeletArgs() []string {
 func (n *Node) startKubelet(ctx context.Context) error {
 	argv := append(n.cfg.nsenter(), n.cfg.kubeletArgs()...)
 	p, err := n.spawner.startProcess("kubelet", argv, n.cfg.daemonEnv(),
-		filepath.Join(n.cfg.logDir(), "kubelet.log"), n.cfg.Detached)
+		filepath.Join(n.cfg.logDir(), "kubelet.log"))
 	if err != nil {
 		return err
 	}

@@ -65,10 +65,10 @@ type process struct {
 	waitErr error
 }
 
-// startProcess runs argv with env, appending stdout and stderr to logPath. With detached
-// the child gets its own session and outlives this process (sdn-lab's CLI); otherwise it
-// gets Pdeathsig=SIGKILL and dies with it.
-func (s *spawner) startProcess(name string, argv, env []string, logPath string, detached bool) (*process, error) {
+// startProcess runs argv with env, appending stdout and stderr to logPath, in its own
+// process group with Pdeathsig=SIGKILL: it dies with this process (what it leaves, such as
+// containers, Sweep removes).
+func (s *spawner) startProcess(name string, argv, env []string, logPath string) (*process, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -78,9 +78,6 @@ func (s *spawner) startProcess(name string, argv, env []string, logPath string, 
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if detached {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	}
 	if err := s.start(cmd); err != nil {
 		return nil, fmt.Errorf("start %s (%s): %w", name, strings.Join(argv, " "), err)
 	}
