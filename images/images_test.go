@@ -4,7 +4,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -194,4 +196,45 @@ func TestReadListRejectsBadLines(t *testing.T) {
 	if _, err := readList("sdn-node/binaries.txt", 1); err == nil || !strings.Contains(err.Error(), "sdn-node/binaries.txt:") {
 		t.Errorf("a two-field list read as one field: %v", err)
 	}
+}
+
+// TestGoImageSatisfiesGoMod: the Go image of every Dockerfile's build stage is at least the
+// go directive of go.mod (an older one would download another toolchain mid-build, or fail
+// with GOTOOLCHAIN=local).
+func TestGoImageSatisfiesGoMod(t *testing.T) {
+	mod, err := os.ReadFile(filepath.Join("..", "go.mod"))
+	must(t, err)
+	want := regexp.MustCompile(`(?m)^go (\d+\.\d+(?:\.\d+)?)$`).FindSubmatch(mod)
+	if want == nil {
+		t.Fatal("go.mod has no go directive")
+	}
+	for _, name := range Names() {
+		df, _ := File(name, "Dockerfile")
+		m := regexp.MustCompile(`GO_IMAGE=\S*golang:(\d+\.\d+(?:\.\d+)?)`).FindSubmatch(df)
+		if m == nil {
+			t.Errorf("images/%s/Dockerfile: no golang GO_IMAGE", name)
+			continue
+		}
+		if semverLess(string(m[1]), string(want[1])) {
+			t.Errorf("images/%s/Dockerfile builds with Go %s, go.mod needs %s", name, m[1], want[1])
+		}
+	}
+}
+
+// semverLess compares dotted version numbers (1.24.2 < 1.25.0; a missing patch is 0).
+func semverLess(a, b string) bool {
+	pa, pb := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < 3; i++ {
+		x, y := 0, 0
+		if i < len(pa) {
+			x, _ = strconv.Atoi(pa[i])
+		}
+		if i < len(pb) {
+			y, _ = strconv.Atoi(pb[i])
+		}
+		if x != y {
+			return x < y
+		}
+	}
+	return false
 }
