@@ -135,6 +135,11 @@ func checkNodeView(t *testing.T, n *Node) {
 	if out, err := n.Exec(ctx, "ls", "/sys/class/net"); err != nil || !strings.Contains(out, "br-phy") || !strings.Contains(out, "cni0") {
 		t.Errorf("/sys/class/net of node %s: %q, %v; want its own devices", n.Name(), out, err)
 	}
+	// crictl inside the node finds containerd through the node's /etc/crictl.yaml.
+	if out, err := n.Command(ctx, "crictl", "pods").CombinedOutput(); err != nil || strings.Contains(string(out), "level=warning") ||
+		!strings.Contains(string(out), "web-"+n.Name()) {
+		t.Errorf("crictl pods inside node %s: %v\n%s", n.Name(), err, out)
+	}
 	if _, err := n.Exec(ctx, "test", "-d", "/lib/modules"); err != nil {
 		t.Errorf("/lib/modules in node %s: %v", n.Name(), err)
 	}
