@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
@@ -141,6 +142,17 @@ func (s *Server) listen() ([]*dns.Server, []netip.AddrPort, error) {
 
 // listenPair opens UDP then TCP on a; with port 0 the TCP socket takes the UDP port.
 func listenPair(a netip.AddrPort) (net.PacketConn, net.Listener, netip.AddrPort, error) {
+	// Port 0 picks a free UDP port; the same TCP port may be taken by someone else, so
+	// pick again a few times before giving up.
+	for try := 0; ; try++ {
+		pc, ln, ap, err := listenPairOnce(a)
+		if err == nil || a.Port() != 0 || try == 10 || !errors.Is(err, syscall.EADDRINUSE) {
+			return pc, ln, ap, err
+		}
+	}
+}
+
+func listenPairOnce(a netip.AddrPort) (net.PacketConn, net.Listener, netip.AddrPort, error) {
 	pc, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(a))
 	if err != nil {
 		return nil, nil, a, fmt.Errorf("listen udp %s: %w", a, err)
