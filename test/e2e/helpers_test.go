@@ -129,7 +129,7 @@ func (w testWriter) Write(b []byte) (int, error) {
 // rootState is what a lab could leak into the root namespace.
 type rootState struct {
 	links    []string
-	sdnRules []string
+	labRules []string // iptables rules in chains ovs-sdn, a kubelet or a CNI plugin make
 }
 
 func snapshotRoot() rootState {
@@ -140,15 +140,18 @@ func snapshotRoot() rootState {
 			links = append(links, strings.TrimSuffix(strings.SplitN(f[1], "@", 2)[0], ":"))
 		}
 	}
-	return rootState{links: links, sdnRules: sdnRules()}
+	return rootState{links: links, labRules: labRules()}
 }
 
-func sdnRules() []string {
+// labRules lists the root namespace's iptables rules that name a chain of ovs-sdn (SDN-),
+// of a kubelet (KUBE-) or of a CNI plugin (CNI-): a node component that touched the root
+// namespace instead of its node's would leave them.
+func labRules() []string {
 	var rules []string
 	for _, bin := range []string{"iptables-save", "ip6tables-save"} {
 		out, _ := exec.Command(bin).Output()
 		for _, line := range strings.Split(string(out), "\n") {
-			if strings.Contains(line, "SDN-") {
+			if strings.Contains(line, "SDN-") || strings.Contains(line, "KUBE-") || strings.Contains(line, "CNI-") {
 				rules = append(rules, bin+": "+line)
 			}
 		}
@@ -157,7 +160,7 @@ func sdnRules() []string {
 }
 
 // leftovers lists what a lab left behind: network namespaces with its
-// prefix, root-namespace links and SDN- iptables rules that were not there
+// prefix, root-namespace links and lab iptables rules (labRules) that were not there
 // before, processes naming its state dir, the state dir itself.
 func leftovers(prefix, dir string, before rootState) []string {
 	var left []string
@@ -170,8 +173,8 @@ func leftovers(prefix, dir string, before rootState) []string {
 			left = append(left, "root link "+l)
 		}
 	}
-	for _, r := range after.sdnRules {
-		if !slices.Contains(before.sdnRules, r) {
+	for _, r := range after.labRules {
+		if !slices.Contains(before.labRules, r) {
 			left = append(left, "root "+r)
 		}
 	}

@@ -20,7 +20,7 @@ import (
 
 // TestLeaks: whatever way a lab ends — Up failing half-way, `sdn-lab down`,
 // or a SIGKILLed sdn-lab followed by `sdn-lab down` — no netns, process,
-// root-namespace link, SDN- iptables rule, OVS database or state dir is left.
+// root-namespace link, SDN-/KUBE-/CNI- iptables rule, OVS database or state dir is left.
 func TestLeaks(t *testing.T) {
 	requireLab(t)
 	t.Run("UpCancelledMidSetup", testCancelledMidSetup)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -371,10 +372,12 @@ func testSandboxRecreated(t *testing.T, l *lab.Lab) {
 }
 
 // testNoIPLeak: 100 pods created and deleted on one node (10 at a time) leave exactly the
-// leases and ports of the pods that still exist.
+// leases and ports of the pods that still exist, and no lease, port or flow names an
+// address one of the deleted pods had.
 func testNoIPLeak(t *testing.T, l *lab.Lab) {
 	n := l.Nodes()[2]
 	beforeLeases, beforePorts := len(leases(t, n)), len(podPorts(t, n))
+	churned := map[string]bool{}
 	begin := time.Now()
 	for round := 0; round < 10; round++ {
 		var names []string
@@ -384,7 +387,7 @@ func testNoIPLeak(t *testing.T, l *lab.Lab) {
 			names = append(names, name)
 		}
 		for _, name := range names {
-			runningPod(t, l, "e2e-churn", name)
+			churned[runningPod(t, l, "e2e-churn", name).Status.PodIP] = true
 		}
 		for _, name := range names {
 			must(t, l.Kube.CoreV1().Pods("e2e-churn").Delete(context.Background(), name, metav1.DeleteOptions{}))
@@ -401,4 +404,33 @@ func testNoIPLeak(t *testing.T, l *lab.Lab) {
 		t.Errorf("node %s after 100 cycles: %d leases (%d before), %d pod ports (%d before)", n.Name,
 			len(leases(t, n)), beforeLeases, len(podPorts(t, n)), beforePorts)
 	}
+	t.Logf("the 100 pods had %d distinct addresses", len(churned))
+	if left := churnedLeftovers(t, n, churned); len(left) > 0 {
+		t.Errorf("node %s after 100 cycles still has state of deleted pods: %s", n.Name, strings.Join(left, "; "))
+	}
+}
+
+// churnedLeftovers lists the leases, br0 ports and flows of node that name one of the
+// addresses in ips.
+func churnedLeftovers(t *testing.T, n *lab.Node, ips map[string]bool) []string {
+	t.Helper()
+	var left []string
+	for _, ip := range leases(t, n) {
+		if ips[ip] {
+			left = append(left, "lease "+ip)
+		}
+	}
+	for ip, port := range podPorts(t, n) {
+		if ips[ip] {
+			left = append(left, "port "+port+" ("+ip+")")
+		}
+	}
+	dump := dumpFlows(t, n)
+	for ip := range ips {
+		if mentions(dump, ip) {
+			left = append(left, "flows matching "+ip)
+		}
+	}
+	sort.Strings(left)
+	return left
 }
