@@ -86,10 +86,16 @@ func requireLab(t *testing.T) {
 	}
 }
 
-// startLab brings up a 3-node lab with state in /run/<prefix> and closes it
-// at test end — also when the test fails half-way — checking that Close
-// left nothing behind.
+// startLab brings up a 3-node lab of the -runtime flag's runtime with state in
+// /run/<prefix> and closes it at test end — also when the test fails half-way —
+// checking that Close left nothing behind.
 func startLab(t *testing.T, prefix, plugin string) *lab.Lab {
+	t.Helper()
+	return startLabOn(t, prefix, plugin, *runtime)
+}
+
+// startLabOn is startLab on the given runtime, whatever -runtime says.
+func startLabOn(t *testing.T, prefix, plugin, runtime string) *lab.Lab {
 	t.Helper()
 	requireLab(t)
 	dir := filepath.Join("/run", prefix)
@@ -97,12 +103,12 @@ func startLab(t *testing.T, prefix, plugin string) *lab.Lab {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	start := time.Now()
-	l, err := lab.Up(ctx, lab.Config{Nodes: 3, PluginName: plugin, StateDir: dir, Prefix: prefix, Runtime: *runtime,
+	l, err := lab.Up(ctx, lab.Config{Nodes: 3, PluginName: plugin, StateDir: dir, Prefix: prefix, Runtime: runtime,
 		CNIPlugin: filepath.Join(binDir, "sdn-cni"), NodeAgent: filepath.Join(binDir, "sdn-node"), Out: testWriter{t}})
 	if err != nil {
 		t.Fatalf("lab up: %v", err)
 	}
-	t.Logf("lab %s (%s) up in %v", prefix, *runtime, time.Since(start).Round(time.Millisecond))
+	t.Logf("lab %s (%s) up in %v", prefix, runtime, time.Since(start).Round(time.Millisecond))
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, n := range l.Nodes() {

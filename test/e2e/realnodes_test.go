@@ -26,17 +26,15 @@ import (
 )
 
 // TestRealNodes runs what only real nodes can show, on one 3-node containerd lab with
-// ovs-sdn installed from manifests/ (-runtime=containerd; skipped otherwise): agnhost pods
+// ovs-sdn installed from manifests/ (whatever -runtime says, so that plain `make test` runs
+// real nodes too; ~4 min, more the first time, when the images are built): agnhost pods
 // of a Deployment talk over TCP and UDP through kubectl exec; CNI DEL under a real runtime
 // removes port, flows and lease; kubelet and containerd restarts and a recreated sandbox
 // keep pods networked; 100 pod create/delete cycles leak no address; and an upgrade
 // (logLevel changed, rendered and applied again) rolls the DaemonSet node by node while
 // established TCP streams between pods survive every agent restart.
 func TestRealNodes(t *testing.T) {
-	if *runtime != lab.RuntimeContainerd {
-		t.Skip("real-node suite: run with -runtime=containerd (make test-e2e-containerd)")
-	}
-	l := startLab(t, "e2ereal", networkv1.NetworkPolicyPluginName)
+	l := startLabOn(t, "e2ereal", networkv1.NetworkPolicyPluginName, lab.RuntimeContainerd)
 	t.Run("AgnhostDeployment", func(t *testing.T) { testAgnhostDeployment(t, l) })
 	t.Run("CNIDelRemovesPortFlowsLease", func(t *testing.T) { testCNIDel(t, l) })
 	t.Run("RuntimeRestarts", func(t *testing.T) { testRuntimeRestarts(t, l) })
