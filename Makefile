@@ -57,7 +57,8 @@ bench: tools build
 	$(GO) test -run '^$$' -bench '^BenchmarkOVSPodChurn$$' -benchtime 200x -timeout 15m ./pkg/node/
 
 ## test-e2e-containerd: every e2e suite on real nodes (containerd + runc + kubelet per node,
-## ovs-sdn installed from manifests/), plus the real-node suite (TestRealNodes). ~15 minutes.
+## ovs-sdn installed from manifests/). The real-node suite (TestRealNodes) runs on real nodes
+## in plain `make test` too.
 test-e2e-containerd: tools build
 	E2E_RUNTIME=containerd $(GO) test $(GOTEST_FLAGS) -timeout 60m -p 1 ./test/e2e/
 
