@@ -115,6 +115,9 @@ func testBinaryLab(t *testing.T, prefix string, demo, kill bool) {
 	if demo && strings.Contains(transcript(), "differ from what the policies should give") {
 		t.Errorf("the demo's matrices differ from what the policies should give:\n%s", transcript())
 	}
+	if demo && !strings.Contains(transcript(), "✓ connected") {
+		t.Errorf("sdn-lab up --demo printed no reachability matrices:\n%s", transcript())
+	}
 	if kill {
 		_ = up.Process.Signal(syscall.SIGKILL)
 		<-exited
