@@ -34,9 +34,15 @@ func execCmd(args []string) (int, error) {
 		return 0, err
 	}
 	argv := rest[1:]
-	if filepath.Base(argv[0]) == "sdnctl" {
+	switch {
+	case filepath.Base(argv[0]) == "sdnctl":
 		argv = sdnctlArgs(argv, acc)
-	} else {
+	case acc.MountNS != "":
+		// A real node: its network and mount namespaces, where containerd, crictl's
+		// configuration, the node's OVS and CNI files are at their usual paths.
+		argv = append([]string{"nsenter", "--net=/run/netns/" + acc.NetNS, "--mount=" + acc.MountNS, "--"}, argv...)
+		return runAttached(argv, []string{"PATH=" + acc.ToolsBin + ":" + os.Getenv("PATH")})
+	default:
 		argv = append([]string{"ip", "netns", "exec", acc.NetNS}, argv...)
 	}
 	return runAttached(argv, append(acc.Env, "KUBECONFIG="+acc.Kubeconfig))

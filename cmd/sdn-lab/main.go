@@ -36,7 +36,7 @@ var modes = map[string]string{
 }
 
 const usageText = `usage:
-  sdn-lab up [--nodes N] [--mode networkpolicy|multitenant|subnet] [--demo] [--state-dir DIR] [--prefix P]
+  sdn-lab up [--nodes N] [--mode networkpolicy|multitenant|subnet] [--runtime stand-in|containerd] [--demo] [--state-dir DIR] [--prefix P]
   sdn-lab down [--state-dir DIR]
   sdn-lab exec [--state-dir DIR] NODE -- CMD [ARG...]
   sdn-lab trace [--state-dir DIR] SRC DST [--port P] [--protocol tcp|udp|sctp]
@@ -82,6 +82,7 @@ type upFlags struct {
 	nodes      int
 	mode, dir  string
 	prefix     string
+	runtime    string
 	demo       bool
 	pluginName string
 }
@@ -93,10 +94,15 @@ func (f *upFlags) parse(args []string) error {
 	fs.BoolVar(&f.demo, "demo", false, "run the demo of seeds/003: proj1/proj2, pods, policies, reachability matrix")
 	fs.StringVar(&f.dir, "state-dir", lab.DefaultStateDir, "state directory (data, logs, kubeconfig, OVS sockets)")
 	fs.StringVar(&f.prefix, "prefix", lab.DefaultPrefix, "name prefix of the lab's network namespaces")
+	fs.StringVar(&f.runtime, "runtime", lab.RuntimeStandIn, "what runs the pods: stand-in (the lab's kubelet stand-in, agents as lab processes) "+
+		"or containerd (real nodes: containerd, runc and kubelet per node; ovs-sdn installed from manifests/)")
 	_ = fs.Parse(args)
 	var ok bool
 	if f.pluginName, ok = modes[f.mode]; !ok {
 		return fmt.Errorf("--mode %q: must be networkpolicy, multitenant or subnet", f.mode)
+	}
+	if f.runtime != lab.RuntimeStandIn && f.runtime != lab.RuntimeContainerd {
+		return fmt.Errorf("--runtime %q: must be %s or %s", f.runtime, lab.RuntimeStandIn, lab.RuntimeContainerd)
 	}
 	if f.nodes < 1 || f.nodes > lab.MaxNodes {
 		return fmt.Errorf("--nodes %d: must be between 1 and %d", f.nodes, lab.MaxNodes)
@@ -119,8 +125,9 @@ func up(args []string) error {
 		return err
 	}
 	defer logFile.Close()
-	fmt.Printf("sdn-lab: %s mode, %d nodes, state in %s (component logs: %s)\n", f.mode, f.nodes, f.dir, logFile.Name())
-	l, err := lab.Up(ctx, lab.Config{Nodes: f.nodes, PluginName: f.pluginName, StateDir: f.dir, Prefix: f.prefix, Out: os.Stdout})
+	fmt.Printf("sdn-lab: %s mode, %d nodes (%s), state in %s (component logs: %s)\n", f.mode, f.nodes, f.runtime, f.dir, logFile.Name())
+	l, err := lab.Up(ctx, lab.Config{Nodes: f.nodes, PluginName: f.pluginName, StateDir: f.dir, Prefix: f.prefix,
+		Runtime: f.runtime, Out: os.Stdout})
 	if err != nil {
 		return err
 	}
@@ -196,6 +203,13 @@ The lab is up. In another shell:
   %[2]s/sdn-lab exec%[3]s node1 -- sdnctl flows --table 80     # flows by owner, with table names
   %[2]s/sdn-lab exec%[3]s node2 -- ip addr                     # anything, inside node2's netns
 `, l.Kubeconfig(), bin, sd)
+	if f.runtime == lab.RuntimeContainerd {
+		fmt.Fprintf(w, `  kubectl -n ovs-sdn get daemonset,deployment,pods -o wide     # ovs-sdn as installed from manifests/
+  kubectl -n ovs-sdn logs daemonset/sdn-node                   # the agent's log
+  kubectl exec -it POD -- sh                                   # a shell in any pod (agnhost images)
+  %[1]s/sdn-lab exec%[2]s node1 -- crictl ps                   # node1's containers (also crictl pods, logs, exec)
+`, bin, sd)
+	}
 	if f.demo && f.mode == "networkpolicy" {
 		fmt.Fprintln(w, "  kubectl -n proj2 delete networkpolicy allow-from-proj1-client1   # and watch proj1 lose server2")
 		fmt.Fprintf(w, "try: %s/sdn-lab trace%s proj1/client3 proj1/server1 --port 8080   # dropped: which table, which policies isolate server1\n", bin, sd)

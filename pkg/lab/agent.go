@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/containernetworking/plugins/pkg/ns"
 )
 
 // The node agents run as sdn-node processes (nodes.go); the lab watches
@@ -62,7 +64,11 @@ func (n *Node) agentGet(ctx context.Context, path string) (*http.Response, error
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client := http.DefaultClient
+	if n.Real != nil {
+		client = n.nodeHTTPClient()
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("node %s agent %s: %w", n.Name, path, err)
 	}
@@ -94,4 +100,18 @@ func tail(path string, max int) string {
 		b = b[len(b)-max:]
 	}
 	return string(b)
+}
+
+// nodeHTTPClient is an HTTP client whose connections are made inside the node's network
+// namespace: a real node's agent (host network) serves on the node IP, reachable from there.
+func (n *Node) nodeHTTPClient() *http.Client {
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := ns.WithNetNSPath(n.Net.NetNS.Path, func(ns.NetNS) (err error) {
+			c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}
+	return &http.Client{Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}
 }

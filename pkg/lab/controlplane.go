@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -35,8 +34,7 @@ const (
 var ControllerUnderlayIP = netip.MustParsePrefix("198.18.0.250/24")
 
 func (l *Lab) startControlPlane(ctx context.Context) error {
-	env, err := testenv.Start(ctx, testenv.Options{ControllerManager: true,
-		Dir: filepath.Join(l.cfg.StateDir, "control-plane")})
+	env, err := testenv.Start(ctx, l.controlPlaneOptions())
 	if err != nil {
 		return fmt.Errorf("starting the control plane: %w", err)
 	}
@@ -46,6 +44,9 @@ func (l *Lab) startControlPlane(ctx context.Context) error {
 	}
 	if l.Network, err = versioned.NewForConfig(env.Config); err != nil {
 		return err
+	}
+	if l.realRuntime() {
+		return nil // the manifests create the namespace and ClusterNetwork
 	}
 	if err := l.EnsureNamespaces(ctx, nil, controller.DefaultLeaseNamespace); err != nil {
 		return err

@@ -32,6 +32,18 @@
 // nothing in a node or pod namespace talks to the control plane, so nothing
 // needs to listen outside loopback and the lab's namespaces.
 //
+// That is the stand-in runtime. With Config.Runtime RuntimeContainerd
+// (realnodes.go) every node is a real one instead (pkg/lab/realnode:
+// containerd, runc and a kubelet in the node's network namespace and a mount
+// namespace of its own), kube-scheduler joins the control plane, and ovs-sdn
+// is installed from its manifests with images built by pkg/lab/images: the
+// agents are the DaemonSet's pods, the controller the Deployment's. Nodes
+// reach the API server through a relay on the underlay's gateway address
+// (Gateway), the API server reaches kubelets through its egress selector and
+// a CONNECT proxy dialling into the underlay (pkg/lab/relay); a kubelet.Tap
+// per node gives real pods the stand-in's servers and probes, so every suite
+// runs on both runtimes.
+//
 // # State dir
 //
 //	<StateDir>/sdn-lab.pid       the owning process (Down signals it)
@@ -43,13 +55,24 @@
 //	<StateDir>/cni/bin/ovs-sdn   the CNI plugin
 //	<StateDir>/dns/records.zone  the DNS records, when WatchDNSFile runs (make run)
 //
+// and in a containerd lab:
+//
+//	<StateDir>/nodes/<node>/     everything of the real node (pkg/lab/realnode)
+//	<StateDir>/egress.sock       the API server's CONNECT proxy to the kubelets,
+//	<StateDir>/egress-selector.yaml   and its egress selector configuration
+//	<StateDir>/manifests/        ovs-sdn as rendered for the lab and applied
+//	<StateDir>/tools-bin         where the pinned tools are (sdn-lab exec)
+//
 // # Teardown
 //
 // Close stops the kubelets first (their pods go through CNI DEL while the
 // agents still run), then the CNI servers and agents, the controller, the
 // node namespaces with their OVS (netlab), the control plane, and removes the
 // state dir. Every child process also has Pdeathsig, so a killed lab leaves
-// only namespaces and files, which Down (netlab.Sweep) removes.
+// only namespaces and files, which Down (netlab.Sweep) removes. Real nodes
+// stop by realnode.Node.Stop (pods through the runtime, host-network ones
+// such as the agents last); what a killed one leaves (containers, mounts,
+// cgroups) realnode.Sweep removes, before netlab's sweep.
 package lab
 
 import (
@@ -70,6 +93,7 @@ import (
 	"github.com/ovs-sdn/ovs-sdn/pkg/lab/dnsserver"
 	"github.com/ovs-sdn/ovs-sdn/pkg/lab/kubelet"
 	"github.com/ovs-sdn/ovs-sdn/pkg/lab/netlab"
+	"github.com/ovs-sdn/ovs-sdn/pkg/lab/realnode"
 	"github.com/ovs-sdn/ovs-sdn/pkg/testenv"
 )
 
@@ -98,6 +122,10 @@ type Config struct {
 	CNIPlugin string
 	// NodeAgent is the sdn-node binary (default: FindBinary("sdn-node")).
 	NodeAgent string
+	// Runtime runs the pods: RuntimeStandIn (default) or RuntimeContainerd (real nodes,
+	// ovs-sdn installed from its manifests; see realnodes.go). A containerd lab builds
+	// its binaries into images itself and needs neither CNIPlugin nor NodeAgent.
+	Runtime string
 	// Out receives progress lines (nil: discarded).
 	Out io.Writer
 }
@@ -106,6 +134,7 @@ func (c *Config) complete() error {
 	setDefault(&c.StateDir, DefaultStateDir)
 	setDefault(&c.Prefix, DefaultPrefix)
 	setDefault(&c.PluginName, networkv1.NetworkPolicyPluginName)
+	setDefault(&c.Runtime, RuntimeStandIn)
 	if c.Out == nil {
 		c.Out = io.Discard
 	}
@@ -114,6 +143,13 @@ func (c *Config) complete() error {
 	}
 	if err := netlab.ValidPrefix(c.Prefix); err != nil {
 		return fmt.Errorf("lab: %w", err)
+	}
+	switch c.Runtime {
+	case RuntimeContainerd:
+		return nil
+	case RuntimeStandIn:
+	default:
+		return fmt.Errorf("lab: runtime %q: want %s or %s", c.Runtime, RuntimeStandIn, RuntimeContainerd)
 	}
 	for _, b := range []struct {
 		path *string
@@ -155,6 +191,7 @@ type Lab struct {
 
 	cfg  Config
 	ctl  *controllerRun
+	real *realLab // containerd labs only
 	mu   sync.Mutex
 	node map[string]*Node
 	ord  []string // node names in creation order
@@ -184,6 +221,9 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 }
 
 func (l *Lab) start(ctx context.Context) error {
+	if l.realRuntime() {
+		return l.startReal(ctx)
+	}
 	l.progress("starting etcd, kube-apiserver and kube-controller-manager")
 	if err := l.startControlPlane(ctx); err != nil {
 		return err
@@ -191,16 +231,11 @@ func (l *Lab) start(ctx context.Context) error {
 	if err := installCNIPlugin(l.cfg.CNIPlugin, l.cniBinDir()); err != nil {
 		return err
 	}
-	// The agents keep ovs-vswitchd's tunnel neighbours, as on real nodes.
-	net, err := netlab.New(l.cfg.Prefix, netlab.WithStateRoot(l.cfg.StateDir), netlab.WithoutTunnelNeighbors())
-	if err != nil {
-		return fmt.Errorf("lab underlay: %w", err)
-	}
-	l.Net = net
-	if err := l.startOutside(); err != nil {
+	if err := l.startUnderlay(); err != nil {
 		return err
 	}
-	if l.ControllerNetNS, err = net.AddHost(controllerHost, ControllerUnderlayIP); err != nil {
+	var err error
+	if l.ControllerNetNS, err = l.Net.AddHost(controllerHost, ControllerUnderlayIP); err != nil {
 		return fmt.Errorf("lab underlay: the controller's host: %w", err)
 	}
 	l.progress("control plane ready (%s); starting sdn-controller (egress probes from %s)",
@@ -208,11 +243,57 @@ func (l *Lab) start(ctx context.Context) error {
 	if err := l.startController(ctx); err != nil {
 		return err
 	}
+	return l.AddNodes(ctx, l.nodeNames()...)
+}
+
+// startReal starts a lab of real nodes: the relay for the API server's traffic to the
+// kubelets, the control plane with kube-scheduler, the images, the underlay with the relay
+// for the nodes' traffic to the API server, the nodes, and ovs-sdn from its manifests.
+func (l *Lab) startReal(ctx context.Context) error {
+	begin := time.Now()
+	if err := l.startEgressProxy(); err != nil {
+		return err
+	}
+	l.progress("starting etcd, kube-apiserver, kube-controller-manager and kube-scheduler")
+	if err := l.startControlPlane(ctx); err != nil {
+		return err
+	}
+	l.progress("control plane ready (%s); building images", l.Env.Timings)
+	if err := l.buildImages(ctx); err != nil {
+		return err
+	}
+	if err := l.startUnderlay(); err != nil {
+		return err
+	}
+	if err := l.startAPIRelay(); err != nil {
+		return err
+	}
+	if err := l.AddNodes(ctx, l.nodeNames()...); err != nil {
+		return err
+	}
+	if err := l.installOVSSDN(ctx); err != nil {
+		return err
+	}
+	l.progress("lab of %d real nodes up in %v", l.cfg.Nodes, time.Since(begin).Round(time.Millisecond))
+	return nil
+}
+
+func (l *Lab) startUnderlay() error {
+	// The agents keep ovs-vswitchd's tunnel neighbours, as on real nodes.
+	net, err := netlab.New(l.cfg.Prefix, netlab.WithStateRoot(l.cfg.StateDir), netlab.WithoutTunnelNeighbors())
+	if err != nil {
+		return fmt.Errorf("lab underlay: %w", err)
+	}
+	l.Net = net
+	return l.startOutside()
+}
+
+func (l *Lab) nodeNames() []string {
 	names := make([]string, l.cfg.Nodes)
 	for i := range names {
 		names[i] = fmt.Sprintf("node%d", i+1)
 	}
-	return l.AddNodes(ctx, names...)
+	return names
 }
 
 // Config returns the completed configuration.
@@ -243,23 +324,29 @@ func (l *Lab) close() error {
 	}
 	l.mu.Unlock()
 	var wg sync.WaitGroup
-	for _, n := range nodes {
+	nodeErrs := make([]error, len(nodes))
+	for i, n := range nodes {
 		wg.Add(1)
-		go func() { defer wg.Done(); n.stop() }()
+		go func() { defer wg.Done(); nodeErrs[i] = n.stop() }()
 	}
 	wg.Wait()
+	errs = append(errs, nodeErrs...)
 	if l.ctl != nil {
 		errs = append(errs, l.ctl.stop(10*time.Second))
 	}
 	l.stopOutside()
+	if l.real != nil {
+		errs = append(errs, l.real.close())
+	}
 	if l.Net != nil {
 		errs = append(errs, l.Net.Close())
 	}
 	if l.Env != nil {
 		errs = append(errs, l.Env.Stop())
 	}
-	// A pod netns the kubelet could not delete, or a namespace of a node
-	// whose setup failed half-way: sweep by prefix.
+	// A real node whose start failed half-way, a pod netns the kubelet could
+	// not delete, or a namespace of a node whose setup failed half-way: sweep.
+	errs = append(errs, realnode.Sweep(filepath.Join(l.cfg.StateDir, "nodes")))
 	errs = append(errs, netlab.Sweep(l.cfg.Prefix, netlab.WithStateRoot(l.cfg.StateDir)))
 	errs = append(errs, os.RemoveAll(l.cfg.StateDir))
 	return errors.Join(errs...)

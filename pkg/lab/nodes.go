@@ -15,6 +15,7 @@ import (
 	"github.com/ovs-sdn/ovs-sdn/pkg/cni"
 	"github.com/ovs-sdn/ovs-sdn/pkg/lab/kubelet"
 	"github.com/ovs-sdn/ovs-sdn/pkg/lab/netlab"
+	"github.com/ovs-sdn/ovs-sdn/pkg/lab/realnode"
 )
 
 // nodeReadyTimeout bounds the start of one node (agent sync, CNI config).
@@ -31,10 +32,15 @@ type Node struct {
 	Agent       *netlab.Process
 	MetricsAddr string
 	// Dir holds the node's CNI conf dir (net.d), libcni cache, IP leases,
-	// the CNI server socket and the agent's log (sdn-node.log).
+	// the CNI server socket and the agent's log (sdn-node.log); on a real
+	// node, everything of the node (see pkg/lab/realnode).
 	Dir string
+	// Real is the node's containerd and kubelet, and Tap serves and probes
+	// its pods (containerd labs; Kubelet and Agent are nil then).
+	Real *realnode.Node
+	Tap  *kubelet.Tap
 
-	kubeletRun *goroutine
+	kubeletRun, tapRun *goroutine
 }
 
 // goroutine is a component running until its context is cancelled.
@@ -153,6 +159,9 @@ func (l *Lab) addNetNode(name string) (*Node, error) {
 // allocates the HostSubnet the agent waits for), the agent and, once the
 // agent is ready, the CNI server and the conflist.
 func (l *Lab) startNode(ctx context.Context, n *Node) error {
+	if l.realRuntime() {
+		return l.startRealNodeAndAgent(ctx, n)
+	}
 	k, err := kubelet.New(kubelet.Config{
 		NodeName: n.Name, NodeIP: n.IP, Kube: l.Kube, NodeNetNS: n.Net.NetNS.Path,
 		CNIConfDir: n.confDir(), CNIBinDir: l.cniBinDir(), CNICacheDir: filepath.Join(n.Dir, "cache"),
@@ -194,8 +203,21 @@ func (l *Lab) startAgent(n *Node) error {
 	return nil
 }
 
-// AgentLog is the path of the node agent's log.
-func (n *Node) AgentLog() string { return filepath.Join(n.Dir, "sdn-node.log") }
+// AgentLog is the path of the node agent's log: on a real node, the log of the newest
+// sdn-node container the kubelet keeps.
+func (n *Node) AgentLog() string {
+	if n.Real == nil {
+		return filepath.Join(n.Dir, "sdn-node.log")
+	}
+	logs, _ := filepath.Glob(filepath.Join(n.Real.Config().LogDir(), "pods", "*_sdn-node-*", "sdn-node", "*.log"))
+	newest, at := filepath.Join(n.Real.Config().LogDir(), "pods", "(no sdn-node container yet)"), time.Time{}
+	for _, l := range logs {
+		if st, err := os.Stat(l); err == nil && st.ModTime().After(at) {
+			newest, at = l, st.ModTime()
+		}
+	}
+	return newest
+}
 
 // waitAgent waits until the agent is ready and has written the CNI
 // conflist (its readiness signal to the kubelet).
@@ -223,9 +245,14 @@ func (l *Lab) waitAgent(ctx context.Context, n *Node) error {
 // CNI DEL while the agent's CNI server still runs), then the agent (which
 // removes the conflist and stops its CNI server). OVS and the netns stay
 // for netlab.
-func (n *Node) stop() {
+func (n *Node) stop() error {
+	if n.Real != nil {
+		n.tapRun.stop(10 * time.Second)
+		return n.Real.Stop()
+	}
 	n.kubeletRun.stop(time.Minute)
 	if n.Agent != nil {
 		n.Agent.Stop(30 * time.Second)
 	}
+	return nil
 }

@@ -13,11 +13,15 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/ovs-sdn/ovs-sdn/pkg/lab/images"
 	"github.com/ovs-sdn/ovs-sdn/pkg/lab/kubelet"
 )
 
-// PodSpec describes a lab pod. There is no scheduler in the lab: Node binds
-// the pod (spec.nodeName), as a scheduler would.
+// PodSpec describes a lab pod. Node binds the pod (spec.nodeName), as a
+// scheduler would; a containerd lab schedules a pod without Node with
+// kube-scheduler. The servers of Ports are the lab's (the stand-in's, or a
+// tap's in the pod's network namespace on a real node, whose container runs
+// agnhost pause).
 type PodSpec struct {
 	Namespace, Name, Node string
 	Labels                map[string]string
@@ -36,6 +40,10 @@ func (l *Lab) CreatePod(ctx context.Context, s PodSpec) error {
 			TerminationGracePeriodSeconds: ptr(int64(0)),
 			Containers:                    []corev1.Container{{Name: "app", Image: "sdn-lab.invalid/none", Ports: s.Ports}},
 		},
+	}
+	if l.realRuntime() {
+		pod.Spec.Containers[0].Image = images.AgnhostImage
+		pod.Spec.Containers[0].Args = []string{"pause"}
 	}
 	var last error
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -75,6 +83,10 @@ func (l *Lab) WaitPodsRunning(ctx context.Context, timeout time.Duration, pods .
 			if err != nil {
 				return false, fmt.Errorf("pod %s: status.podIP %q: %w", key, p.Status.PodIP, err)
 			}
+			if !l.Kubelets.Serves(key, ip) {
+				pending = key
+				return false, nil
+			}
 			ips[key] = ip
 		}
 		return true, nil
@@ -107,4 +119,16 @@ func (l *Lab) Probe(ctx context.Context, from types.NamespacedName, to netip.Add
 		return 0, err
 	}
 	return res.Outcome, nil
+}
+
+// PodNetNS returns the network namespace path of a running pod of the node ("" if none):
+// the stand-in's pod namespace, or on a real node the pod sandbox's.
+func (n *Node) PodNetNS(key types.NamespacedName) string {
+	if n.Tap != nil {
+		return n.Tap.PodNetNS(key)
+	}
+	if n.Kubelet != nil {
+		return n.Kubelet.PodNetNS(key)
+	}
+	return ""
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ovs-sdn/ovs-sdn/pkg/lab/netlab"
+	"github.com/ovs-sdn/ovs-sdn/pkg/lab/realnode"
 )
 
 func pidFile(dir string) string    { return filepath.Join(dir, "sdn-lab.pid") }
@@ -71,7 +72,8 @@ func Down(dir string, timeout time.Duration) error {
 
 // sweep removes the leftovers of a lab that is not running.
 func sweep(dir string) error {
-	var errs []error
+	// Real nodes first: their processes and mounts pin the lab's namespaces.
+	errs := []error{realnode.Sweep(filepath.Join(dir, "nodes"))}
 	if b, err := os.ReadFile(prefixFile(dir)); err == nil {
 		errs = append(errs, netlab.Sweep(strings.TrimSpace(string(b)), netlab.WithStateRoot(dir)))
 	}
@@ -93,6 +95,13 @@ type NodeAccess struct {
 	OVSRunDirRoot string
 	// Kubeconfig of the lab's API server (reachable from the root netns only).
 	Kubeconfig string
+	// MountNS is the node's mount namespace on a real node (containerd lab; see
+	// pkg/lab/realnode), "" on a stand-in node. Commands for a real node run in
+	// both its namespaces and find its containerd, OVS and CNI files at their
+	// usual paths; Env is empty then.
+	MountNS string
+	// ToolsBin holds the pinned tools (crictl, ctr, kubectl) of a real node.
+	ToolsBin string
 }
 
 // OVSRunDirRoot returns the directory of the running lab with state in dir
@@ -123,6 +132,12 @@ func Access(dir, node string) (NodeAccess, error) {
 	if _, err := os.Stat(filepath.Join(run, "db.sock")); err != nil {
 		return NodeAccess{}, fmt.Errorf("lab has no node %q (no %s/db.sock)", node, run)
 	}
+	if mnt := filepath.Join(dir, "nodes", node, "ns", "mnt"); isRealNode(filepath.Join(dir, "nodes", node)) {
+		tools, _ := os.ReadFile(filepath.Join(dir, "tools-bin"))
+		return NodeAccess{NetNS: prefix + "-" + node, MountNS: mnt, ToolsBin: strings.TrimSpace(string(tools)),
+			DBSock: "unix:" + filepath.Join(run, "db.sock"), Ofctl: "unix:" + filepath.Join(run, "br0.mgmt"),
+			OVSRunDirRoot: root, Kubeconfig: KubeconfigPath(dir)}, nil
+	}
 	return NodeAccess{
 		NetNS: prefix + "-" + node,
 		Env: []string{"OVS_RUNDIR=" + run, "OVS_DBDIR=" + run,
@@ -138,4 +153,10 @@ func Access(dir, node string) (NodeAccess, error) {
 func KubeconfigPath(dir string) string {
 	setDefault(&dir, DefaultStateDir)
 	return filepath.Join(dir, "control-plane", "admin.kubeconfig")
+}
+
+// isRealNode reports whether dir is the directory of a real node (pkg/lab/realnode).
+func isRealNode(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, "state.json"))
+	return err == nil
 }

@@ -17,103 +17,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/ovs-sdn/ovs-sdn/images"
 )
 
 const repoRoot = "../.."
-
-// dockerfile is what the tests need to know about one images/*/Dockerfile.
-type dockerfile struct {
-	path string
-	// built are the ./cmd/<name> packages compiled by `go build` in any stage.
-	built []string
-	// copiedFromBuild maps an installed path to the build-stage file it comes from.
-	copiedFromBuild map[string]string
-	// contextSources are COPY sources from the build context (the repository root).
-	contextSources []string
-	entrypoint     string
-	finalBase      string
-}
-
-var cmdPackage = regexp.MustCompile(`\./cmd/([A-Za-z0-9_-]+)`)
-
-func parseDockerfile(t *testing.T, file string) *dockerfile {
-	t.Helper()
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &dockerfile{path: file, copiedFromBuild: map[string]string{}}
-	args := map[string]string{}
-	for _, line := range logicalLines(string(data)) {
-		fields := strings.Fields(line)
-		switch strings.ToUpper(fields[0]) {
-		case "ARG":
-			if name, value, ok := strings.Cut(fields[1], "="); ok {
-				args[name] = value
-			}
-		case "FROM":
-			d.finalBase = os.Expand(fields[1], func(name string) string { return args[name] })
-		case "RUN":
-			if strings.Contains(line, "go build") {
-				for _, m := range cmdPackage.FindAllStringSubmatch(line, -1) {
-					d.built = append(d.built, m[1])
-				}
-			}
-		case "COPY":
-			d.copy(fields[1:])
-		case "ENTRYPOINT", "CMD":
-			var argv []string
-			if err := yaml.Unmarshal([]byte(strings.TrimSpace(strings.TrimPrefix(line, fields[0]))), &argv); err == nil && len(argv) > 0 {
-				d.entrypoint = argv[0]
-			}
-		}
-	}
-	return d
-}
-
-func (d *dockerfile) copy(args []string) {
-	from := ""
-	for len(args) > 0 && strings.HasPrefix(args[0], "--") {
-		if v, ok := strings.CutPrefix(args[0], "--from="); ok {
-			from = v
-		}
-		args = args[1:]
-	}
-	srcs, dst := args[:len(args)-1], args[len(args)-1]
-	for _, src := range srcs {
-		if from == "" {
-			d.contextSources = append(d.contextSources, src)
-			continue
-		}
-		target := dst
-		if strings.HasSuffix(dst, "/") {
-			target = dst + path.Base(src)
-		}
-		d.copiedFromBuild[target] = src
-	}
-}
-
-// logicalLines joins continuation lines and drops comments and blank lines.
-func logicalLines(s string) []string {
-	var out []string
-	var cur strings.Builder
-	for _, raw := range strings.Split(s, "\n") {
-		line := strings.TrimSpace(raw)
-		if strings.HasPrefix(line, "#") || (line == "" && cur.Len() == 0) {
-			continue
-		}
-		if body, ok := strings.CutSuffix(line, "\\"); ok {
-			cur.WriteString(body + " ")
-			continue
-		}
-		cur.WriteString(line)
-		if s := strings.TrimSpace(cur.String()); s != "" {
-			out = append(out, s)
-		}
-		cur.Reset()
-	}
-	return out
-}
 
 // cmdDirs lists cmd/<name> directories holding a main package at test time.
 func cmdDirs(t *testing.T) map[string]bool {
@@ -135,39 +43,51 @@ func cmdDirs(t *testing.T) map[string]bool {
 	return out
 }
 
-// TestDockerfilesBuildExistingBinaries: every ./cmd/X a Dockerfile builds exists, every
-// binary it installs is built, every context path it copies exists, and its ENTRYPOINT is
-// installed.
+// TestDockerfilesBuildExistingBinaries: every binary an image definition (images/<name>/
+// binaries.txt, which the Dockerfile builds) names is a main package in cmd/, the image of
+// each daemon carries its own binary, and every path a Dockerfile copies from the
+// repository exists.
 func TestDockerfilesBuildExistingBinaries(t *testing.T) {
 	cmds := cmdDirs(t)
 	for _, name := range []string{"sdn-node", "sdn-controller"} {
-		d := parseDockerfile(t, filepath.Join(repoRoot, "images", name, "Dockerfile"))
-		checkDockerfile(t, d, cmds)
-		if !slices.Contains(d.built, name) {
-			t.Errorf("%s does not build ./cmd/%s", d.path, name)
+		d := loadImage(t, name)
+		checkImage(t, d, cmds)
+		if !slices.ContainsFunc(d.Binaries, func(b images.Binary) bool { return b.Package == "./cmd/"+name }) {
+			t.Errorf("images/%s does not build ./cmd/%s", name, name)
 		}
 	}
 }
 
-func checkDockerfile(t *testing.T, d *dockerfile, cmds map[string]bool) {
+func loadImage(t *testing.T, name string) images.Definition {
 	t.Helper()
-	for _, b := range d.built {
-		if !cmds[b] {
-			t.Errorf("%s builds ./cmd/%s, which is not a main package in cmd/", d.path, b)
+	d, err := images.Load(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func checkImage(t *testing.T, d images.Definition, cmds map[string]bool) {
+	t.Helper()
+	for _, b := range d.Binaries {
+		if !strings.HasPrefix(b.Package, "./cmd/") || !cmds[path.Base(b.Package)] {
+			t.Errorf("images/%s builds %s, which is not a main package in cmd/", d.Name, b.Package)
 		}
 	}
-	for dst, src := range d.copiedFromBuild {
-		if !slices.Contains(d.built, path.Base(src)) {
-			t.Errorf("%s installs %s from %s, which no go build produces", d.path, dst, src)
-		}
+	df, err := images.File(d.Name, "Dockerfile")
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, src := range d.contextSources {
-		if _, err := os.Stat(filepath.Join(repoRoot, src)); err != nil {
-			t.Errorf("%s copies %s from the repository: %v", d.path, src, err)
+	for _, in := range images.ParseDockerfile(string(df)) {
+		fields := strings.Fields(in.Args)
+		if in.Keyword != "COPY" || strings.HasPrefix(in.Args, "--") || len(fields) < 2 {
+			continue
 		}
-	}
-	if _, ok := d.copiedFromBuild[d.entrypoint]; !ok {
-		t.Errorf("%s: ENTRYPOINT %q is not installed by the Dockerfile", d.path, d.entrypoint)
+		for _, src := range fields[:len(fields)-1] {
+			if _, err := os.Stat(filepath.Join(repoRoot, src)); err != nil {
+				t.Errorf("images/%s/Dockerfile copies %s from the repository: %v", d.Name, src, err)
+			}
+		}
 	}
 }
 
@@ -186,20 +106,16 @@ func TestManifestsNameOnlyBuiltBinaries(t *testing.T) {
 	}
 	for _, c := range containers {
 		name := imageName(c.Image)
-		d := parseDockerfile(t, filepath.Join(repoRoot, "images", name, "Dockerfile"))
-		checkDockerfile(t, d, cmds)
+		d := loadImage(t, name)
+		checkImage(t, d, cmds)
 		spec, _ := yaml.Marshal(c)
 		for _, p := range imagePaths.FindAllString(string(spec), -1) {
-			src, ok := d.copiedFromBuild[p]
-			switch {
-			case !ok:
-				t.Errorf("container %s names %s, which images/%s/Dockerfile does not install", c.Name, p, name)
-			case !cmds[path.Base(src)]:
-				t.Errorf("container %s names %s, built from ./cmd/%s, which does not exist", c.Name, p, path.Base(src))
+			if !slices.ContainsFunc(d.Binaries, func(b images.Binary) bool { return b.Path == p }) {
+				t.Errorf("container %s names %s, which images/%s/binaries.txt does not install", c.Name, p, name)
 			}
 		}
-		if usesBaseTools(c) && !strings.Contains(d.finalBase, "debian") {
-			t.Errorf("container %s runs shell tools but images/%s is based on %s", c.Name, name, d.finalBase)
+		if usesBaseTools(c) && !strings.Contains(d.BaseImage, "debian") {
+			t.Errorf("container %s runs shell tools but images/%s is based on %s", c.Name, name, d.BaseImage)
 		}
 	}
 }

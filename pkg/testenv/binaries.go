@@ -16,6 +16,7 @@ const (
 	etcdBinary              = "etcd"
 	apiserverBinary         = "kube-apiserver"
 	controllerManagerBinary = "kube-controller-manager"
+	schedulerBinary         = "kube-scheduler"
 )
 
 // ErrBinaryMissing is wrapped by Start's error when a control-plane binary does not exist;
@@ -56,7 +57,7 @@ func ModuleRoot() (string, error) {
 
 // binaries holds the absolute paths of the control-plane programs one Env runs.
 type binaries struct {
-	etcd, apiserver, controllerManager string
+	etcd, apiserver, controllerManager, scheduler string
 }
 
 // findBinaries resolves every binary opts needs in dir and reports all missing ones at once,
@@ -66,10 +67,14 @@ func findBinaries(dir string, opts Options) (binaries, error) {
 		etcd:              filepath.Join(dir, etcdBinary),
 		apiserver:         filepath.Join(dir, apiserverBinary),
 		controllerManager: filepath.Join(dir, controllerManagerBinary),
+		scheduler:         filepath.Join(dir, schedulerBinary),
 	}
 	need := []string{b.etcd, b.apiserver}
 	if opts.ControllerManager {
 		need = append(need, b.controllerManager)
+	}
+	if opts.Scheduler {
+		need = append(need, b.scheduler)
 	}
 	var missing []string
 	for _, p := range need {

@@ -107,6 +107,10 @@ func (e *Env) apiserverArgs(etcdURL string, opts Options) ([]string, error) {
 		return nil, err
 	}
 	e.URL = fmt.Sprintf("https://127.0.0.1:%d", ports[0])
+	tlsArgs, err := e.servingCertArgs(opts.ServingIPs)
+	if err != nil {
+		return nil, err
+	}
 	caPath := filepath.Join(e.Dir, clientCAFile)
 	if err := os.WriteFile(caPath, e.ca.certPEM, 0o644); err != nil {
 		return nil, fmt.Errorf("writing client CA: %w", err)
@@ -129,6 +133,7 @@ func (e *Env) apiserverArgs(etcdURL string, opts Options) ([]string, error) {
 		"--service-account-signing-key-file=" + saKey,
 		"--allow-privileged=true",
 	}
+	args = append(args, tlsArgs...)
 	if !opts.ControllerManager {
 		// Nothing would create the "default" ServiceAccount the plugin requires of pods.
 		args = append(args, "--disable-admission-plugins=ServiceAccount")

@@ -27,13 +27,16 @@ type clientCA struct {
 	certPEM []byte
 }
 
-// newClientCA creates a self-signed ECDSA P-256 CA.
-func newClientCA() (*clientCA, error) {
+// newClientCA creates the self-signed ECDSA P-256 CA of client certificates.
+func newClientCA() (*clientCA, error) { return newCA("ovs-sdn-testenv-client-ca") }
+
+// newCA creates a self-signed ECDSA P-256 CA called name.
+func newCA(name string) (*clientCA, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("generating client CA key: %w", err)
+		return nil, fmt.Errorf("generating CA key for %s: %w", name, err)
 	}
-	tmpl, err := certTemplate(pkix.Name{CommonName: "ovs-sdn-testenv-client-ca"})
+	tmpl, err := certTemplate(pkix.Name{CommonName: name})
 	if err != nil {
 		return nil, err
 	}
@@ -42,11 +45,11 @@ func newClientCA() (*clientCA, error) {
 	tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
-		return nil, fmt.Errorf("self-signing client CA: %w", err)
+		return nil, fmt.Errorf("self-signing CA %s: %w", name, err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("parsing client CA: %w", err)
+		return nil, fmt.Errorf("parsing CA %s: %w", name, err)
 	}
 	return &clientCA{cert: cert, key: key, certPEM: pemBlock("CERTIFICATE", der)}, nil
 }

@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -59,6 +60,14 @@ type Options struct {
 	// ExtraAPIServerArgs are appended to kube-apiserver's command line; a later flag
 	// overrides an earlier one.
 	ExtraAPIServerArgs []string
+	// Scheduler also runs kube-scheduler, so that pods without spec.nodeName are bound.
+	Scheduler bool
+	// ServingIPs are more addresses the API server's serving certificate is valid for,
+	// besides 127.0.0.1 and the kubernetes Service's: addresses of relays that forward to
+	// its loopback port (sdn-lab's real nodes reach it through one). When set, the Env
+	// issues the serving certificate from a CA of its own instead of letting
+	// kube-apiserver sign one itself.
+	ServingIPs []netip.Addr
 }
 
 // Timings records when each start phase completed, measured from the start of the
@@ -67,6 +76,7 @@ type Timings struct {
 	EtcdReady              time.Duration
 	APIServerReady         time.Duration
 	ControllerManagerReady time.Duration // zero when not run
+	SchedulerReady         time.Duration // zero when not run
 	CRDsEstablished        time.Duration // the whole Start
 }
 
@@ -75,6 +85,9 @@ func (t Timings) String() string {
 	s := fmt.Sprintf("etcd ready %v, kube-apiserver ready %v", t.EtcdReady.Round(time.Millisecond), t.APIServerReady.Round(time.Millisecond))
 	if t.ControllerManagerReady > 0 {
 		s += fmt.Sprintf(", kube-controller-manager ready %v", t.ControllerManagerReady.Round(time.Millisecond))
+	}
+	if t.SchedulerReady > 0 {
+		s += fmt.Sprintf(", kube-scheduler ready %v", t.SchedulerReady.Round(time.Millisecond))
 	}
 	return s + fmt.Sprintf(", CRDs established %v", t.CRDsEstablished.Round(time.Millisecond))
 }
@@ -215,6 +228,12 @@ func (e *Env) start(ctx context.Context, bins binaries, opts Options) error {
 			return err
 		}
 		e.Timings.ControllerManagerReady = time.Since(begin)
+	}
+	if opts.Scheduler {
+		if err := e.startScheduler(ctx, bins.scheduler); err != nil {
+			return err
+		}
+		e.Timings.SchedulerReady = time.Since(begin)
 	}
 	if err := e.installCRDs(ctx); err != nil {
 		return err

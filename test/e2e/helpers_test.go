@@ -29,6 +29,18 @@ import (
 // binDir holds sdn-cni and sdn-lab built from this tree by TestMain.
 var binDir string
 
+// runtime is what runs the labs' pods: -runtime=stand-in (default) or
+// -runtime=containerd (real nodes with ovs-sdn installed from manifests/),
+// also set by E2E_RUNTIME (`make test-e2e-containerd`).
+var runtime = flag.String("runtime", envOr("E2E_RUNTIME", lab.RuntimeStandIn), "pod runtime of the labs: stand-in or containerd")
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
@@ -75,10 +87,16 @@ func requireLab(t *testing.T) {
 	}
 }
 
-// startLab brings up a 3-node lab with state in /run/<prefix> and closes it
-// at test end — also when the test fails half-way — checking that Close
-// left nothing behind.
+// startLab brings up a 3-node lab of the -runtime flag's runtime with state in
+// /run/<prefix> and closes it at test end — also when the test fails half-way —
+// checking that Close left nothing behind.
 func startLab(t *testing.T, prefix, plugin string) *lab.Lab {
+	t.Helper()
+	return startLabOn(t, prefix, plugin, *runtime)
+}
+
+// startLabOn is startLab on the given runtime, whatever -runtime says.
+func startLabOn(t *testing.T, prefix, plugin, runtime string) *lab.Lab {
 	t.Helper()
 	requireLab(t)
 	dir := filepath.Join("/run", prefix)
@@ -86,12 +104,12 @@ func startLab(t *testing.T, prefix, plugin string) *lab.Lab {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	start := time.Now()
-	l, err := lab.Up(ctx, lab.Config{Nodes: 3, PluginName: plugin, StateDir: dir, Prefix: prefix,
+	l, err := lab.Up(ctx, lab.Config{Nodes: 3, PluginName: plugin, StateDir: dir, Prefix: prefix, Runtime: runtime,
 		CNIPlugin: filepath.Join(binDir, "sdn-cni"), NodeAgent: filepath.Join(binDir, "sdn-node"), Out: testWriter{t}})
 	if err != nil {
 		t.Fatalf("lab up: %v", err)
 	}
-	t.Logf("lab %s up in %v", prefix, time.Since(start).Round(time.Millisecond))
+	t.Logf("lab %s (%s) up in %v", prefix, runtime, time.Since(start).Round(time.Millisecond))
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, n := range l.Nodes() {
@@ -118,7 +136,7 @@ func (w testWriter) Write(b []byte) (int, error) {
 // rootState is what a lab could leak into the root namespace.
 type rootState struct {
 	links    []string
-	sdnRules []string
+	labRules []string // iptables rules in chains ovs-sdn, a kubelet or a CNI plugin make
 }
 
 func snapshotRoot() rootState {
@@ -129,15 +147,18 @@ func snapshotRoot() rootState {
 			links = append(links, strings.TrimSuffix(strings.SplitN(f[1], "@", 2)[0], ":"))
 		}
 	}
-	return rootState{links: links, sdnRules: sdnRules()}
+	return rootState{links: links, labRules: labRules()}
 }
 
-func sdnRules() []string {
+// labRules lists the root namespace's iptables rules that name a chain of ovs-sdn (SDN-),
+// of a kubelet (KUBE-) or of a CNI plugin (CNI-): a node component that touched the root
+// namespace instead of its node's would leave them.
+func labRules() []string {
 	var rules []string
 	for _, bin := range []string{"iptables-save", "ip6tables-save"} {
 		out, _ := exec.Command(bin).Output()
 		for _, line := range strings.Split(string(out), "\n") {
-			if strings.Contains(line, "SDN-") {
+			if strings.Contains(line, "SDN-") || strings.Contains(line, "KUBE-") || strings.Contains(line, "CNI-") {
 				rules = append(rules, bin+": "+line)
 			}
 		}
@@ -146,7 +167,7 @@ func sdnRules() []string {
 }
 
 // leftovers lists what a lab left behind: network namespaces with its
-// prefix, root-namespace links and SDN- iptables rules that were not there
+// prefix, root-namespace links and lab iptables rules (labRules) that were not there
 // before, processes naming its state dir, the state dir itself.
 func leftovers(prefix, dir string, before rootState) []string {
 	var left []string
@@ -159,8 +180,8 @@ func leftovers(prefix, dir string, before rootState) []string {
 			left = append(left, "root link "+l)
 		}
 	}
-	for _, r := range after.sdnRules {
-		if !slices.Contains(before.sdnRules, r) {
+	for _, r := range after.labRules {
+		if !slices.Contains(before.labRules, r) {
 			left = append(left, "root "+r)
 		}
 	}
@@ -170,6 +191,24 @@ func leftovers(prefix, dir string, before rootState) []string {
 	}
 	if _, err := os.Stat(dir); err == nil {
 		left = append(left, "state dir "+dir)
+	}
+	return append(left, realNodeLeftovers(prefix, dir)...)
+}
+
+// realNodeLeftovers lists what real nodes could leave: mounts below the
+// state dir (mount namespaces, their binds) and cgroups of the lab's nodes
+// (<prefix>-<node> in any hierarchy).
+func realNodeLeftovers(prefix, dir string) []string {
+	var left []string
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(mi), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+			left = append(left, "mount "+f[4])
+		}
+	}
+	cgs, _ := filepath.Glob("/sys/fs/cgroup/*/" + prefix + "-*")
+	for _, cg := range cgs {
+		left = append(left, "cgroup "+cg)
 	}
 	return left
 }

@@ -20,7 +20,7 @@ import (
 
 // TestLeaks: whatever way a lab ends — Up failing half-way, `sdn-lab down`,
 // or a SIGKILLed sdn-lab followed by `sdn-lab down` — no netns, process,
-// root-namespace link, SDN- iptables rule, OVS database or state dir is left.
+// root-namespace link, SDN-/KUBE-/CNI- iptables rule, OVS database or state dir is left.
 func TestLeaks(t *testing.T) {
 	requireLab(t)
 	t.Run("UpCancelledMidSetup", testCancelledMidSetup)
@@ -51,7 +51,7 @@ func testCancelledMidSetup(t *testing.T) {
 	defer cancel()
 	// Cancel when node3's namespace is being made: nodes 1 and 2 have OVS,
 	// and their kubelets and agents may be starting.
-	_, err := lab.Up(ctx, lab.Config{Nodes: 3, PluginName: networkv1.NetworkPolicyPluginName,
+	_, err := lab.Up(ctx, lab.Config{Nodes: 3, PluginName: networkv1.NetworkPolicyPluginName, Runtime: *runtime,
 		StateDir: dir, Prefix: prefix, CNIPlugin: filepath.Join(binDir, "sdn-cni"), NodeAgent: filepath.Join(binDir, "sdn-node"),
 		Out: cancelOn{t: t, trigger: "node3: namespace", cancel: cancel}})
 	if err == nil {
@@ -68,7 +68,7 @@ func testCancelledMidSetup(t *testing.T) {
 func testBinaryLab(t *testing.T, prefix string, demo, kill bool) {
 	dir := filepath.Join("/run", prefix)
 	before := snapshotRoot()
-	args := []string{"up", "--nodes", "3", "--state-dir", dir, "--prefix", prefix}
+	args := []string{"up", "--nodes", "3", "--state-dir", dir, "--prefix", prefix, "--runtime", *runtime}
 	if demo {
 		args = append(args, "--demo")
 	}
@@ -114,6 +114,9 @@ func testBinaryLab(t *testing.T, prefix string, demo, kill bool) {
 	}
 	if demo && strings.Contains(transcript(), "differ from what the policies should give") {
 		t.Errorf("the demo's matrices differ from what the policies should give:\n%s", transcript())
+	}
+	if demo && !strings.Contains(transcript(), "✓ connected") {
+		t.Errorf("sdn-lab up --demo printed no reachability matrices:\n%s", transcript())
 	}
 	if kill {
 		_ = up.Process.Signal(syscall.SIGKILL)

@@ -465,7 +465,7 @@ func (c *npCluster) iperf(ctx context.Context, client, server types.NamespacedNa
 
 func (c *npCluster) podNetNS(k types.NamespacedName) string {
 	for _, n := range c.l.Nodes() {
-		if p := n.Kubelet.PodNetNS(k); p != "" {
+		if p := n.PodNetNS(k); p != "" {
 			return p
 		}
 	}

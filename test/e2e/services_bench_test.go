@@ -256,8 +256,6 @@ func (s *svcBench) writeSlice(ctx context.Context, svc *corev1.Service, cur *dis
 	return api.Update(ctx, es, metav1.UpdateOptions{})
 }
 
-func ptrTo[T any](v T) *T { return &v }
-
 func (s *svcBench) vip(svc *corev1.Service, port uint16) netip.AddrPort {
 	return netip.AddrPortFrom(netip.MustParseAddr(svc.Spec.ClusterIP), port)
 }

@@ -47,11 +47,16 @@ func (k *Kubelet) JoinMulticast(key types.NamespacedName, group netip.AddrPort) 
 	if err != nil {
 		return nil, err
 	}
+	return joinMulticast(path, key, group)
+}
+
+// joinMulticast starts a listener for group:port in the pod key, whose netns is at path.
+func joinMulticast(path string, key types.NamespacedName, group netip.AddrPort) (*MulticastListener, error) {
 	if !group.Addr().Is4() || !group.Addr().IsMulticast() {
 		return nil, fmt.Errorf("join %s in pod %s: not an IPv4 multicast group", group, key)
 	}
 	var conn *net.UDPConn
-	err = inNetNS(path, func() error {
+	err := inNetNS(path, func() error {
 		ifi, err := net.InterfaceByName("eth0")
 		if err != nil {
 			return err
@@ -109,8 +114,13 @@ func (k *Kubelet) SendMulticast(ctx context.Context, key types.NamespacedName, g
 	if err != nil {
 		return err
 	}
+	return sendMulticast(ctx, path, key, group, payloads...)
+}
+
+// sendMulticast sends the payloads from the pod key, whose netns is at path.
+func sendMulticast(ctx context.Context, path string, key types.NamespacedName, group netip.AddrPort, payloads ...string) error {
 	var conn *net.UDPConn
-	err = inNetNS(path, func() (err error) {
+	err := inNetNS(path, func() (err error) {
 		conn, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(group))
 		return err
 	})
@@ -144,29 +154,29 @@ func noMulticastLoop(conn *net.UDPConn) error {
 	return errors.Join(err, serr)
 }
 
-// JoinMulticast runs Kubelet.JoinMulticast on the kubelet running key.
+// JoinMulticast runs JoinMulticast in the pod key, on whichever member runs it.
 func (g *Group) JoinMulticast(key types.NamespacedName, group netip.AddrPort) (*MulticastListener, error) {
-	k, err := g.kubeletOf(key)
+	path, err := g.podPath(key)
 	if err != nil {
 		return nil, err
 	}
-	return k.JoinMulticast(key, group)
+	return joinMulticast(path, key, group)
 }
 
-// SendMulticast runs Kubelet.SendMulticast on the kubelet running key.
+// SendMulticast runs SendMulticast from the pod key, on whichever member runs it.
 func (g *Group) SendMulticast(ctx context.Context, key types.NamespacedName, group netip.AddrPort, payloads ...string) error {
-	k, err := g.kubeletOf(key)
+	path, err := g.podPath(key)
 	if err != nil {
 		return err
 	}
-	return k.SendMulticast(ctx, key, group, payloads...)
+	return sendMulticast(ctx, path, key, group, payloads...)
 }
 
-func (g *Group) kubeletOf(key types.NamespacedName) (*Kubelet, error) {
+func (g *Group) podPath(key types.NamespacedName) (string, error) {
 	for _, k := range g.members() {
-		if k.PodNetNS(key) != "" {
-			return k, nil
+		if p := k.PodNetNS(key); p != "" {
+			return p, nil
 		}
 	}
-	return nil, fmt.Errorf("pod %s runs on no kubelet of the group", key)
+	return "", fmt.Errorf("pod %s runs on no node of the group", key)
 }

@@ -79,6 +79,11 @@ func (k *Kubelet) probe(ctx context.Context, from types.NamespacedName, to netip
 	if err != nil {
 		return ProbeResult{}, err
 	}
+	return probeIn(ctx, path, src, from, to, protocol, timeout, w, via)
+}
+
+// probeIn runs a probe from the network namespace at path, whose pod (from) has address src.
+func probeIn(ctx context.Context, path string, src netip.Addr, from types.NamespacedName, to netip.AddrPort, protocol corev1.Protocol, timeout time.Duration, w SCTPWitness, via Via) (ProbeResult, error) {
 	if !via.Endpoint.IsValid() {
 		via.Endpoint = to
 	}
@@ -88,6 +93,7 @@ func (k *Kubelet) probe(ctx context.Context, from types.NamespacedName, to netip
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var res ProbeResult
+	var err error
 	switch protocol {
 	case corev1.ProtocolTCP, "":
 		res, err = probeTCP(ctx, path, to)
@@ -273,24 +279,35 @@ func ephemeralPort() uint16 {
 	return 32768 + binary.BigEndian.Uint16(b[:])%28232
 }
 
-// Group is the kubelets of a multi-node lab: it finds a pod's node for probes and witnesses
-// SCTP arrivals on any node. The zero Group is empty and ready to use.
+// Member is a node's source of pods for a Group: a Kubelet (the stand-in) or a Tap (a real
+// kubelet's pods).
+type Member interface {
+	SCTPWitness
+	// PodNetNS returns the netns path of a running pod of the member ("" if none).
+	PodNetNS(key types.NamespacedName) string
+	// PodIPs returns the addresses of a running pod of the member (nil if none).
+	PodIPs(key types.NamespacedName) []netip.Addr
+	probe(ctx context.Context, from types.NamespacedName, to netip.AddrPort, protocol corev1.Protocol, timeout time.Duration, w SCTPWitness, via Via) (ProbeResult, error)
+}
+
+// Group is the kubelets (or taps) of a multi-node lab: it finds a pod's node for probes and
+// witnesses SCTP arrivals on any node. The zero Group is empty and ready to use.
 type Group struct {
 	mu sync.Mutex
-	ks []*Kubelet
+	ks []Member
 }
 
-// Add adds kubelets to the group.
-func (g *Group) Add(ks ...*Kubelet) {
+// Add adds members to the group.
+func (g *Group) Add(ms ...Member) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.ks = append(g.ks, ks...)
+	g.ks = append(g.ks, ms...)
 }
 
-func (g *Group) members() []*Kubelet {
+func (g *Group) members() []Member {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return append([]*Kubelet(nil), g.ks...)
+	return append([]Member(nil), g.ks...)
 }
 
 // SCTPSeen implements SCTPWitness across the group.
@@ -303,8 +320,18 @@ func (g *Group) SCTPSeen(to netip.Addr, port uint16, from netip.Addr, since time
 	return false, false, false
 }
 
-// Probe runs Kubelet.Probe on the kubelet running `from`, with the whole group as SCTP
-// witness.
+// Serves reports whether a member runs the pod at address ip with its servers up (probes
+// from and to it work).
+func (g *Group) Serves(key types.NamespacedName, ip netip.Addr) bool {
+	for _, k := range g.members() {
+		if k.PodNetNS(key) != "" {
+			return containsAddr(k.PodIPs(key), ip)
+		}
+	}
+	return false
+}
+
+// Probe runs the probe on the member running `from`, with the whole group as SCTP witness.
 func (g *Group) Probe(ctx context.Context, from types.NamespacedName, to netip.AddrPort, protocol corev1.Protocol, timeout time.Duration) (ProbeResult, error) {
 	return g.ProbeVia(ctx, from, to, protocol, timeout, Via{})
 }
@@ -318,5 +345,5 @@ func (g *Group) ProbeVia(ctx context.Context, from types.NamespacedName, to neti
 			return k.probe(ctx, from, to, protocol, timeout, g, via)
 		}
 	}
-	return ProbeResult{}, fmt.Errorf("probe: pod %s runs on no kubelet of the group", from)
+	return ProbeResult{}, fmt.Errorf("probe: pod %s runs on no node of the group", from)
 }

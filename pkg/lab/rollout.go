@@ -1,0 +1,91 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/ovs-sdn/ovs-sdn/pkg/cni"
+	"github.com/ovs-sdn/ovs-sdn/pkg/controller"
+	"github.com/ovs-sdn/ovs-sdn/pkg/manifests"
+)
+
+// WaitOVSSDN waits until the configuration applied last has rolled out (containerd labs):
+// the sdn-node DaemonSet runs its current template, ready, on every node; the
+// sdn-controller Deployment runs its current template with every replica available and one
+// of them holds the leader Lease; every node has the agent's CNI configuration and is
+// Ready. The error names what was still missing.
+func (l *Lab) WaitOVSSDN(ctx context.Context, timeout time.Duration) error {
+	var missing string
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		missing = l.rolloutMissing(ctx)
+		return missing == "", nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for ovs-sdn to roll out: %w (%s)", err, missing)
+	}
+	return nil
+}
+
+// rolloutMissing returns what WaitOVSSDN still waits for, or "".
+func (l *Lab) rolloutMissing(ctx context.Context) string {
+	ns := l.ManifestsConfig().Namespace
+	nodes := int32(len(l.Nodes()))
+	ds, err := l.Kube.AppsV1().DaemonSets(ns).Get(ctx, manifests.NodeName, metav1.GetOptions{})
+	if err != nil {
+		return err.Error()
+	}
+	st := ds.Status
+	if st.ObservedGeneration < ds.Generation || st.DesiredNumberScheduled != nodes || st.UpdatedNumberScheduled != nodes ||
+		st.NumberReady != nodes || st.NumberUnavailable != 0 {
+		return fmt.Sprintf("DaemonSet %s: %d nodes, %d scheduled, %d updated, %d ready", ds.Name, nodes,
+			st.DesiredNumberScheduled, st.UpdatedNumberScheduled, st.NumberReady)
+	}
+	dep, err := l.Kube.AppsV1().Deployments(ns).Get(ctx, manifests.ControllerName, metav1.GetOptions{})
+	if err != nil {
+		return err.Error()
+	}
+	want := *dep.Spec.Replicas
+	if ds := dep.Status; ds.ObservedGeneration < dep.Generation || ds.UpdatedReplicas != want ||
+		ds.AvailableReplicas != want || ds.Replicas != want {
+		return fmt.Sprintf("Deployment %s: %d wanted, %d updated, %d available, %d in all", dep.Name, want,
+			ds.UpdatedReplicas, ds.AvailableReplicas, ds.Replicas)
+	}
+	lease, err := l.Kube.CoordinationV1().Leases(ns).Get(ctx, controller.DefaultLeaseName, metav1.GetOptions{})
+	if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity == "" {
+		return "no sdn-controller holds the leader Lease"
+	}
+	return l.nodesMissing(ctx)
+}
+
+// nodesMissing returns the first node without the agent's CNI configuration or not Ready.
+func (l *Lab) nodesMissing(ctx context.Context) string {
+	for _, n := range l.Nodes() {
+		if _, err := os.Stat(filepath.Join(n.Real.Config().CNIConfDir(), cni.ConflistName)); err != nil {
+			return fmt.Sprintf("node %s: no %s yet", n.Name, cni.ConflistName)
+		}
+		node, err := l.Kube.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+		if err != nil {
+			return err.Error()
+		}
+		if !nodeReady(node) {
+			return fmt.Sprintf("node %s not Ready", n.Name)
+		}
+	}
+	return ""
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
