@@ -154,6 +154,10 @@ func (s *Store) Leases() ([]Lease, error) {
 		return nil, fmt.Errorf("ipam: list leases: %w", err)
 	}
 	var out []Lease
+	// The scan also refreshes the index, so leases written by someone else
+	// (another process, an agent that crashed mid-ADD before this Store was
+	// opened) can be released by what follows a listing, e.g. CNI GC.
+	byID := map[string][]netip.Addr{}
 	for _, e := range entries {
 		ip, err := netip.ParseAddr(e.Name())
 		if err != nil || e.IsDir() {
@@ -163,9 +167,12 @@ func (s *Store) Leases() ([]Lease, error) {
 		if err != nil {
 			continue // released meanwhile
 		}
-		id, ifname, _ := strings.Cut(strings.TrimSpace(string(b)), disk.LineBreak)
+		content := strings.TrimSpace(string(b))
+		byID[content] = append(byID[content], ip)
+		id, ifname, _ := strings.Cut(content, disk.LineBreak)
 		out = append(out, Lease{IP: ip, ContainerID: strings.TrimSpace(id), IfName: strings.TrimSpace(ifname)})
 	}
+	s.disk.byID = byID
 	slices.SortFunc(out, func(a, b Lease) int { return a.IP.Compare(b.IP) })
 	return out, nil
 }

@@ -185,3 +185,32 @@ func TestIndexMatchesDirectory(t *testing.T) {
 		t.Errorf("old-format lease not released: %v", err)
 	}
 }
+
+// TestLeasesRefreshIndex: a lease another Store wrote after this one was
+// opened (an agent that crashed mid-ADD) is released once Leases listed it.
+func TestLeasesRefreshIndex(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, "net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	other, err := Open(dir, "net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := other.Allocate("orphan", "eth0", subnet, gw); err != nil {
+		t.Fatal(err)
+	}
+	_ = other.Close()
+	leases, err := s.Leases()
+	if err != nil || len(leases) != 1 || leases[0].ContainerID != "orphan" {
+		t.Fatalf("leases %v, %v; want the orphan's", leases, err)
+	}
+	if err := s.Release("orphan", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	if leases, _ := s.Leases(); len(leases) != 0 {
+		t.Errorf("after release: %v, want none", leases)
+	}
+}
