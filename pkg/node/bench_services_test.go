@@ -206,7 +206,14 @@ func (o *benchOVS) groupCount() int {
 // doing the same from prepared files. SPEC §10 target: empty ≤ 1.5× raw.
 // Run with -benchtime=Nx.
 func BenchmarkOVSServicesFullSync(b *testing.B) {
+	for _, tr := range benchTransports {
+		b.Run(tr, func(b *testing.B) { benchOVSServicesFullSync(b, tr) })
+	}
+}
+
+func benchOVSServicesFullSync(b *testing.B, transport string) {
 	o := startBenchOVS(b)
+	o.use(transport)
 	store, set := benchServicesNode(b)
 	flows, groups := store.All(), allGroups(store)
 	b.Logf("1,000 Services: %d ports, %d flows and %d groups; node total %d flows, %d groups",
@@ -336,7 +343,14 @@ func (r *benchChangeRecorder) Bundle(ctx context.Context, changes []ovs.Change) 
 // node-local part of "endpoint change → forwarding on every node".
 // Run with -benchtime=100x or more.
 func BenchmarkOVSServiceEndpointChange(b *testing.B) {
+	for _, tr := range benchTransports {
+		b.Run(tr, func(b *testing.B) { benchOVSServiceEndpointChange(b, tr) })
+	}
+}
+
+func benchOVSServiceEndpointChange(b *testing.B, transport string) {
 	o := startBenchOVS(b)
+	o.use(transport)
 	store, set := benchServicesNode(b)
 	ctx := context.Background()
 	if err := store.FullSync(ctx, o.br); err != nil {
