@@ -109,7 +109,8 @@ func (n *itNode) ofprotoTrace(t *testing.T, p ovs.Packet, odp map[string]uint32)
 	// Table 70 sets the pod's MAC (a no-op for most packets, but the trace's
 	// synthetic packet has none): an Ethernet rewrite before the output
 	// does not change the verdict.
-	port := setEthRE.ReplaceAllString(last, "")
+	// Likewise a commit to conntrack before the output (IngressCommit, 81).
+	port := strings.ReplaceAll(setEthRE.ReplaceAllString(last, ""), "ct(commit),", "")
 	if of, ok := odp[port]; ok {
 		return fmt.Sprintf("Output(%d)", of), out
 	}
