@@ -172,76 +172,11 @@ func (fb *fwBench) ofctlAll(args ...string) error {
 }
 
 // wait returns the time from t0 until every pod sees want (the slowest
-// node), measured as the NetworkPolicy benchmark does (firstOutcomeTo).
+// node), measured as the NetworkPolicy benchmark does (slowestOutcome).
 func (fb *fwBench) wait(ctx context.Context, want kubelet.Outcome, t0 time.Time, within time.Duration) (time.Duration, bool) {
-	deadline := time.Now().Add(within)
-	firsts := make([]time.Time, len(fb.pods))
-	var wg sync.WaitGroup
+	pairs := make([]probePair, len(fb.pods))
 	for i, from := range fb.pods {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			firsts[i] = firstOutcomeTo(ctx, fb.l, from, fb.probe, want, deadline)
-		}()
+		pairs[i] = probePair{from: from, to: fb.probe}
 	}
-	wg.Wait()
-	var worst time.Duration
-	for _, f := range firsts {
-		if f.IsZero() {
-			return 0, false
-		}
-		if !t0.IsZero() {
-			worst = max(worst, f.Sub(t0))
-		}
-	}
-	return worst, true
-}
-
-// firstOutcomeTo launches a TCP connection from `from` to to:80 every 20 ms
-// (150 ms timeout) and returns when the new state began: the end of the
-// first probe that connected (want Connected) or the launch of the first
-// probe that was dropped with no later probe connecting (want TimedOut).
-func firstOutcomeTo(ctx context.Context, l *lab.Lab, from types.NamespacedName, to netip.Addr, want kubelet.Outcome, deadline time.Time) time.Time {
-	const timeout = 150 * time.Millisecond
-	var mu sync.Mutex
-	var first time.Time
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	for time.Now().Before(deadline) {
-		launch := time.Now()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r, err := l.Kubelets.Probe(ctx, from, netip.AddrPortFrom(to, 80), tcp, timeout)
-			end := time.Now()
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil && r.Outcome == want && want == kubelet.Connected:
-				if first.IsZero() || end.Before(first) {
-					first = end
-				}
-			case err == nil && r.Outcome == want:
-				if first.IsZero() || launch.Before(first) {
-					first = launch
-				}
-			case !first.IsZero() && launch.After(first):
-				first = time.Time{} // a later probe still saw the old state
-			}
-		}()
-		time.Sleep(20 * time.Millisecond)
-		mu.Lock()
-		f := first
-		mu.Unlock()
-		if !f.IsZero() && time.Since(f) > 3*timeout {
-			wg.Wait()
-			mu.Lock()
-			f = first
-			mu.Unlock()
-			if !f.IsZero() {
-				return f
-			}
-		}
-	}
-	return time.Time{}
+	return slowestOutcome(ctx, fb.l, pairs, want, t0, within)
 }

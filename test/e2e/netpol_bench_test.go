@@ -331,72 +331,11 @@ func benchPolicies() []*networkingv1.NetworkPolicy {
 // end of the first Connected probe, or the launch of the first TimedOut one
 // after which no later-launched probe got through.
 func (c *npCluster) waitOutcome(ctx context.Context, from types.NamespacedName, targets []types.NamespacedName, want kubelet.Outcome, t0 time.Time, within time.Duration) (time.Duration, bool) {
-	deadline := time.Now().Add(within)
-	firsts := make([]time.Time, len(targets))
-	var wg sync.WaitGroup
+	pairs := make([]probePair, len(targets))
 	for i, to := range targets {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			firsts[i] = c.firstOutcome(ctx, from, to, want, deadline)
-		}()
+		pairs[i] = probePair{from: from, to: c.ips[to]}
 	}
-	wg.Wait()
-	var worst time.Duration
-	for _, f := range firsts {
-		if f.IsZero() {
-			return 0, false
-		}
-		if !t0.IsZero() {
-			worst = max(worst, f.Sub(t0))
-		}
-	}
-	return worst, true
-}
-
-func (c *npCluster) firstOutcome(ctx context.Context, from, to types.NamespacedName, want kubelet.Outcome, deadline time.Time) time.Time {
-	const timeout = 150 * time.Millisecond
-	var mu sync.Mutex
-	var first time.Time
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	for time.Now().Before(deadline) {
-		launch := time.Now()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r, err := c.l.Kubelets.Probe(ctx, from, netip.AddrPortFrom(c.ips[to], 80), tcp, timeout)
-			end := time.Now()
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil && r.Outcome == want && want == kubelet.Connected:
-				if first.IsZero() || end.Before(first) {
-					first = end
-				}
-			case err == nil && r.Outcome == want:
-				if first.IsZero() || launch.Before(first) {
-					first = launch
-				}
-			case !first.IsZero() && launch.After(first):
-				first = time.Time{} // a later probe still saw the old state
-			}
-		}()
-		time.Sleep(20 * time.Millisecond)
-		mu.Lock()
-		f := first
-		mu.Unlock()
-		if !f.IsZero() && time.Since(f) > 3*timeout {
-			wg.Wait() // every probe launched after f has ended
-			mu.Lock()
-			f = first
-			mu.Unlock()
-			if !f.IsZero() {
-				return f
-			}
-		}
-	}
-	return time.Time{}
+	return slowestOutcome(ctx, c.l, pairs, want, t0, within)
 }
 
 // agentFlows is the node agent's flow count (-1 when it cannot be read).
