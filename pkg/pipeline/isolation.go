@@ -127,16 +127,32 @@ func (multitenantIsolation) StaticFlows(c FlowConfig) []ovs.Flow {
 func edgeCommitFlows(c FlowConfig) []ovs.Flow {
 	var flows []ovs.Flow
 	for _, cn := range c.ClusterNetworks {
-		flows = append(flows,
-			ovs.NewFlow(ovs.TableConntrackCommit, 103).MatchIPv4().MatchNwDst(cn).Action(ovs.Goto(ovs.TableRouting)),
-			ovs.NewFlow(ovs.TableConntrackCommit, 102).MatchIPv4().MatchNwSrc(cn).MatchCtState(0, ovs.CtRpl).
-				Action(ovs.CTThen(ovs.TableRouting, true, false)))
+		flows = append(flows, ovs.NewFlow(ovs.TableConntrackCommit, 103).MatchIPv4().MatchNwDst(cn).Action(ovs.Goto(ovs.TableRouting)))
 	}
-	return append(flows,
+	return append(append(flows, commitLeavingFlows(c)...), ingressCommitFlows()...)
+}
+
+// ingressCommitFlows commit a packet ingress let in (IngressCommit, 81).
+func ingressCommitFlows() []ovs.Flow {
+	return []ovs.Flow{
 		ovs.NewFlow(ovs.TableIngressCommit, 100).MatchIPv4().MatchCtState(ovs.CtTrk, ovs.CtRpl).Action(ovs.CTCommit(), toPod),
-		// As in networkpolicy mode: a Service connection SNATed to the
-		// gateway was committed with its DNAT in ServiceLB.
-		ovs.NewFlow(ovs.TableIngressCommit, 105).MatchIPv4().MatchMark(ovs.ServiceSNAT).Action(toPod))
+		// A Service connection SNATed to the gateway was committed with its
+		// DNAT in ServiceLB; a commit here, in zone 0 after the SNAT zone,
+		// would look the translated packet up afresh and create a second
+		// entry that steals its replies (as ServicePost avoids for 30).
+		ovs.NewFlow(ovs.TableIngressCommit, 105).MatchIPv4().MatchMark(ovs.ServiceSNAT).Action(toPod),
+	}
+}
+
+// commitLeavingFlows commit, in 30, what a pod sends out of the cluster
+// network (userspace datapath only, see networkPolicyIsolation).
+func commitLeavingFlows(c FlowConfig) []ovs.Flow {
+	var flows []ovs.Flow
+	for _, src := range c.ClusterNetworks {
+		flows = append(flows, ovs.NewFlow(ovs.TableConntrackCommit, 102).
+			MatchIPv4().MatchNwSrc(src).MatchCtState(0, ovs.CtRpl).Action(ovs.CTThen(ovs.TableRouting, true, false)))
+	}
+	return flows
 }
 
 // TenantFlows is table 80, priority 100, reg0=V, reg1=V → output to reg2.
@@ -200,13 +216,8 @@ func (networkPolicyIsolation) StaticFlows(c FlowConfig) []ovs.Flow {
 		ovs.NewFlow(egressTable, 200).MatchIPv4().MatchCtState(ovs.CtRpl, 0).Action(toCommit),
 		ovs.NewFlow(ingressTable, 200).MatchIPv4().MatchCtState(ovs.CtRpl, 0).Action(toPod),
 		ovs.NewFlow(ovs.TableConntrackCommit, 110).MatchIPv4().MatchNwDst(c.LocalSubnet).Action(ovs.Goto(ovs.TableRouting)),
-		ovs.NewFlow(ovs.TableIngressCommit, 100).MatchIPv4().MatchCtState(ovs.CtTrk, ovs.CtRpl).Action(ovs.CTCommit(), toPod),
-		// A Service connection SNATed to the gateway was committed with its
-		// DNAT in ServiceLB; a commit here, in zone 0 after the SNAT zone,
-		// would look the translated packet up afresh and create a second
-		// entry that steals its replies (as ServicePost avoids for 30).
-		ovs.NewFlow(ovs.TableIngressCommit, 105).MatchIPv4().MatchMark(ovs.ServiceSNAT).Action(toPod),
 	}
+	flows = append(flows, ingressCommitFlows()...)
 	for _, src := range c.ClusterNetworks {
 		for _, dst := range c.ClusterNetworks {
 			flows = append(flows, ovs.NewFlow(ovs.TableConntrackCommit, 100).
@@ -220,10 +231,7 @@ func (networkPolicyIsolation) StaticFlows(c FlowConfig) []ovs.Flow {
 		// meet ingress policy as new connections. (On the kernel datapath
 		// the host's conntrack entry, shared with OVS, makes them replies;
 		// committing before the host's MASQUERADE would break it.)
-		for _, src := range c.ClusterNetworks {
-			flows = append(flows, ovs.NewFlow(ovs.TableConntrackCommit, 102).
-				MatchIPv4().MatchNwSrc(src).MatchCtState(0, ovs.CtRpl).Action(ovs.CTThen(ovs.TableRouting, true, false)))
-		}
+		flows = append(flows, commitLeavingFlows(c)...)
 		flows = append(flows, sctpReplyFlows()...)
 	}
 	return OwnerIsolation.Stamp(flows)
