@@ -65,7 +65,7 @@ func (t *tracer) explainStep(ex *networkpolicy.Explainer, s traceStep, pkt netwo
 		}
 		return staticPolicyWords(s, d)
 	}
-	if words := t.egressWords(s); words != "" {
+	if words := t.firewallWords(s); words != "" {
 		return words
 	}
 	if s.FlowOK && s.Flow.IsDrop() {
@@ -74,8 +74,8 @@ func (t *tracer) explainStep(ex *networkpolicy.Explainer, s traceStep, pkt netwo
 	return ""
 }
 
-// egressWords explains the egress firewall's steps (tables 99 and 100).
-func (t *tracer) egressWords(s traceStep) string {
+// firewallWords explains the egress firewall's steps (tables 99 and 100).
+func (t *tracer) firewallWords(s traceStep) string {
 	switch {
 	case !s.FlowOK:
 		return ""
