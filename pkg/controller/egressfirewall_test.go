@@ -105,7 +105,10 @@ func TestEgressFirewallEventsSubnetMode(t *testing.T) {
 	rc := c.startController(t, "fw", nil)
 	c.createEgressPolicy(t, "one", "fw", denyAll)
 	c.waitEvents(t, "fw", 1, "Warning "+egressfirewall.ReasonNotEnforced, networkv1.SingleTenantPluginName)
-	if v := rc.metric(t, "ovs_sdn_controller_egress_network_policies_invalid"); v != 1 {
-		t.Errorf("egress_network_policies_invalid = %v, want 1", v)
-	}
+	eventually(t, 5*time.Second, func() string {
+		if v := rc.metric(t, "ovs_sdn_controller_egress_network_policies_invalid"); v != 1 {
+			return fmt.Sprintf("egress_network_policies_invalid = %v, want 1", v)
+		}
+		return ""
+	})
 }

@@ -76,9 +76,13 @@ func TestHostSubnetConflicts(t *testing.T) {
 		"a-dup-subnet": {"Warning HostSubnetConflict", "subnet 10.128.0.0/23 overlaps subnet 10.128.0.0/23 of the older HostSubnet zz-node"},
 		"b-dup-ip":     {"Warning HostSubnetConflict", "hostIP 192.168.0.1 is also the hostIP of the older HostSubnet zz-node"},
 	} {
-		if ev := c.eventsFor(t, "HostSubnet", name); countEvents(ev, parts...) != 1 {
-			t.Errorf("%s: want exactly one Event %q, got %q", name, parts, ev)
-		}
+		// Events are written by the recorder's broadcaster after the mark.
+		eventually(t, 10*time.Second, func() string {
+			if ev := c.eventsFor(t, "HostSubnet", name); countEvents(ev, parts...) != 1 {
+				return fmt.Sprintf("%s: want exactly one Event %q, got %q", name, parts, ev)
+			}
+			return ""
+		})
 	}
 	if ev := c.eventsFor(t, "HostSubnet", "zz-node"); countEvents(ev, "HostSubnetConflict") != 0 {
 		t.Errorf("the older HostSubnet was marked: %q", ev)
