@@ -62,7 +62,15 @@ func TestChangeNetworkMultitenant(t *testing.T) {
 			return ""
 		})
 	}
-	m0 := vnids()
+	// The gauge follows the NetNamespace writes: start from the count they show.
+	distinct := map[uint32]bool{}
+	for _, n := range c.netNamespaces(t) {
+		if n.NetID != 0 {
+			distinct[n.NetID] = true
+		}
+	}
+	m0 := float64(len(distinct))
+	waitVNIDs(m0, "every NetNamespace's VNID counted")
 	xa := c.netNamespace(t, "a").NetID
 
 	if got := c.request(t, "b", "join:a").NetID; got != xa {

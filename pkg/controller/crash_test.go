@@ -176,9 +176,7 @@ func TestTwoControllers(t *testing.T) {
 		t.Fatalf("standby %s wrote while not leading:\n%s", standby, log)
 	}
 	for _, name := range []string{"node-00", "node-09"} {
-		if ev := c.eventsFor(t, "Node", name); len(ev) == 0 {
-			t.Errorf("no Event on %s", name)
-		}
+		c.waitEvent(t, "Node", name)
 	}
 	events, err := c.kube.CoreV1().Events("").List(context.Background(), metav1.ListOptions{})
 	if err != nil {

@@ -190,12 +190,8 @@ func TestEgressIPAutomatic(t *testing.T) {
 		}
 		return ""
 	})
-	if v := rc.metric(t, "ovs_sdn_controller_egress_ips_active"); v != 6 {
-		t.Errorf("egress_ips_active = %v, want 6", v)
-	}
-	if ev := c.eventsFor(t, "NetNamespace", "ns0"); !hasEvent(ev, "Normal EgressIPAssigned", "192.0.2.10 assigned to node") {
-		t.Errorf("no EgressIPAssigned Event on ns0: %q", ev)
-	}
+	rc.waitMetric(t, "ovs_sdn_controller_egress_ips_active", equals(6))
+	c.waitEvent(t, "NetNamespace", "ns0", "Normal EgressIPAssigned", "192.0.2.10 assigned to node")
 
 	c.createNamespace(t, "two")
 	c.setEgressIPs(t, "two", "192.0.2.100", "192.0.2.101")
@@ -224,15 +220,9 @@ func TestEgressIPAutomatic(t *testing.T) {
 		t.Errorf("n2 not annotated unreachable: %v", hs2.Annotations)
 	}
 	moved := len(before["n2"]) - 1 // one of namespace two's IPs has nowhere to go
-	if v := rc.metric(t, "ovs_sdn_controller_egress_ip_failovers_total"); int(v) != moved {
-		t.Errorf("egress_ip_failovers_total = %v, want %d", v, moved)
-	}
-	if ev := c.eventsFor(t, "NetNamespace", "two"); !hasEvent(ev, "Warning EgressIPUnassigned", "n2 unreachable", "n1 already hosting another egress IP") {
-		t.Errorf("no EgressIPUnassigned Event on two: %q", ev)
-	}
-	if ev := c.eventsFor(t, "HostSubnet", "n2"); !hasEvent(ev, "Warning EgressNodeUnreachable", "192.168.0.2:9") {
-		t.Errorf("no EgressNodeUnreachable Event on n2: %q", ev)
-	}
+	rc.waitMetric(t, "ovs_sdn_controller_egress_ip_failovers_total", equals(float64(moved)))
+	c.waitEvent(t, "NetNamespace", "two", "Warning EgressIPUnassigned", "n2 unreachable", "n1 already hosting another egress IP")
+	c.waitEvent(t, "HostSubnet", "n2", "Warning EgressNodeUnreachable", "192.168.0.2:9")
 	if got := activeIPs(c.agentView(t), c.netNamespace(t, "two")); len(got) != 1 {
 		t.Errorf("namespace two active %v, want its one IP on n1", got)
 	}

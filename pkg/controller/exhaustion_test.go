@@ -38,12 +38,8 @@ func TestSubnetExhaustion(t *testing.T) {
 	if _, ok := c.hostSubnets(t)["node-2"]; ok {
 		t.Fatal("node-2 got a subnet although the network is exhausted")
 	}
-	if v := rc.metric(t, "ovs_sdn_controller_allocation_errors_total"); v < 1 {
-		t.Errorf("allocation_errors_total = %v, want >= 1", v)
-	}
-	if v := rc.metric(t, "ovs_sdn_controller_hostsubnets_free"); v != 0 {
-		t.Errorf("hostsubnets_free = %v, want 0", v)
-	}
+	rc.waitMetric(t, "ovs_sdn_controller_allocation_errors_total", atLeast(1))
+	rc.waitMetric(t, "ovs_sdn_controller_hostsubnets_free", equals(0))
 	rc.running(t)
 	freed := c.hostSubnets(t)["node-0"].Subnet
 	c.deleteNode(t, "node-0")
@@ -102,7 +98,5 @@ func TestVNIDExhaustion(t *testing.T) {
 		}
 		return c.converged(t, defaultCIDR, 9, true)
 	})
-	if v := rc.metric(t, "ovs_sdn_controller_vnids_allocated"); v != float64(maxID-10+1) {
-		t.Errorf("vnids_allocated = %v, want %d", v, maxID-10+1)
-	}
+	rc.waitMetric(t, "ovs_sdn_controller_vnids_allocated", equals(float64(maxID-10+1)))
 }

@@ -398,3 +398,42 @@ var errStop = errors.New("stop")
 var metavListAll = metav1.ListOptions{}
 
 func errorsIsInvalid(err error) bool { return errors.Is(err, clusternetwork.ErrInvalid) }
+
+// waitMetric waits up to 10 s for the metric name to pass check. The controller updates
+// its gauges and counters after the API writes a test observes, so a metric read right
+// after a write may still be old.
+func (rc *runningController) waitMetric(t *testing.T, name string, check metricCheck) {
+	t.Helper()
+	eventually(t, 10*time.Second, func() string {
+		if v, _ := rc.metricIfRegistered(t, name); !check.ok(v) {
+			return fmt.Sprintf("%s = %v, want %s", name, v, check.want)
+		}
+		return ""
+	})
+}
+
+// metricCheck is a condition on a metric's value, described for failure messages.
+type metricCheck struct {
+	want string
+	ok   func(float64) bool
+}
+
+func equals(want float64) metricCheck {
+	return metricCheck{fmt.Sprint(want), func(v float64) bool { return v == want }}
+}
+
+func atLeast(min float64) metricCheck {
+	return metricCheck{fmt.Sprintf(">= %v", min), func(v float64) bool { return v >= min }}
+}
+
+// waitEvent waits up to 10 s for an Event about kind/name whose "reason: message"
+// contains every part (the event broadcaster writes Events asynchronously).
+func (c *cluster) waitEvent(t *testing.T, kind, name string, parts ...string) {
+	t.Helper()
+	eventually(t, 10*time.Second, func() string {
+		if ev := c.eventsFor(t, kind, name); !hasEvent(ev, parts...) {
+			return fmt.Sprintf("no Event on %s %s with %q: %q", kind, name, parts, ev)
+		}
+		return ""
+	})
+}

@@ -87,9 +87,7 @@ func TestHostSubnetConflicts(t *testing.T) {
 	if ev := c.eventsFor(t, "HostSubnet", "zz-node"); countEvents(ev, "HostSubnetConflict") != 0 {
 		t.Errorf("the older HostSubnet was marked: %q", ev)
 	}
-	if rc.metric(t, "ovs_sdn_controller_hostsubnet_conflicts") != 2 {
-		t.Errorf("hostsubnet_conflicts = %v, want 2", rc.metric(t, "ovs_sdn_controller_hostsubnet_conflicts"))
-	}
+	rc.waitMetric(t, "ovs_sdn_controller_hostsubnet_conflicts", equals(2))
 
 	// A restarted controller (a new leader) repeats no Event.
 	rc.stop(t)

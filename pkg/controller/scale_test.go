@@ -67,15 +67,9 @@ func TestScale50Nodes200Namespaces(t *testing.T) {
 	if n := len(c.netNamespaces(t)); n < 200 {
 		t.Errorf("%d NetNamespaces, want >= 200", n)
 	}
-	if v := rc.metric(t, "ovs_sdn_controller_hostsubnets_allocated"); v != 50 {
-		t.Errorf("hostsubnets_allocated = %v, want 50", v)
-	}
-	if v := rc.metric(t, "ovs_sdn_controller_hostsubnets_free"); v != 512-50 {
-		t.Errorf("hostsubnets_free = %v, want %d", v, 512-50)
-	}
-	if v := rc.metric(t, "ovs_sdn_controller_is_leader"); v != 1 {
-		t.Errorf("is_leader = %v", v)
-	}
+	rc.waitMetric(t, "ovs_sdn_controller_hostsubnets_allocated", equals(50))
+	rc.waitMetric(t, "ovs_sdn_controller_hostsubnets_free", equals(512-50))
+	rc.waitMetric(t, "ovs_sdn_controller_is_leader", equals(1))
 	rc.running(t)
 }
 
