@@ -72,4 +72,20 @@ build ctr tools/containerd github.com/containerd/containerd/v2/cmd/ctr 0 "$ctrd_
 # runc needs cgo (its nsexec C code) and links libseccomp for seccomp profiles.
 build runc tools/runc github.com/opencontainers/runc 1 seccomp
 build crictl tools/critools sigs.k8s.io/cri-tools/cmd/crictl 0 "" "-X sigs.k8s.io/cri-tools/pkg/version.Version=v1.34.0"
+# `hack/tools.sh e2e` (make conformance) also builds Kubernetes' own e2e suite: e2e.test
+# is `go test -c` of k8s.io/kubernetes/test/e2e, ~7 minutes and 180 MB, so plain
+# `make tools` (and `make test`) leave it out. Same stamp rule as build.
+build_e2e() {
+  local dir=tools/kubee2e stamp="$TOOLS_BIN/.e2e.test.stamp" sum begin
+  sum=$( (cat "$dir/go.mod" "$dir/go.sum"; echo "ldflags=$kube_ldflags") | sha256sum | cut -c1-16)
+  if [ -x "$TOOLS_BIN/e2e.test" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ]; then return; fi
+  echo "tools: building e2e.test (k8s.io/kubernetes/test/e2e $kver; ~7 minutes)"
+  begin=$(date +%s)
+  (cd "$dir" && CGO_ENABLED=0 go test -c -trimpath -ldflags="-s $kube_ldflags" \
+    -o "$TOOLS_BIN/.e2e.test.new" k8s.io/kubernetes/test/e2e)
+  mv -f "$TOOLS_BIN/.e2e.test.new" "$TOOLS_BIN/e2e.test"
+  echo "$sum" >"$stamp"
+  [ -z "${TOOLS_TIMINGS:-}" ] || echo "tools: built e2e.test in $(($(date +%s) - begin)) s"
+}
+if [ "${1:-}" = e2e ]; then build_e2e; fi
 echo "tools: ready in $TOOLS_BIN"
