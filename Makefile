@@ -5,7 +5,7 @@ export OVS_SDN_BIN := $(CURDIR)/_output/bin
 GO ?= go
 GOTEST_FLAGS ?= -count=1
 
-.PHONY: all tools build generate verify fmt vet tidy test test-unit test-integration test-e2e test-e2e-containerd bench run down clean
+.PHONY: all tools build generate verify fmt vet tidy test test-unit test-integration test-e2e test-e2e-containerd conformance bench run down clean
 
 all: build
 
@@ -67,6 +67,18 @@ bench: tools build
 ## in plain `make test` too.
 test-e2e-containerd: tools build
 	E2E_RUNTIME=containerd $(GO) test $(GOTEST_FLAGS) -timeout 60m -p 1 ./test/e2e/
+
+## conformance: Kubernetes' own network e2e tests (k8s.io/kubernetes v1.34.4 e2e.test,
+## unmodified) on a real-node lab in networkpolicy mode with Services in OVS: the
+## [sig-network] Netpol suite CONFORMANCE_RUNS times (default 3), then the [sig-network]
+## [Conformance] specs (test/conformance/suites.go lists what is skipped and why). Not part
+## of `make test` (about an hour on 2 cores); run before each release. Reports:
+## _output/conformance/<suite>-<run>/junit_01.xml.
+CONFORMANCE_RUNS ?= 3
+CONFORMANCE_SUITES ?= netpol,sig-network-conformance
+conformance: tools build
+	hack/tools.sh e2e
+	$(GO) run ./test/conformance --runs $(CONFORMANCE_RUNS) --suites $(CONFORMANCE_SUITES) --report-dir _output/conformance
 
 ## run: the sdn-lab demo cluster (3 nodes, seeds/003 policies and reachability matrices);
 ## stays up until Ctrl-C or `make down`, then leaves nothing behind. The stand-in runtime

@@ -87,5 +87,9 @@ build_e2e() {
   echo "$sum" >"$stamp"
   [ -z "${TOOLS_TIMINGS:-}" ] || echo "tools: built e2e.test in $(($(date +%s) - begin)) s"
 }
-if [ "${1:-}" = e2e ]; then build_e2e; fi
+if [ "${1:-}" = e2e ]; then
+  build_e2e
+  # ginkgo runs e2e.test's specs in parallel processes (the CLI of the Ginkgo the suite uses).
+  build ginkgo tools/kubee2e github.com/onsi/ginkgo/v2/ginkgo
+fi
 echo "tools: ready in $TOOLS_BIN"
