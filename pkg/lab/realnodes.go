@@ -67,9 +67,9 @@ func (l *Lab) realRuntime() bool { return l.cfg.Runtime == RuntimeContainerd }
 func (l *Lab) egressSocket() string { return filepath.Join(l.cfg.StateDir, "egress.sock") }
 func (l *Lab) egressConfig() string { return filepath.Join(l.cfg.StateDir, "egress-selector.yaml") }
 
-// startEgressProxy starts the CONNECT proxy the API server reaches kubelets through
-// (logs, exec, port-forward). It dials from the underlay namespace, which netlab creates
-// later: the proxy only needs its path when it dials.
+// startEgressProxy starts the CONNECT proxy the API server reaches kubelets (logs, exec,
+// port-forward) and pods (pod and Service proxy) through. It dials from namespaces that
+// netlab creates later: the proxy only needs their paths when it dials.
 func (l *Lab) startEgressProxy() error {
 	tools, err := testenv.ToolsBin()
 	if err != nil {
@@ -83,8 +83,14 @@ func (l *Lab) startEgressProxy() error {
 	if err := os.WriteFile(l.egressConfig(), relay.EgressSelectorConfig(l.egressSocket()), 0o600); err != nil {
 		return err
 	}
-	underlay := "/run/netns/" + l.cfg.Prefix + "-underlay"
-	p, err := relay.ListenConnect(l.egressSocket(), underlay, []netip.Prefix{netip.PrefixFrom(Gateway, 24)})
+	// Kubelets are dialled from the underlay; pods (the API server's pod and Service
+	// proxy, webhooks) from node1, a member of the pod network as a control-plane host
+	// running ovs-sdn would be.
+	routes := []relay.Route{
+		{Prefix: netip.PrefixFrom(Gateway, 24), NetNS: "/run/netns/" + l.cfg.Prefix + "-underlay"},
+		{Prefix: netip.MustParsePrefix(ClusterCIDR), NetNS: "/run/netns/" + l.cfg.Prefix + "-" + l.nodeNames()[0]},
+	}
+	p, err := relay.ListenConnect(l.egressSocket(), routes)
 	if err != nil {
 		return err
 	}

@@ -56,7 +56,7 @@ func newCluster(t *testing.T, prefix string) *cluster {
 	egress := filepath.Join(c.root, "egress.sock")
 	must(t, os.WriteFile(filepath.Join(c.root, "egress.yaml"), relay.EgressSelectorConfig(egress), 0o600))
 	underlay := "/run/netns/" + prefix + "-underlay"
-	proxy, err := relay.ListenConnect(egress, underlay, []netip.Prefix{netip.MustParsePrefix("198.18.0.0/24")})
+	proxy, err := relay.ListenConnect(egress, []relay.Route{{Prefix: netip.MustParsePrefix("198.18.0.0/24"), NetNS: underlay}})
 	must(t, err)
 	t.Cleanup(func() { proxy.Close() })
 	c.env = testenv.StartT(t, testenv.Options{ControllerManager: true, Scheduler: true,

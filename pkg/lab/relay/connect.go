@@ -16,21 +16,27 @@ import (
 // dialTimeout bounds one dial of the CONNECT proxy.
 const dialTimeout = 10 * time.Second
 
-// Connect is an HTTP CONNECT proxy on a unix socket dialling inside a network namespace.
+// Connect is an HTTP CONNECT proxy on a unix socket dialling inside network namespaces.
 type Connect struct {
-	ln        net.Listener
-	netnsPath string
-	allow     []netip.Prefix
-	conns     connSet
-	done      chan struct{}
+	ln     net.Listener
+	routes []Route
+	conns  connSet
+	done   chan struct{}
+}
+
+// A Route says where the proxy dials the addresses of Prefix from: the network namespace
+// at NetNS (a path such as /run/netns/NAME; it need exist only when a dial happens).
+type Route struct {
+	Prefix netip.Prefix
+	NetNS  string
 }
 
 // ListenConnect serves HTTP CONNECT on the unix socket at socket (mode 0600: only root may
-// use it). A request "CONNECT host:port" whose host is an address inside one of allow is
-// dialled from inside the network namespace at netnsPath and, once connected, answered
-// 200 and relayed; anything else is answered 403 (not allowed) or 502 (dial failed) and
-// closed. Close stops it and removes the socket.
-func ListenConnect(socket, netnsPath string, allow []netip.Prefix) (*Connect, error) {
+// use it). A request "CONNECT host:port" whose host is an address inside the Prefix of one
+// of routes is dialled from inside that route's network namespace (the first route that
+// matches) and, once connected, answered 200 and relayed; anything else is answered 403
+// (not allowed) or 502 (dial failed) and closed. Close stops it and removes the socket.
+func ListenConnect(socket string, routes []Route) (*Connect, error) {
 	_ = os.Remove(socket)
 	ln, err := net.Listen("unix", socket)
 	if err != nil {
@@ -40,7 +46,7 @@ func ListenConnect(socket, netnsPath string, allow []netip.Prefix) (*Connect, er
 		ln.Close()
 		return nil, err
 	}
-	c := &Connect{ln: ln, netnsPath: netnsPath, allow: allow, done: make(chan struct{})}
+	c := &Connect{ln: ln, routes: routes, done: make(chan struct{})}
 	go c.serve()
 	return c, nil
 }
@@ -67,12 +73,12 @@ func (c *Connect) handle(conn net.Conn) {
 		return
 	}
 	_ = conn.SetReadDeadline(time.Time{})
-	target, status := c.check(req)
+	target, netns, status := c.check(req)
 	if status != http.StatusOK {
 		reply(conn, status)
 		return
 	}
-	up, err := c.dial(target)
+	up, err := dial(netns, target)
 	if err != nil {
 		reply(conn, http.StatusBadGateway)
 		return
@@ -89,21 +95,26 @@ func (c *Connect) handle(conn net.Conn) {
 	splice(&c.conns, conn, up)
 }
 
-// check returns the target of a CONNECT request and 200, or the status to refuse it with.
-func (c *Connect) check(req *http.Request) (netip.AddrPort, int) {
+// check returns the target of a CONNECT request, the namespace to dial it from and 200,
+// or the status to refuse it with.
+func (c *Connect) check(req *http.Request) (netip.AddrPort, string, int) {
 	if req.Method != http.MethodConnect {
-		return netip.AddrPort{}, http.StatusMethodNotAllowed
+		return netip.AddrPort{}, "", http.StatusMethodNotAllowed
 	}
 	target, err := netip.ParseAddrPort(req.Host)
-	if err != nil || !slices.ContainsFunc(c.allow, func(p netip.Prefix) bool { return p.Contains(target.Addr()) }) {
-		return netip.AddrPort{}, http.StatusForbidden
+	if err != nil {
+		return netip.AddrPort{}, "", http.StatusForbidden
 	}
-	return target, http.StatusOK
+	i := slices.IndexFunc(c.routes, func(r Route) bool { return r.Prefix.Contains(target.Addr()) })
+	if i < 0 {
+		return netip.AddrPort{}, "", http.StatusForbidden
+	}
+	return target, c.routes[i].NetNS, http.StatusOK
 }
 
-func (c *Connect) dial(target netip.AddrPort) (net.Conn, error) {
+func dial(netnsPath string, target netip.AddrPort) (net.Conn, error) {
 	var conn net.Conn
-	err := inNetNS(c.netnsPath, func() (err error) {
+	err := inNetNS(netnsPath, func() (err error) {
 		ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
 		defer cancel()
 		conn, err = (&net.Dialer{}).DialContext(ctx, "tcp", target.String())

@@ -22,17 +22,20 @@ var nsAddr = netip.MustParseAddr("198.18.0.1")
 
 // testNetNS creates a network namespace holding nsAddr/24 on a bridge and removes it
 // at the end of the test.
-func testNetNS(t *testing.T) string {
+func testNetNS(t *testing.T) string { return testNetNSWith(t, "", nsAddr) }
+
+// testNetNSWith is testNetNS with the address addr and tag in the namespace's name.
+func testNetNSWith(t *testing.T, tag string, addr netip.Addr) string {
 	t.Helper()
 	if testing.Short() || os.Geteuid() != 0 {
 		t.Skip("needs root and network namespaces; skipped with -short")
 	}
-	name := fmt.Sprintf("relaytest%d", os.Getpid())
+	name := fmt.Sprintf("relaytest%s%d", tag, os.Getpid())
 	run(t, "ip", "netns", "add", name)
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
 	run(t, "ip", "-n", name, "link", "set", "lo", "up")
 	run(t, "ip", "-n", name, "link", "add", "d0", "type", "bridge")
-	run(t, "ip", "-n", name, "addr", "add", nsAddr.String()+"/24", "dev", "d0")
+	run(t, "ip", "-n", name, "addr", "add", addr.String()+"/24", "dev", "d0")
 	run(t, "ip", "-n", name, "link", "set", "d0", "up")
 	return "/run/netns/" + name
 }
@@ -109,16 +112,25 @@ func TestTCPRelaysIntoRootLoopback(t *testing.T) {
 }
 
 // TestConnectDialsInsideTheNamespace: CONNECT to an allowed address reaches a server that
-// exists only inside the namespace; other targets and methods are refused.
+// exists only inside the namespace of its route (underlay and pod network routes, as the
+// lab uses them); other targets and methods are refused.
 func TestConnectDialsInsideTheNamespace(t *testing.T) {
 	netns := testNetNS(t)
-	var ln net.Listener
-	if err := inNetNS(netns, func() (err error) { ln, err = net.Listen("tcp", nsAddr.String()+":0"); return err }); err != nil {
-		t.Fatal(err)
+	podAddr := netip.MustParseAddr("10.128.0.5")
+	podNS := testNetNSWith(t, "p", podAddr)
+	listen := func(ns string, addr netip.Addr) string {
+		var ln net.Listener
+		if err := inNetNS(ns, func() (err error) { ln, err = net.Listen("tcp", addr.String()+":0"); return err }); err != nil {
+			t.Fatal(err)
+		}
+		return echoServer(t, ln)
 	}
-	target := echoServer(t, ln)
+	target, podTarget := listen(netns, nsAddr), listen(podNS, podAddr)
 	sock := filepath.Join(t.TempDir(), "connect.sock")
-	p, err := ListenConnect(sock, netns, []netip.Prefix{netip.MustParsePrefix("198.18.0.0/24")})
+	p, err := ListenConnect(sock, []Route{
+		{Prefix: netip.MustParsePrefix("198.18.0.0/24"), NetNS: netns},
+		{Prefix: netip.MustParsePrefix("10.128.0.0/14"), NetNS: podNS},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,15 +138,18 @@ func TestConnectDialsInsideTheNamespace(t *testing.T) {
 	if st, err := os.Stat(sock); err != nil || st.Mode().Perm() != 0o600 {
 		t.Errorf("socket %s: %v, mode %v; want 0600", sock, err, st.Mode())
 	}
-	c, status := connect(t, sock, "CONNECT "+target+" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-	if status != 200 {
-		t.Fatalf("CONNECT %s: status %d", target, status)
+	for _, tg := range []string{target, podTarget} {
+		c, status := connect(t, sock, "CONNECT "+tg+" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+		if status != 200 {
+			t.Fatalf("CONNECT %s: status %d", tg, status)
+		}
+		roundTrip(t, c, "through the proxy")
+		c.Close()
 	}
-	roundTrip(t, c, "through the proxy")
-	c.Close()
 	closedPort := netip.AddrPortFrom(nsAddr, 1)
 	for req, want := range map[string]int{
 		"CONNECT 10.0.0.1:80 HTTP/1.1\r\nHost: x\r\n\r\n":                 http.StatusForbidden,
+		"CONNECT 10.132.0.1:80 HTTP/1.1\r\nHost: x\r\n\r\n":               http.StatusForbidden,
 		"CONNECT 198.18.1.1:80 HTTP/1.1\r\nHost: x\r\n\r\n":               http.StatusForbidden,
 		"GET http://" + target + "/ HTTP/1.1\r\nHost: x\r\n\r\n":          http.StatusMethodNotAllowed,
 		"CONNECT " + closedPort.String() + " HTTP/1.1\r\nHost: x\r\n\r\n": http.StatusBadGateway,
