@@ -44,6 +44,7 @@ func (l *Lab) CreatePod(ctx context.Context, s PodSpec) error {
 	if l.realRuntime() {
 		pod.Spec.Containers[0].Image = images.AgnhostImage
 		pod.Spec.Containers[0].Args = []string{"pause"}
+		pod.Annotations = map[string]string{kubelet.TapAnnotation: "true"} // the tap serves its ports
 	}
 	var last error
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {

@@ -38,9 +38,15 @@ type Sandbox struct {
 	IP    netip.Addr
 }
 
+// TapAnnotation marks the pods a Tap serves (value "true"): the lab's own pods, whose
+// container only runs agnhost pause. Every other pod — Kubernetes' e2e tests', CoreDNS,
+// a user's — serves its ports itself, and a tap's socket on one of them would take the
+// port from the container ("address already in use").
+const TapAnnotation = "sdn-lab.ovs-sdn.io/tap"
+
 // Tap gives the pods a real kubelet runs on one node what the stand-in gives its own: for
-// every Running pod with an IP (hostNetwork pods excepted) it opens the declared TCP and UDP
-// ports and the SCTP watcher inside the pod's network namespace — sockets of this process,
+// every Running pod with an IP and TapAnnotation (hostNetwork pods excepted) it opens the
+// declared TCP and UDP ports and the SCTP watcher inside the pod's network namespace — sockets of this process,
 // like the stand-in's servers — and runs probes from there. The pod's network is the real
 // one (container runtime, CNI, agent); only the servers and probe clients are the lab's,
 // so every suite written against the stand-in runs unchanged on real nodes. It implements
@@ -149,8 +155,8 @@ func (t *Tap) sync(ctx context.Context, key types.NamespacedName, lister corelis
 
 // attachable: the pod runs, has an IP of its own and is not being deleted.
 func attachable(pod *corev1.Pod) bool {
-	return pod.DeletionTimestamp == nil && pod.Status.Phase == corev1.PodRunning &&
-		pod.Status.PodIP != "" && !pod.Spec.HostNetwork
+	return pod.Annotations[TapAnnotation] == "true" && pod.DeletionTimestamp == nil &&
+		pod.Status.Phase == corev1.PodRunning && pod.Status.PodIP != "" && !pod.Spec.HostNetwork
 }
 
 func nsAlive(path string) bool {

@@ -109,3 +109,30 @@ func TestRunningStatusKeepsTransitionTimes(t *testing.T) {
 		t.Errorf("conditions duplicated: %d → %d", len(before.Conditions), len(pod.Status.Conditions))
 	}
 }
+
+// TestTapAttachesOnlyToMarkedPods: the tap serves the lab's own pods and never a pod that
+// serves its ports itself (an e2e test's agnhost, CoreDNS), whose ports its sockets would
+// take.
+func TestTapAttachesOnlyToMarkedPods(t *testing.T) {
+	running := func(annotations map[string]string, hostNetwork bool) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: annotations},
+			Spec:   corev1.PodSpec{HostNetwork: hostNetwork},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.128.0.5"}}
+	}
+	marked := map[string]string{TapAnnotation: "true"}
+	for _, c := range []struct {
+		name string
+		pod  *corev1.Pod
+		want bool
+	}{
+		{"lab pod", running(marked, false), true},
+		{"unmarked pod", running(nil, false), false},
+		{"marked false", running(map[string]string{TapAnnotation: "false"}, false), false},
+		{"host network", running(marked, true), false},
+		{"pending", func() *corev1.Pod { p := running(marked, false); p.Status.Phase = corev1.PodPending; return p }(), false},
+	} {
+		if got := attachable(c.pod); got != c.want {
+			t.Errorf("%s: attachable = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
