@@ -110,8 +110,8 @@ func (l *Lab) controlPlaneOptions() testenv.Options {
 	return o
 }
 
-// buildImages builds pause, agnhost, sdn-node and sdn-controller into one archive (cached
-// by content in <module>/_output/images).
+// buildImages builds pause, agnhost, sdn-node, sdn-controller and the e2e tests' DNS querier
+// into one archive (cached by content in <module>/_output/images).
 func (l *Lab) buildImages(ctx context.Context) error {
 	root, err := testenv.ModuleRoot()
 	if err != nil {
@@ -129,8 +129,12 @@ func (l *Lab) buildImages(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	dnsutils, err := images.JessieDnsutils()
+	if err != nil {
+		return err
+	}
 	b := &images.Builder{ModuleRoot: root, Out: l.cfg.Out}
-	res, err := b.Build(ctx, []images.Spec{images.Pause(), ag, node, ctl})
+	res, err := b.Build(ctx, []images.Spec{images.Pause(), ag, node, ctl, dnsutils})
 	if err != nil {
 		return err
 	}

@@ -11,10 +11,21 @@ import (
 const (
 	// PauseImage is the sandbox image the lab's containerd is configured with.
 	PauseImage = "registry.k8s.io/pause:3.10"
+	// E2EPauseImage is the same image under the tag Kubernetes v1.34.4's e2e tests give
+	// their pause pods (test/utils/image: "pause" "3.10.1").
+	E2EPauseImage = "registry.k8s.io/pause:3.10.1"
 	// AgnhostImage is the name and tag under which Kubernetes v1.34.4's e2e tests run
 	// agnhost (k8s.io/kubernetes test/utils/image: PromoterE2eRegistry "agnhost" "2.56").
 	AgnhostImage = "registry.k8s.io/e2e-test-images/agnhost:2.56"
+	// JessieDnsutilsImage is the e2e tests' DNS querier (test/utils/image: "jessie-dnsutils"
+	// "1.7"): Debian with dig.
+	JessieDnsutilsImage = "registry.k8s.io/e2e-test-images/jessie-dnsutils:1.7"
 )
+
+// agnhostPackages are the tools upstream's agnhost image adds to its base (its Dockerfile:
+// bind-tools curl netcat-openbsd iproute2 iperf bash), by their Debian names: the e2e tests
+// run curl, nc, dig and nslookup inside agnhost containers.
+var agnhostPackages = []string{"bash", "bind9-dnsutils", "curl", "iperf", "iproute2", "netcat-openbsd"}
 
 // debianPath is the PATH of Debian's container images.
 const debianPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -23,27 +34,50 @@ const debianPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin
 // user Kubernetes' pause image runs as.
 func Pause() Spec {
 	return Spec{
-		Refs:   []string{PauseImage},
+		Refs:   []string{PauseImage, E2EPauseImage},
 		Files:  []File{{Path: "/pause", GoPackage: "./pkg/lab/images/pause"}},
 		Config: Config{Entrypoint: []string{"/pause"}, User: "65535:65535"},
 	}
 }
 
 // Agnhost is Kubernetes' e2e test image: the agnhost binary pinned by tools/kubenode
-// (toolsBin/agnhost) on the Debian base the sdn-controller image uses (so the two share
-// their big layer), with agnhost's entrypoint and default command.
+// (toolsBin/agnhost) on a Debian base of the sdn-controller image's suite with the tools of
+// upstream's image (agnhostPackages), with agnhost's entrypoint and default command.
 func Agnhost(toolsBin string) (Spec, error) {
-	base, err := debianBase("sdn-controller")
+	suite, err := labSuite()
 	if err != nil {
 		return Spec{}, err
 	}
 	return Spec{
 		Refs:  []string{AgnhostImage},
-		Base:  base,
+		Base:  &Debian{Suite: suite, Packages: agnhostPackages},
 		Files: []File{{Path: "/agnhost", Source: filepath.Join(toolsBin, "agnhost")}},
 		Config: Config{Entrypoint: []string{"/agnhost"}, Cmd: []string{"pause"},
 			Env: []string{debianPath}},
 	}, nil
+}
+
+// JessieDnsutils is the e2e tests' DNS querier: Debian (the sdn-controller image's suite)
+// with dig, whose probe scripts need nothing else than the base's sh, seq and getent.
+func JessieDnsutils() (Spec, error) {
+	suite, err := labSuite()
+	if err != nil {
+		return Spec{}, err
+	}
+	return Spec{
+		Refs:   []string{JessieDnsutilsImage},
+		Base:   &Debian{Suite: suite, Packages: []string{"bind9-dnsutils"}},
+		Config: Config{Cmd: []string{"bash"}, Env: []string{debianPath}},
+	}, nil
+}
+
+// labSuite is the Debian suite of the lab's own images (sdn-controller's base).
+func labSuite() (string, error) {
+	base, err := debianBase("sdn-controller")
+	if err != nil {
+		return "", err
+	}
+	return base.Suite, nil
 }
 
 // FromDefinition is the lab's build of image definition d (images/<name>): the Debian
