@@ -83,7 +83,7 @@ func ginkgoArgs(o options, l *lab.Lab, s suite, dir string) []string {
 	if p := s.skipPattern(); p != "" {
 		args = append(args, "--skip", p)
 	}
-	return append(args, filepath.Join(o.tools, "e2e.test"), "--",
+	return append(args, o.suiteBinary, "--",
 		"--kubeconfig", l.Kubeconfig(),
 		"--provider", "skeleton",
 		"--report-dir", dir,
