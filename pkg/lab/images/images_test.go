@@ -285,6 +285,12 @@ func TestProjectImagesFollowTheirDefinitions(t *testing.T) {
 	if ag.Base.Suite != ctl.Base.Suite || ag.Files[0].Source != "/tools/agnhost" {
 		t.Errorf("agnhost %+v is not on sdn-controller's suite %+v", ag, ctl.Base)
 	}
+	for _, f := range ag.Files[1:] {
+		// The module is in the cache once `make tools` has built agnhost (not so for -short).
+		if _, err := os.Stat(f.Source); err != nil && !testing.Short() {
+			t.Errorf("agnhost file %s: %v", f.Path, err)
+		}
+	}
 	for _, tool := range []string{"curl", "netcat-openbsd", "bind9-dnsutils", "iproute2"} {
 		if !slices.Contains(ag.Base.Packages, tool) {
 			t.Errorf("agnhost base %v lacks %s (the e2e tests run it inside agnhost)", ag.Base.Packages, tool)

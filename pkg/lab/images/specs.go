@@ -2,7 +2,10 @@ package images
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 
 	defs "github.com/ovs-sdn/ovs-sdn/images"
 )
@@ -40,21 +43,45 @@ func Pause() Spec {
 	}
 }
 
+// KubernetesModule is the k8s.io/kubernetes release whose agnhost tools/kubenode builds.
+const KubernetesModule = "k8s.io/kubernetes@v1.34.4"
+
 // Agnhost is Kubernetes' e2e test image: the agnhost binary pinned by tools/kubenode
 // (toolsBin/agnhost) on a Debian base of the sdn-controller image's suite with the tools of
-// upstream's image (agnhostPackages), with agnhost's entrypoint and default command.
+// upstream's image (agnhostPackages), with agnhost's entrypoint and default command, and
+// the TLS certificate agnhost porter serves by default (/localhost.crt and .key, from the
+// pinned Kubernetes module, which building agnhost put in the Go module cache).
 func Agnhost(toolsBin string) (Spec, error) {
 	suite, err := labSuite()
 	if err != nil {
 		return Spec{}, err
 	}
+	modCache, err := goModCache()
+	if err != nil {
+		return Spec{}, err
+	}
+	porter := filepath.Join(modCache, KubernetesModule, "test", "images", "agnhost", "porter")
 	return Spec{
-		Refs:  []string{AgnhostImage},
-		Base:  &Debian{Suite: suite, Packages: agnhostPackages},
-		Files: []File{{Path: "/agnhost", Source: filepath.Join(toolsBin, "agnhost")}},
+		Refs: []string{AgnhostImage},
+		Base: &Debian{Suite: suite, Packages: agnhostPackages},
+		Files: []File{{Path: "/agnhost", Source: filepath.Join(toolsBin, "agnhost")},
+			{Path: "/localhost.crt", Source: filepath.Join(porter, "localhost.crt")},
+			{Path: "/localhost.key", Source: filepath.Join(porter, "localhost.key")}},
 		Config: Config{Entrypoint: []string{"/agnhost"}, Cmd: []string{"pause"},
-			Env: []string{debianPath}},
+			Env: []string{debianPath}, WorkingDir: "/"},
 	}, nil
+}
+
+// goModCache is the Go module cache ($GOMODCACHE, else `go env GOMODCACHE`).
+func goModCache() (string, error) {
+	if d := os.Getenv("GOMODCACHE"); d != "" {
+		return d, nil
+	}
+	out, err := exec.Command("go", "env", "GOMODCACHE").Output()
+	if err != nil {
+		return "", fmt.Errorf("images: locating the Go module cache: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 // JessieDnsutils is the e2e tests' DNS querier: Debian (the sdn-controller image's suite)
