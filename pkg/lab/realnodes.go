@@ -52,11 +52,13 @@ const (
 // realLab is what only a containerd lab has: the relays between nodes and control plane,
 // the images and the ovs-sdn installation.
 type realLab struct {
-	egress  *relay.Connect
-	api     *relay.TCP
-	tools   string
-	archive string
-	refs    map[string]string // image name (sdn-node, …) → reference
+	egress *relay.Connect
+	api    *relay.TCP
+	// advertised relays Gateway:<API server's own port>, the kubernetes Service's endpoint.
+	advertised *relay.TCP
+	tools      string
+	archive    string
+	refs       map[string]string // image name (sdn-node, …) → reference
 
 	mu      sync.Mutex
 	install *manifests.Config // the configuration applied last
@@ -105,7 +107,10 @@ func (l *Lab) controlPlaneOptions() testenv.Options {
 	if l.realRuntime() {
 		o.Scheduler = true
 		o.ServingIPs = []netip.Addr{Gateway}
-		o.ExtraAPIServerArgs = relay.APIServerArgs(l.egressConfig())
+		// The API server advertises Gateway, so the kubernetes Service has an endpoint pods
+		// can reach (startAPIRelay relays it), as on a cluster whose control plane is on the
+		// nodes' network; its own default, 127.0.0.1, is no valid endpoint.
+		o.ExtraAPIServerArgs = append(relay.APIServerArgs(l.egressConfig()), "--advertise-address="+Gateway.String())
 	}
 	return o
 }
@@ -148,17 +153,29 @@ func (l *Lab) buildImages(ctx context.Context) error {
 	return nil
 }
 
-// startAPIRelay puts Gateway on the underlay and relays Gateway:GatewayPort to the API
+// startAPIRelay puts Gateway on the underlay and relays Gateway:GatewayPort (what nodes are
+// configured with) and Gateway:<the API server's port> (what it advertises) to the API
 // server's loopback port.
 func (l *Lab) startAPIRelay() error {
 	if err := l.Net.AddUnderlayAddress(netip.PrefixFrom(Gateway, 24)); err != nil {
 		return err
 	}
-	r, err := relay.ListenTCP(l.Net.Underlay.Path, netip.AddrPortFrom(Gateway, GatewayPort), strings.TrimPrefix(l.Env.URL, "https://"))
+	apiServer := strings.TrimPrefix(l.Env.URL, "https://")
+	r, err := relay.ListenTCP(l.Net.Underlay.Path, netip.AddrPortFrom(Gateway, GatewayPort), apiServer)
 	if err != nil {
 		return err
 	}
 	l.real.api = r
+	// The kubernetes Service's endpoint is Gateway at the API server's own port.
+	port, err := netip.ParseAddrPort(apiServer)
+	if err != nil {
+		return fmt.Errorf("lab: API server address %q: %w", apiServer, err)
+	}
+	if port.Port() != GatewayPort {
+		if l.real.advertised, err = relay.ListenTCP(l.Net.Underlay.Path, netip.AddrPortFrom(Gateway, port.Port()), apiServer); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -317,8 +334,10 @@ func (l *Lab) installOVSSDN(ctx context.Context) error {
 // close stops the relays.
 func (r *realLab) close() error {
 	var errs []error
-	if r.api != nil {
-		errs = append(errs, r.api.Close())
+	for _, t := range []*relay.TCP{r.api, r.advertised} {
+		if t != nil {
+			errs = append(errs, t.Close())
+		}
 	}
 	if r.egress != nil {
 		errs = append(errs, r.egress.Close())
