@@ -14,6 +14,11 @@ const (
 	// AgnhostImage is the name and tag under which Kubernetes v1.34.4's e2e tests run
 	// agnhost (k8s.io/kubernetes test/utils/image: PromoterE2eRegistry "agnhost" "2.56").
 	AgnhostImage = "registry.k8s.io/e2e-test-images/agnhost:2.56"
+	// CoreDNSImage is the lab's cluster DNS under CoreDNS's own image name, at the release
+	// tools/coredns pins (CoreDNSVersion).
+	CoreDNSImage = "registry.k8s.io/coredns/coredns:" + CoreDNSVersion
+	// CoreDNSVersion is the CoreDNS release tools/coredns pins; change both together.
+	CoreDNSVersion = "v1.14.7"
 )
 
 // debianPath is the PATH of Debian's container images.
@@ -43,6 +48,22 @@ func Agnhost(toolsBin string) (Spec, error) {
 		Files: []File{{Path: "/agnhost", Source: filepath.Join(toolsBin, "agnhost")}},
 		Config: Config{Entrypoint: []string{"/agnhost"}, Cmd: []string{"pause"},
 			Env: []string{debianPath}},
+	}, nil
+}
+
+// CoreDNS is the containerd lab's cluster DNS: the coredns binary pinned by tools/coredns
+// (toolsBin/coredns) on the same Debian base as agnhost, with CoreDNS's entrypoint; the
+// Corefile comes from the command line (-conf).
+func CoreDNS(toolsBin string) (Spec, error) {
+	base, err := debianBase("sdn-controller")
+	if err != nil {
+		return Spec{}, err
+	}
+	return Spec{
+		Refs:   []string{CoreDNSImage},
+		Base:   base,
+		Files:  []File{{Path: "/coredns", Source: filepath.Join(toolsBin, "coredns")}},
+		Config: Config{Entrypoint: []string{"/coredns"}, Env: []string{debianPath}},
 	}, nil
 }
 
