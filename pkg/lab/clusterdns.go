@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -11,7 +12,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
 	"github.com/ovs-sdn/ovs-sdn/pkg/lab/images"
+	"github.com/ovs-sdn/ovs-sdn/pkg/sdnctl"
 )
 
 // Cluster DNS of a containerd lab: CoreDNS (images.CoreDNSImage, pinned by tools/coredns)
@@ -26,6 +29,10 @@ import (
 // external host's namespace) and nothing else anywhere: other names get SERVFAIL.
 // Host-network pods (the ovs-sdn agents and controller) keep the node's resolver: the
 // kubelet gives ClusterFirst host-network pods the node's DNS, not the cluster's.
+//
+// In multitenant mode kube-system is made global (VNID 0, `sdnctl pod-network
+// make-projects-global`) before CoreDNS starts, as OpenShift makes its DNS namespace
+// global: otherwise only kube-system's own pods could reach it.
 //
 // CoreDNS reaches the API server as the ovs-sdn pods do, through the relay on Gateway:
 // the kubernetes Service's endpoint is the API server's loopback address, which no pod
@@ -164,6 +171,14 @@ spec:
 // Deployment is available and kube-dns has ready endpoints.
 func (l *Lab) installClusterDNS(ctx context.Context) error {
 	begin := time.Now()
+	if mode, err := clusternetwork.ModeForPlugin(l.cfg.PluginName); err != nil {
+		return err
+	} else if mode == clusternetwork.ModeMultitenant {
+		clients := &sdnctl.Clients{Kube: l.Kube, Network: l.Network}
+		if err := sdnctl.ChangePodNetwork(ctx, clients, sdnctl.PodNetworkGlobal, "", []string{clusterDNSNamespace}, io.Discard); err != nil {
+			return fmt.Errorf("lab: making %s global for the cluster DNS: %w", clusterDNSNamespace, err)
+		}
+	}
 	file := filepath.Join(l.cfg.StateDir, "cluster-dns.yaml")
 	if err := os.WriteFile(file, []byte(clusterDNSManifest()), 0o644); err != nil {
 		return fmt.Errorf("lab: cluster DNS: %w", err)
