@@ -171,13 +171,8 @@ spec:
 // Deployment is available and kube-dns has ready endpoints.
 func (l *Lab) installClusterDNS(ctx context.Context) error {
 	begin := time.Now()
-	if mode, err := clusternetwork.ModeForPlugin(l.cfg.PluginName); err != nil {
+	if err := l.makeClusterDNSGlobal(ctx); err != nil {
 		return err
-	} else if mode == clusternetwork.ModeMultitenant {
-		clients := &sdnctl.Clients{Kube: l.Kube, Network: l.Network}
-		if err := sdnctl.ChangePodNetwork(ctx, clients, sdnctl.PodNetworkGlobal, "", []string{clusterDNSNamespace}, io.Discard); err != nil {
-			return fmt.Errorf("lab: making %s global for the cluster DNS: %w", clusterDNSNamespace, err)
-		}
 	}
 	file := filepath.Join(l.cfg.StateDir, "cluster-dns.yaml")
 	if err := os.WriteFile(file, []byte(clusterDNSManifest()), 0o644); err != nil {
@@ -191,6 +186,21 @@ func (l *Lab) installClusterDNS(ctx context.Context) error {
 	}
 	l.progress("cluster DNS (CoreDNS %s, Service %s/%s at %s) ready in %v", images.CoreDNSVersion,
 		clusterDNSNamespace, clusterDNSService, ClusterDNSIP, time.Since(begin).Round(time.Millisecond))
+	return nil
+}
+
+// makeClusterDNSGlobal gives kube-system the global VNID in multitenant mode (and does
+// nothing in the other modes), waiting until the controller has renumbered it.
+func (l *Lab) makeClusterDNSGlobal(ctx context.Context) error {
+	mode, err := clusternetwork.ModeForPlugin(l.cfg.PluginName)
+	if err != nil || mode != clusternetwork.ModeMultitenant {
+		return err
+	}
+	clients := &sdnctl.Clients{Kube: l.Kube, Network: l.Network}
+	err = sdnctl.ChangePodNetwork(ctx, clients, sdnctl.PodNetworkGlobal, "", []string{clusterDNSNamespace}, io.Discard)
+	if err != nil {
+		return fmt.Errorf("lab: making %s global for the cluster DNS: %w", clusterDNSNamespace, err)
+	}
 	return nil
 }
 
