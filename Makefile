@@ -11,7 +11,7 @@ all: build
 
 ## tools: Debian packages (OVS, iptables, mmdebstrap, …) and the pinned builds: etcd,
 ## kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl, agnhost,
-## containerd (+ shim, ctr), runc, crictl.
+## containerd (+ shim, ctr), runc, crictl, coredns.
 tools:
 	hack/tools.sh
 

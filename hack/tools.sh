@@ -2,9 +2,10 @@
 # Builds the pinned binaries the tests and sdn-lab run from the Go module proxy into
 # $TOOLS_BIN — the control plane (etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler), the real nodes' runtime (kubelet, containerd, its runc shim, runc, ctr,
-# crictl), kubectl and the e2e image binary agnhost — and installs the Debian packages the
-# node agent, the tests and sdn-lab need. Every step is skipped when its result is already
-# present, so a second run is a no-op. TOOLS_TIMINGS=1 prints how long each build took.
+# crictl), kubectl, the e2e image binary agnhost and the containerd lab's cluster DNS
+# (CoreDNS) — and installs the Debian packages the node agent, the tests and sdn-lab need.
+# Every step is skipped when its result is already present, so a second run is a no-op.
+# TOOLS_TIMINGS=1 prints how long each build took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS_BIN=${TOOLS_BIN:-$PWD/_output/tools/bin}
@@ -72,6 +73,8 @@ build ctr tools/containerd github.com/containerd/containerd/v2/cmd/ctr 0 "$ctrd_
 # runc needs cgo (its nsexec C code) and links libseccomp for seccomp profiles.
 build runc tools/runc github.com/opencontainers/runc 1 seccomp
 build crictl tools/critools sigs.k8s.io/cri-tools/cmd/crictl 0 "" "-X sigs.k8s.io/cri-tools/pkg/version.Version=v1.34.0"
+# CoreDNS, the containerd lab's cluster DNS (its version is a constant of its source).
+build coredns tools/coredns github.com/coredns/coredns
 # `hack/tools.sh e2e` (make conformance) also builds Kubernetes' own e2e suite: e2e.test
 # is `go test -c` of k8s.io/kubernetes/test/e2e, ~7 minutes and 180 MB, so plain
 # `make tools` (and `make test`) leave it out. Same stamp rule as build.

@@ -40,7 +40,8 @@
 // agents are the DaemonSet's pods, the controller the Deployment's. Nodes
 // reach the API server through a relay on the underlay's gateway address
 // (Gateway), the API server reaches kubelets through its egress selector and
-// a CONNECT proxy dialling into the underlay (pkg/lab/relay); a kubelet.Tap
+// a CONNECT proxy dialling into the underlay (pkg/lab/relay); CoreDNS serves
+// cluster.local at ClusterDNSIP (clusterdns.go); a kubelet.Tap
 // per node gives real pods the stand-in's servers and probes, so every suite
 // runs on both runtimes.
 //
@@ -61,6 +62,7 @@
 //	<StateDir>/egress.sock       the API server's CONNECT proxy to the kubelets,
 //	<StateDir>/egress-selector.yaml   and its egress selector configuration
 //	<StateDir>/manifests/        ovs-sdn as rendered for the lab and applied
+//	<StateDir>/cluster-dns.yaml  the cluster DNS (CoreDNS) as applied (clusterdns.go)
 //	<StateDir>/tools-bin         where the pinned tools are (sdn-lab exec)
 //
 // # Teardown
@@ -248,7 +250,8 @@ func (l *Lab) start(ctx context.Context) error {
 
 // startReal starts a lab of real nodes: the relay for the API server's traffic to the
 // kubelets, the control plane with kube-scheduler, the images, the underlay with the relay
-// for the nodes' traffic to the API server, the nodes, and ovs-sdn from its manifests.
+// for the nodes' traffic to the API server, the nodes, ovs-sdn from its manifests, and the
+// cluster DNS (clusterdns.go).
 func (l *Lab) startReal(ctx context.Context) error {
 	begin := time.Now()
 	if err := l.startEgressProxy(); err != nil {
@@ -272,6 +275,9 @@ func (l *Lab) startReal(ctx context.Context) error {
 		return err
 	}
 	if err := l.installOVSSDN(ctx); err != nil {
+		return err
+	}
+	if err := l.installClusterDNS(ctx); err != nil {
 		return err
 	}
 	l.progress("lab of %d real nodes up in %v", l.cfg.Nodes, time.Since(begin).Round(time.Millisecond))

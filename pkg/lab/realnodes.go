@@ -115,14 +115,18 @@ func (l *Lab) controlPlaneOptions() testenv.Options {
 	return o
 }
 
-// buildImages builds pause, agnhost, sdn-node, sdn-controller and the e2e tests' DNS querier
-// into one archive (cached by content in <module>/_output/images).
+// buildImages builds pause, agnhost, CoreDNS, sdn-node, sdn-controller and the e2e tests'
+// DNS querier into one archive (cached by content in <module>/_output/images).
 func (l *Lab) buildImages(ctx context.Context) error {
 	root, err := testenv.ModuleRoot()
 	if err != nil {
 		return err
 	}
 	ag, err := images.Agnhost(l.real.tools)
+	if err != nil {
+		return err
+	}
+	dns, err := images.CoreDNS(l.real.tools)
 	if err != nil {
 		return err
 	}
@@ -139,12 +143,12 @@ func (l *Lab) buildImages(ctx context.Context) error {
 		return err
 	}
 	b := &images.Builder{ModuleRoot: root, Out: l.cfg.Out}
-	res, err := b.Build(ctx, []images.Spec{images.Pause(), ag, node, ctl, dnsutils})
+	res, err := b.Build(ctx, []images.Spec{images.Pause(), ag, dns, node, ctl, dnsutils})
 	if err != nil {
 		return err
 	}
 	l.real.archive = res.Archive
-	l.real.refs = map[string]string{"sdn-node": res.Images[2].Refs[0], "sdn-controller": res.Images[3].Refs[0]}
+	l.real.refs = map[string]string{"sdn-node": res.Images[3].Refs[0], "sdn-controller": res.Images[4].Refs[0]}
 	var sizes []string
 	for _, im := range res.Images {
 		sizes = append(sizes, fmt.Sprintf("%s %d MiB", im.Refs[0], im.Size>>20))
@@ -193,7 +197,7 @@ func (l *Lab) startRealNode(ctx context.Context, n *Node) error {
 	r, err := realnode.Start(ctx, realnode.Config{Name: n.Name, IP: n.IP, NetNS: n.Net.NetNS.Path, Dir: n.Dir,
 		LabDir: l.cfg.StateDir, CgroupRoot: "/" + l.cfg.Prefix + "-" + n.Name, OVSRunDir: n.Net.RunDir,
 		Kubeconfig: kc, ClientCA: l.Env.ClientCAPEM(), Images: []string{l.real.archive}, ToolsBin: l.real.tools,
-		Out: l.cfg.Out})
+		ClusterDNS: []netip.Addr{ClusterDNSIP}, Out: l.cfg.Out})
 	if err != nil {
 		return err
 	}

@@ -28,7 +28,8 @@ import (
 // TestRealNodes runs what only real nodes can show, on one 3-node containerd lab with
 // ovs-sdn installed from manifests/ (whatever -runtime says, so that plain `make test` runs
 // real nodes too; ~4 min, more the first time, when the images are built): agnhost pods
-// of a Deployment talk over TCP and UDP through kubectl exec; CNI DEL under a real runtime
+// of a Deployment talk over TCP and UDP through kubectl exec; pods resolve Services through
+// the lab's cluster DNS (CoreDNS) and connect by name; CNI DEL under a real runtime
 // removes port, flows and lease; kubelet and containerd restarts and a recreated sandbox
 // keep pods networked; 100 pod create/delete cycles leak no address; and an upgrade
 // (logLevel changed, rendered and applied again) rolls the DaemonSet node by node while
@@ -36,6 +37,7 @@ import (
 func TestRealNodes(t *testing.T) {
 	l := startLabOn(t, "e2ereal", networkv1.NetworkPolicyPluginName, lab.RuntimeContainerd)
 	t.Run("AgnhostDeployment", func(t *testing.T) { testAgnhostDeployment(t, l) })
+	t.Run("ClusterDNS", func(t *testing.T) { testClusterDNS(t, l) })
 	t.Run("CNIDelRemovesPortFlowsLease", func(t *testing.T) { testCNIDel(t, l) })
 	t.Run("RuntimeRestarts", func(t *testing.T) { testRuntimeRestarts(t, l) })
 	t.Run("SandboxRecreated", func(t *testing.T) { testSandboxRecreated(t, l) })

@@ -9,7 +9,9 @@
 //     once, so the lab runs what a Docker build of the Dockerfiles would hold;
 //   - registry.k8s.io/pause:3.10, the sandbox image: our own static pause (./pause);
 //   - registry.k8s.io/e2e-test-images/agnhost:2.56 (the tag Kubernetes v1.34.4's e2e tests
-//     use): agnhost built by `make tools` on the sdn-controller image's Debian base.
+//     use): agnhost built by `make tools` on the sdn-controller image's Debian base;
+//   - registry.k8s.io/coredns/coredns:<CoreDNSVersion>, the containerd lab's cluster DNS:
+//     CoreDNS built by `make tools` (tools/coredns) on the same base.
 //
 // # Layers and cache
 //

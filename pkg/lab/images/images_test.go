@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -295,5 +296,25 @@ func TestProjectImagesFollowTheirDefinitions(t *testing.T) {
 		if !slices.Contains(ag.Base.Packages, tool) {
 			t.Errorf("agnhost base %v lacks %s (the e2e tests run it inside agnhost)", ag.Base.Packages, tool)
 		}
+	}
+	dns, err := CoreDNS("/tools")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dns.Base.key() != ctl.Base.key() || dns.Files[0].Source != "/tools/coredns" || dns.Refs[0] != CoreDNSImage {
+		t.Errorf("coredns %+v does not share sdn-controller's base %+v or is misnamed", dns, ctl.Base)
+	}
+}
+
+// TestCoreDNSImageIsThePinnedRelease: the CoreDNS image's tag is the release tools/coredns
+// pins, so the name says what the lab runs.
+func TestCoreDNSImageIsThePinnedRelease(t *testing.T) {
+	mod, err := os.ReadFile(filepath.Join("..", "..", "..", "tools", "coredns", "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s*github\.com/coredns/coredns (v\S+)`).FindSubmatch(mod)
+	if m == nil || string(m[1]) != CoreDNSVersion || !strings.HasSuffix(CoreDNSImage, ":"+CoreDNSVersion) {
+		t.Errorf("tools/coredns pins %q, the image is %s (CoreDNSVersion %s)", m, CoreDNSImage, CoreDNSVersion)
 	}
 }

@@ -23,6 +23,11 @@ const (
 	// JessieDnsutilsImage is the e2e tests' DNS querier (test/utils/image: "jessie-dnsutils"
 	// "1.7"): Debian with dig.
 	JessieDnsutilsImage = "registry.k8s.io/e2e-test-images/jessie-dnsutils:1.7"
+	// CoreDNSImage is the lab's cluster DNS under CoreDNS's own image name, at the release
+	// tools/coredns pins (CoreDNSVersion).
+	CoreDNSImage = "registry.k8s.io/coredns/coredns:" + CoreDNSVersion
+	// CoreDNSVersion is the CoreDNS release tools/coredns pins; change both together.
+	CoreDNSVersion = "v1.14.7"
 )
 
 // agnhostPackages are the tools upstream's agnhost image adds to its base (its Dockerfile:
@@ -105,6 +110,22 @@ func labSuite() (string, error) {
 		return "", err
 	}
 	return base.Suite, nil
+}
+
+// CoreDNS is the containerd lab's cluster DNS: the coredns binary pinned by tools/coredns
+// (toolsBin/coredns) on the sdn-controller image's Debian base (sharing its big layer), with CoreDNS's entrypoint; the
+// Corefile comes from the command line (-conf).
+func CoreDNS(toolsBin string) (Spec, error) {
+	base, err := debianBase("sdn-controller")
+	if err != nil {
+		return Spec{}, err
+	}
+	return Spec{
+		Refs:   []string{CoreDNSImage},
+		Base:   base,
+		Files:  []File{{Path: "/coredns", Source: filepath.Join(toolsBin, "coredns")}},
+		Config: Config{Entrypoint: []string{"/coredns"}, Env: []string{debianPath}},
+	}, nil
 }
 
 // FromDefinition is the lab's build of image definition d (images/<name>): the Debian

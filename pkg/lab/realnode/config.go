@@ -49,6 +49,10 @@ type Config struct {
 	PauseImage string
 	// ToolsBin holds containerd, containerd-shim-runc-v2, runc, ctr, crictl and kubelet.
 	ToolsBin string
+	// ClusterDNS are the kubelet's clusterDNS: the nameservers of pods with dnsPolicy
+	// ClusterFirst (host-network ones keep the node's resolver). Without them such pods get
+	// the node's resolver too, which is empty (nothing outside the lab may be asked).
+	ClusterDNS []netip.Addr
 	// Labels are the Node's labels (kubelet --node-labels).
 	Labels map[string]string
 	// KubeletVerbosity is kubelet's --v (default 2).

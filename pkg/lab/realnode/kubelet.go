@@ -36,7 +36,8 @@ const (
 // kubeletConfig is the node's KubeletConfiguration. What this machine needs: cgroupfs on
 // cgroup v1 (no systemd) with failCgroupV1 off and the node's own cgroupRoot; oomScoreAdj
 // 0 (root lacks CAP_SYS_RESOURCE for the default -999). What the lab wants: no DNS from the
-// host (resolvConf ""; nothing outside the lab may be asked), no evictions or image garbage
+// host (resolvConf ""; nothing outside the lab may be asked) but Config.ClusterDNS for
+// ClusterFirst pods, in domain cluster.local, no evictions or image garbage
 // collection (images are imported, never pulled back), healthz on the node's loopback.
 func (c *Config) kubeletConfig() ([]byte, error) {
 	kc := kubeletconfig.KubeletConfiguration{
@@ -58,6 +59,9 @@ func (c *Config) kubeletConfig() ([]byte, error) {
 		ImageGCHighThresholdPercent: ptr.To[int32](100),
 		ImageGCLowThresholdPercent:  ptr.To[int32](99),
 		NodeStatusUpdateFrequency:   metav1.Duration{Duration: 5 * time.Second},
+	}
+	for _, ip := range c.ClusterDNS {
+		kc.ClusterDNS = append(kc.ClusterDNS, ip.String())
 	}
 	kc.Authentication.Anonymous.Enabled = ptr.To(true)
 	kc.Authentication.Webhook.Enabled = ptr.To(false)

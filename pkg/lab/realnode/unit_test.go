@@ -58,10 +58,14 @@ func TestConfigValidation(t *testing.T) {
 func TestKubeletConfig(t *testing.T) {
 	c := validConfig(t)
 	c.ClientCA = []byte("ca")
+	c.ClusterDNS = []netip.Addr{netip.MustParseAddr("172.30.0.10")}
 	data, err := c.kubeletConfig()
 	must(t, err)
 	var kc kubeletconfig.KubeletConfiguration
 	must(t, yaml.UnmarshalStrict(data, &kc))
+	if !slices.Equal(kc.ClusterDNS, []string{"172.30.0.10"}) || kc.ClusterDomain != "cluster.local" {
+		t.Errorf("cluster DNS: %s", data)
+	}
 	if kc.Kind != "KubeletConfiguration" || kc.CgroupDriver != "cgroupfs" || kc.CgroupRoot != "/lab-node1" ||
 		kc.FailCgroupV1 == nil || *kc.FailCgroupV1 || kc.OOMScoreAdj == nil || *kc.OOMScoreAdj != 0 {
 		t.Errorf("cgroup/OOM settings: %s", data)
