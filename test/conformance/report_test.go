@@ -104,3 +104,23 @@ func TestSelectSuites(t *testing.T) {
 		t.Errorf("netpol skip %q", got)
 	}
 }
+
+// TestWrongPairsFromARealRun: log lines as the v1.34.4 Netpol suite printed them on this
+// lab (a run where one server pod could not listen) give the pairs and probed addresses.
+func TestWrongPairsFromARealRun(t *testing.T) {
+	log, err := os.ReadFile("testdata/netpol-wrong-probes.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := wrongPairs(string(log))
+	if len(got) != 4 {
+		t.Fatalf("%d wrong pairs, want 4: %+v", len(got), got)
+	}
+	want := wrongPair{From: "netpol-x-2203/b", To: "netpol-y-8836/a", Addr: "172.30.154.52:80", Protocol: "tcp", Expected: "allowed"}
+	if got[0] != want {
+		t.Errorf("first pair %+v, want %+v", got[0], want)
+	}
+	if got[3].From != "netpol-y-8836/a" || got[3].To != "netpol-x-2203/b" || got[3].Addr != "172.30.128.28:80" {
+		t.Errorf("last pair %+v", got[3])
+	}
+}
