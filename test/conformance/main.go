@@ -43,6 +43,7 @@ type options struct {
 	nodes         int
 	procs         int
 	keepOnFailure bool
+	focus         string
 	tools         string
 	// suiteBinary is e2e.test as ginkgo is given it: a link outside any Go module, for
 	// ginkgo compares its own version with the Ginkgo of the go.mod above the suite's
@@ -60,6 +61,7 @@ func main() {
 	flag.IntVar(&o.nodes, "nodes", 3, "lab nodes")
 	flag.IntVar(&o.procs, "procs", 3, "parallel Ginkgo processes (specs not marked [Serial] run concurrently)")
 	flag.BoolVar(&o.keepOnFailure, "keep-on-failure", false, "after a failure keep the lab up until Ctrl-C (`sdn-lab exec/trace --state-dir`)")
+	flag.StringVar(&o.focus, "focus", "", "replace the suites' --ginkgo.focus (e.g. one spec while debugging); the suites' skips still apply")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "conformance:", err)
@@ -74,6 +76,11 @@ func run(o options) error {
 	suites, err := selectSuites(o.suites)
 	if err != nil {
 		return err
+	}
+	for i := range suites {
+		if o.focus != "" {
+			suites[i].Focus = o.focus
+		}
 	}
 	if o.tools, err = testenv.ToolsBin(); err != nil {
 		return err
