@@ -15,10 +15,11 @@ all: build
 tools:
 	hack/tools.sh
 
-## build: the project binaries into _output/bin.
+## build: the project binaries into _output/bin, and the portmap CNI plugin (a tool of
+## go.mod, pinned there) that the conflist chains after sdn-cni for hostPorts.
 build:
 	@mkdir -p $(OVS_SDN_BIN)
-	$(GO) build -o $(OVS_SDN_BIN)/ ./cmd/...
+	$(GO) build -o $(OVS_SDN_BIN)/ ./cmd/... github.com/containernetworking/plugins/plugins/meta/portmap
 
 ## generate: deepcopy, clientset, listers, informers and CRD YAML.
 generate:

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/mod/modfile"
 )
 
 func TestLoadDefinitions(t *testing.T) {
@@ -20,7 +22,8 @@ func TestLoadDefinitions(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantBins := []Binary{{"./cmd/sdn-node", "/usr/bin/sdn-node"}, {"./cmd/sdnctl", "/usr/bin/sdnctl"},
-		{"./cmd/sdn-cni", "/usr/libexec/ovs-sdn/sdn-cni"}}
+		{"./cmd/sdn-cni", "/usr/libexec/ovs-sdn/sdn-cni"},
+		{"github.com/containernetworking/plugins/plugins/meta/portmap", "/usr/libexec/ovs-sdn/portmap"}}
 	if !slices.Equal(node.Binaries, wantBins) {
 		t.Errorf("sdn-node binaries = %v, want %v", node.Binaries, wantBins)
 	}
@@ -52,9 +55,14 @@ func TestEntrypointIsInstalled(t *testing.T) {
 		if !slices.ContainsFunc(d.Binaries, func(b Binary) bool { return b.Path == d.Entrypoint[0] }) {
 			t.Errorf("%s: ENTRYPOINT %s is not in binaries.txt %v", name, d.Entrypoint[0], d.Binaries)
 		}
+		tools := goModTools(t)
 		for _, b := range d.Binaries {
-			if _, err := os.Stat(filepath.Join("..", b.Package)); err != nil || !strings.HasPrefix(b.Package, "./cmd/") {
-				t.Errorf("%s: binaries.txt builds %s, which is not a ./cmd/ directory: %v", name, b.Package, err)
+			if strings.HasPrefix(b.Package, "./") {
+				if _, err := os.Stat(filepath.Join("..", b.Package)); err != nil || !strings.HasPrefix(b.Package, "./cmd/") {
+					t.Errorf("%s: binaries.txt builds %s, which is not a ./cmd/ directory: %v", name, b.Package, err)
+				}
+			} else if !slices.Contains(tools, b.Package) {
+				t.Errorf("%s: binaries.txt builds %s, which is neither a ./cmd/ directory nor a tool of go.mod (pinned there)", name, b.Package)
 			}
 		}
 	}
@@ -237,4 +245,22 @@ func semverLess(a, b string) bool {
 		}
 	}
 	return false
+}
+
+// goModTools lists the tool directives of the module's go.mod.
+func goModTools(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := modfile.Parse("go.mod", b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tools []string
+	for _, tool := range f.Tool {
+		tools = append(tools, tool.Path)
+	}
+	return tools
 }

@@ -13,6 +13,18 @@
 // the socket the shim fails with code 11 (50 for STATUS): "ovs-sdn node
 // agent is not running on this node". The shim needs no cluster state.
 //
+// # Conflist
+//
+// The agent writes RenderConflist (testdata/conflist.golden): sdn-cni, then
+// the standard portmap plugin as PortmapPluginType for pods' hostPorts. The
+// runtime hands portmap the pod's port mappings (capability portMappings)
+// and sdn-cni's result as prevResult (the pod interface eth0 with its
+// sandbox and address); portmap DNATs the host ports in the node's iptables
+// (backend iptables; snat, so 127.0.0.1 host ports answer) and removes its
+// rules at DEL, which the runtime runs on portmap first. CHECK checks both.
+// A node whose CNI bin dir lacks the portmap binary fails every pod ADD
+// with libcni's "failed to find plugin" naming it.
+//
 // # Server
 //
 // Server (in the agent) attaches a pod in four steps, each idempotent:

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -25,6 +24,7 @@ import (
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/ovsdb"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/ovstest"
+	"github.com/ovs-sdn/ovs-sdn/pkg/testenv"
 )
 
 // binDir holds the sdn-cni binary, installed as "ovs-sdn" like a CNI bin
@@ -52,11 +52,7 @@ func pluginDir(t testing.TB) string {
 		if binErr != nil {
 			return
 		}
-		out, err := exec.Command("go", "build", "-o", filepath.Join(buildDir, cni.PluginType),
-			"github.com/ovs-sdn/ovs-sdn/cmd/sdn-cni").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build sdn-cni: %v\n%s", err, out)
-		}
+		binErr = testenv.BuildCNIBin(buildDir)
 		binDir = buildDir
 	})
 	if binErr != nil {

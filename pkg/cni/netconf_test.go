@@ -10,6 +10,9 @@ import (
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ovs-sdn/ovs-sdn/pkg/testutil"
 )
 
 func code(err error) uint {
@@ -117,7 +120,7 @@ func TestConflist(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if list.Name != NetworkName || list.CNIVersion != "1.1.0" || len(list.Plugins) != 1 {
+	if list.Name != NetworkName || list.CNIVersion != "1.1.0" || len(list.Plugins) != 2 {
 		t.Fatalf("conflist %+v", list)
 	}
 	// libcni adds name and cniVersion when it execs the plugin.
@@ -125,6 +128,12 @@ func TestConflist(t *testing.T) {
 	err = json.Unmarshal(list.Plugins[0].Bytes, &conf)
 	if err != nil || conf.Type != PluginType || conf.SocketPath() != "/run/ovs-sdn/x.sock" {
 		t.Fatalf("plugin conf %s: %v", list.Plugins[0].Bytes, err)
+	}
+	// portmap comes second (it needs sdn-cni's result as prevResult) and
+	// asks the runtime for the pod's hostPorts.
+	pm := list.Plugins[1].Network
+	if pm.Type != PortmapPluginType || !pm.Capabilities["portMappings"] {
+		t.Fatalf("second plugin %s: want type %s with capability portMappings", list.Plugins[1].Bytes, PortmapPluginType)
 	}
 	if st, _ := os.Stat(path); st.Mode().Perm() != 0o644 {
 		t.Errorf("mode %o", st.Mode().Perm())
@@ -169,5 +178,31 @@ func TestKeyedMutex(t *testing.T) {
 	unlock()
 	if len(k.m) != 0 {
 		t.Errorf("entries leaked: %v", k.m)
+	}
+}
+
+// TestConflistGolden pins the conflist's content (go test -update rewrites
+// testdata/conflist.golden): a change to what the runtime runs for every pod
+// is deliberate.
+func TestConflistGolden(t *testing.T) {
+	got, err := RenderConflist("/run/ovs-sdn/x.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "conflist.golden")
+	if testutil.Update() {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("conflist differs from %s (-want +got):\n%s", golden, diff)
 	}
 }

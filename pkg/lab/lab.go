@@ -92,6 +92,7 @@ import (
 
 	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
 	"github.com/ovs-sdn/ovs-sdn/pkg/client/clientset/versioned"
+	"github.com/ovs-sdn/ovs-sdn/pkg/cni"
 	"github.com/ovs-sdn/ovs-sdn/pkg/lab/dnsserver"
 	"github.com/ovs-sdn/ovs-sdn/pkg/lab/kubelet"
 	"github.com/ovs-sdn/ovs-sdn/pkg/lab/netlab"
@@ -124,6 +125,10 @@ type Config struct {
 	CNIPlugin string
 	// NodeAgent is the sdn-node binary (default: FindBinary("sdn-node")).
 	NodeAgent string
+	// PortmapPlugin is the portmap CNI plugin the conflist chains after sdn-cni for
+	// hostPorts (default: the "portmap" next to CNIPlugin, else FindBinary("portmap");
+	// `make build` puts it in _output/bin).
+	PortmapPlugin string
 	// Runtime runs the pods: RuntimeStandIn (default) or RuntimeContainerd (real nodes,
 	// ovs-sdn installed from its manifests; see realnodes.go). A containerd lab builds
 	// its binaries into images itself and needs neither CNIPlugin nor NodeAgent.
@@ -166,7 +171,21 @@ func (c *Config) complete() error {
 		}
 		*b.path = p
 	}
-	return nil
+	return c.findPortmap()
+}
+
+func (c *Config) findPortmap() error {
+	if c.PortmapPlugin != "" {
+		return nil
+	}
+	next := filepath.Join(filepath.Dir(c.CNIPlugin), "portmap")
+	if st, err := os.Stat(next); err == nil && st.Mode().IsRegular() {
+		c.PortmapPlugin = next
+		return nil
+	}
+	p, err := FindBinary("portmap")
+	c.PortmapPlugin = p
+	return err
 }
 
 func setDefault(p *string, v string) {
@@ -230,7 +249,8 @@ func (l *Lab) start(ctx context.Context) error {
 	if err := l.startControlPlane(ctx); err != nil {
 		return err
 	}
-	if err := installCNIPlugin(l.cfg.CNIPlugin, l.cniBinDir()); err != nil {
+	if err := installCNIPlugins(l.cniBinDir(), map[string]string{
+		cni.PluginType: l.cfg.CNIPlugin, cni.PortmapPluginType: l.cfg.PortmapPlugin}); err != nil {
 		return err
 	}
 	if err := l.startUnderlay(); err != nil {
@@ -381,18 +401,20 @@ func FindBinary(name string) (string, error) {
 		name, strings.Join(cands, ", "))
 }
 
-// installCNIPlugin copies the plugin to <binDir>/ovs-sdn, the name libcni
-// looks for (the conflist's plugin type).
-func installCNIPlugin(src, binDir string) error {
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return fmt.Errorf("lab: reading the CNI plugin: %w", err)
-	}
+// installCNIPlugins copies each plugin binary (name → source) to <binDir>/<name>, the
+// names libcni looks for (the conflist's plugin types: sdn-cni and portmap).
+func installCNIPlugins(binDir string, plugins map[string]string) error {
 	if err := os.MkdirAll(binDir, 0o755); err != nil {
 		return fmt.Errorf("lab: CNI bin dir: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(binDir, "ovs-sdn"), b, 0o755); err != nil {
-		return fmt.Errorf("lab: installing the CNI plugin: %w", err)
+	for name, src := range plugins {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			return fmt.Errorf("lab: reading the CNI plugin %s: %w", name, err)
+		}
+		if err := os.WriteFile(filepath.Join(binDir, name), b, 0o755); err != nil {
+			return fmt.Errorf("lab: installing the CNI plugin %s: %w", name, err)
+		}
 	}
 	return nil
 }

@@ -19,6 +19,12 @@ const (
 	// <cniBinDir>/<CNIPluginType>: the runtime execs the binary named by the conflist's type.
 	CNIBinaryInImage = "/usr/libexec/ovs-sdn/sdn-cni"
 	CNIPluginType    = "ovs-sdn"
+	// PortmapBinaryInImage (the standard portmap plugin, pinned in go.mod) is copied next to
+	// it as <cniBinDir>/<PortmapPluginType>: the conflist chains it after ovs-sdn for
+	// hostPorts (pkg/cni.PortmapPluginType; a name of our own, so a portmap other software
+	// installed on the host is left alone).
+	PortmapBinaryInImage = "/usr/libexec/ovs-sdn/portmap"
+	PortmapPluginType    = "ovs-sdn-portmap"
 	// CNIConfFile is written by the agent into the CNI conf dir once it is ready; its
 	// presence is the DaemonSet's readiness.
 	CNIConfFile = "10-ovs-sdn.conflist"
@@ -73,17 +79,19 @@ func (c *Config) nodePodSpec() corev1.PodSpec {
 	}
 }
 
-// installCNIContainer copies the shim onto the host atomically (a half-written binary must
-// never be exec'd) and removes a conflist left by a previous agent, so readiness reflects
-// this one.
+// installCNIContainer copies the shim and portmap onto the host atomically (a half-written
+// binary must never be exec'd) and removes a conflist left by a previous agent, so
+// readiness reflects this one.
 func (c *Config) installCNIContainer() corev1.Container {
-	tmp := cniBinMount + "/." + CNIPluginType + ".new"
-	script := strings.Join([]string{
-		"set -eu",
-		fmt.Sprintf("cp -f %s %s", CNIBinaryInImage, tmp),
-		fmt.Sprintf("mv -f %s %s/%s", tmp, cniBinMount, CNIPluginType),
-		fmt.Sprintf("rm -f %s/%s", cniConfMount, CNIConfFile),
-	}, "\n") + "\n"
+	lines := []string{"set -eu"}
+	for _, b := range []struct{ src, name string }{
+		{CNIBinaryInImage, CNIPluginType}, {PortmapBinaryInImage, PortmapPluginType},
+	} {
+		tmp := cniBinMount + "/." + b.name + ".new"
+		lines = append(lines, fmt.Sprintf("cp -f %s %s", b.src, tmp),
+			fmt.Sprintf("mv -f %s %s/%s", tmp, cniBinMount, b.name))
+	}
+	script := strings.Join(append(lines, fmt.Sprintf("rm -f %s/%s", cniConfMount, CNIConfFile)), "\n") + "\n"
 	return corev1.Container{
 		Name:            "install-cni",
 		Image:           c.Images.Node,

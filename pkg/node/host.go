@@ -90,6 +90,13 @@ func (h netlinkHost) EnsureGateway(dev string, gw netip.Prefix, mac net.Hardware
 	if err := h.sysctl("net/ipv4/conf/"+dev+"/accept_local", "1"); err != nil {
 		return err
 	}
+	// The host's ARP requests on the gateway name the gateway address as sender: br0
+	// answers only those (table 0 drops other tun0 ARP), and a packet the host sends from
+	// another of its addresses — the node IP DNATed to a pod by a hostPort rule, say —
+	// would otherwise ask with that address and never get an answer.
+	if err := h.sysctl("net/ipv4/conf/"+dev+"/arp_announce", "2"); err != nil {
+		return err
+	}
 	if err := nh.LinkSetUp(link); err != nil {
 		return fmt.Errorf("set %s up: %w", dev, err)
 	}

@@ -34,6 +34,7 @@ import (
 	"github.com/ovs-sdn/ovs-sdn/pkg/node"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs"
 	"github.com/ovs-sdn/ovs-sdn/pkg/pipeline"
+	"github.com/ovs-sdn/ovs-sdn/pkg/testenv"
 )
 
 const (
@@ -207,14 +208,13 @@ func TestIntegrationCNI(t *testing.T) {
 	})
 }
 
-// buildCNIPlugin builds cmd/sdn-cni into a CNI bin dir as "ovs-sdn".
+// buildCNIPlugin builds the conflist's plugins (sdn-cni as "ovs-sdn", portmap) into a CNI
+// bin dir.
 func buildCNIPlugin(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
-	out, err := exec.Command("go", "build", "-o", filepath.Join(dir, cni.PluginType),
-		"github.com/ovs-sdn/ovs-sdn/cmd/sdn-cni").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build sdn-cni: %v\n%s", err, out)
+	if err := testenv.BuildCNIBin(dir); err != nil {
+		t.Fatal(err)
 	}
 	return dir
 }
@@ -319,8 +319,11 @@ func (n *cniNode) loadConflist() {
 // before it has.
 func (n *cniNode) staticList() *libcni.NetworkConfigList {
 	n.t.Helper()
-	l, err := libcni.ConfListFromBytes([]byte(fmt.Sprintf(
-		`{"cniVersion":"1.1.0","name":%q,"plugins":[{"type":%q,"serverSocket":%q}]}`, cni.NetworkName, cni.PluginType, n.sock)))
+	b, err := cni.RenderConflist(n.sock)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	l, err := libcni.ConfListFromBytes(b)
 	if err != nil {
 		n.t.Fatal(err)
 	}

@@ -26,7 +26,8 @@ import (
 	"github.com/ovs-sdn/ovs-sdn/pkg/testenv"
 )
 
-// binDir holds sdn-cni and sdn-lab built from this tree by TestMain.
+// binDir holds sdn-cni, sdn-lab and the rest built from this tree (and portmap, pinned in
+// go.mod) by TestMain.
 var binDir string
 
 // runtime is what runs the labs' pods: -runtime=stand-in (default) or
@@ -69,7 +70,7 @@ func buildBinaries(dir string) error {
 		return err
 	}
 	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/sdn-cni", "./cmd/sdn-node", "./cmd/sdn-lab", "./cmd/sdnctl",
-		"./test/e2e/tcpconnrate")
+		"./test/e2e/tcpconnrate", testenv.PortmapPackage)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("building the binaries: %v\n%s", err, out)

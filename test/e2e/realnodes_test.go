@@ -30,8 +30,10 @@ import (
 // real nodes too; ~4 min, more the first time, when the images are built): agnhost pods
 // of a Deployment talk over TCP and UDP through kubectl exec; pods resolve Services through
 // the lab's cluster DNS (CoreDNS) and connect by name; CNI DEL under a real runtime
-// removes port, flows and lease; kubelet and containerd restarts and a recreated sandbox
-// keep pods networked; 100 pod create/delete cycles leak no address; and an upgrade
+// removes port, flows and lease; hostPorts (TCP and UDP, hostIP 127.0.0.1 and the node's,
+// through the conflist's portmap) answer from the node and from another node; kubelet and
+// containerd restarts and a recreated sandbox keep pods networked; 100 pod create/delete
+// cycles leak no address; and an upgrade
 // (logLevel changed, rendered and applied again) rolls the DaemonSet node by node while
 // established TCP streams between pods survive every agent restart.
 func TestRealNodes(t *testing.T) {
@@ -39,6 +41,7 @@ func TestRealNodes(t *testing.T) {
 	t.Run("AgnhostDeployment", func(t *testing.T) { testAgnhostDeployment(t, l) })
 	t.Run("ClusterDNS", func(t *testing.T) { testClusterDNS(t, l) })
 	t.Run("CNIDelRemovesPortFlowsLease", func(t *testing.T) { testCNIDel(t, l) })
+	t.Run("HostPorts", func(t *testing.T) { testHostPorts(t, l) })
 	t.Run("RuntimeRestarts", func(t *testing.T) { testRuntimeRestarts(t, l) })
 	t.Run("SandboxRecreated", func(t *testing.T) { testSandboxRecreated(t, l) })
 	t.Run("NoIPLeakAfter100Cycles", func(t *testing.T) { testNoIPLeak(t, l) })

@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"sort"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
 	cnitypes "github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
+	"github.com/containernetworking/plugins/pkg/ns"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -28,9 +32,36 @@ type cniRuntime struct {
 	cni     *libcni.CNIConfig
 }
 
-func newCNIRuntime(confDir, binDir, cacheDir string) *cniRuntime {
+// newCNIRuntime execs the plugins in nodeNetNS ("" = the caller's netns), where a real
+// node's containerd runs them: chained plugins such as portmap act on the netns they run
+// in (its hostPort DNAT rules belong in the node's iptables, not the lab host's).
+func newCNIRuntime(confDir, binDir, cacheDir, nodeNetNS string) *cniRuntime {
+	exec := &netnsExec{Exec: &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: os.Stderr},
+		PluginDecoder: version.PluginDecoder{}}, netns: nodeNetNS}
 	return &cniRuntime{confDir: confDir,
-		cni: libcni.NewCNIConfigWithCacheDir([]string{binDir}, cacheDir, nil)}
+		cni: libcni.NewCNIConfigWithCacheDir([]string{binDir}, cacheDir, exec)}
+}
+
+// netnsExec is libcni's plugin executor, run from a thread switched into netns (a child
+// process starts in the netns of the thread that forks it).
+type netnsExec struct {
+	invoke.Exec
+	netns string
+}
+
+func (e *netnsExec) ExecPlugin(ctx context.Context, pluginPath string, stdin []byte, environ []string) ([]byte, error) {
+	if e.netns == "" {
+		return e.Exec.ExecPlugin(ctx, pluginPath, stdin, environ)
+	}
+	var out []byte
+	var err error
+	if nsErr := ns.WithNetNSPath(e.netns, func(ns.NetNS) error {
+		out, err = e.Exec.ExecPlugin(ctx, pluginPath, stdin, environ)
+		return nil
+	}); nsErr != nil {
+		return nil, fmt.Errorf("exec CNI plugin %s in %s: %w", pluginPath, e.netns, nsErr)
+	}
+	return out, err
 }
 
 // loadConf reads the lexically first configuration file, as containerd and CRI-O do. It is
@@ -110,7 +141,9 @@ func (r *cniRuntime) add(ctx context.Context, sb *sandbox, pod *corev1.Pod) ([]n
 }
 
 // del runs CNI DEL. Without a configuration it falls back to the one cached at ADD (a
-// runtime must be able to clean up after the network is gone).
+// runtime must be able to clean up after the network is gone). Like containerd, it passes
+// the capability arguments of the ADD (the pod's portMappings, from libcni's cache), so
+// portmap finds and removes the hostPort rules it made.
 func (r *cniRuntime) del(ctx context.Context, sb *sandbox) error {
 	rt := runtimeConf(sb, nil)
 	list, err := r.loadConf()
@@ -119,6 +152,9 @@ func (r *cniRuntime) del(ctx context.Context, sb *sandbox) error {
 	}
 	if err != nil {
 		return fmt.Errorf("CNI DEL: %w", err)
+	}
+	if _, cached, cerr := r.cni.GetNetworkListCachedConfig(list, rt); cerr == nil && cached != nil && cached.CapabilityArgs != nil {
+		rt.CapabilityArgs = cached.CapabilityArgs
 	}
 	if err := r.cni.DelNetworkList(ctx, list, rt); err != nil {
 		return fmt.Errorf("CNI DEL (network %q): %w", list.Name, err)

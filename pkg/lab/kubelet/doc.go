@@ -20,9 +20,11 @@
 //     like `ip netns add`, then, once a CNI configuration exists in CNIConfDir (the node agent
 //     writes 10-ovs-sdn.conflist when it is ready; the lexically first .conf/.conflist/.json
 //     is used, as containerd and CRI-O do), CNI ADD through libcni with ifname eth0, the
-//     K8S_POD_* CNI_ARGS and the portMappings / pod-annotations runtime config. The plugin
-//     is exec'd in the caller's (root) netns with CNI_NETNS=/run/netns/<name>; moving the
-//     host end of the veth into the node netns is the plugin's (agent's) business;
+//     K8S_POD_* CNI_ARGS and the portMappings / pod-annotations runtime config (DEL gets
+//     the ones cached at ADD, so portmap removes its hostPort rules). The plugins are
+//     exec'd in Config.NodeNetNS (the caller's netns when unset), where a real node's
+//     runtime runs them, with CNI_NETNS=/run/netns/<name>: a chained portmap writes its
+//     rules into the node's iptables;
 //   - servers start inside the pod netns for every declared containerPort: TCP and UDP
 //     listeners that answer with the pod name, and one SCTP watcher (see below);
 //   - the status reports podIP/podIPs, hostIP, phase Running, Initialized, Ready,

@@ -41,6 +41,10 @@ type fakeConf struct {
 	types.PluginConf
 	Hub   string `json:"hub"`   // netns path
 	State string `json:"state"` // dir: ip-<n> leases, fail-<pod> markers, calls.log
+	// RuntimeConfig is what libcni injects for the capabilities the conflist declares.
+	RuntimeConfig struct {
+		PortMappings json.RawMessage `json:"portMappings,omitempty"`
+	} `json:"runtimeConfig"`
 }
 
 const fakeSubnet = "10.99.0"
@@ -59,11 +63,11 @@ func parseFake(args *skel.CmdArgs) (*fakeConf, string, error) {
 	return &c, pod, nil
 }
 
-// logCall appends "<CMD> <container id> <pod> <netns>" to calls.log.
+// logCall appends "<CMD> <container id> <pod> <netns> portMappings=<JSON>" to calls.log.
 func (c *fakeConf) logCall(cmd string, args *skel.CmdArgs, pod string) {
 	f, err := os.OpenFile(filepath.Join(c.State, "calls.log"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err == nil {
-		fmt.Fprintf(f, "%s %s %s %s\n", cmd, args.ContainerID, pod, args.Netns)
+		fmt.Fprintf(f, "%s %s %s %s portMappings=%s\n", cmd, args.ContainerID, pod, args.Netns, c.RuntimeConfig.PortMappings)
 		f.Close()
 	}
 }

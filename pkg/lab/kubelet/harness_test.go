@@ -84,7 +84,8 @@ func (h *harness) setupHub() {
 
 func (h *harness) writeConf() {
 	conf := map[string]any{"cniVersion": "1.0.0", "name": "fake-net", "plugins": []any{
-		map[string]any{"type": fakeCNIType, "hub": "/run/netns/" + h.hub, "state": h.stateDir}}}
+		map[string]any{"type": fakeCNIType, "hub": "/run/netns/" + h.hub, "state": h.stateDir,
+			"capabilities": map[string]bool{"portMappings": true}}}}
 	b, err := json.Marshal(conf)
 	must(h.t, err)
 	must(h.t, os.WriteFile(filepath.Join(h.confDir, "10-fake.conflist"), b, 0o644))

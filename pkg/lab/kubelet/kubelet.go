@@ -27,8 +27,9 @@ type Config struct {
 	NodeName string
 	NodeIP   netip.Addr // the Node's InternalIP and the hostIP of its pods
 	Kube     kubernetes.Interface
-	// NodeNetNS is the path of the node's netns; hostNetwork pods run their servers there.
-	// Optional: without it hostNetwork pods fail to start.
+	// NodeNetNS is the path of the node's netns; hostNetwork pods run their servers there
+	// and the CNI plugins are exec'd there. Optional: without it hostNetwork pods fail to
+	// start and the plugins run in the caller's netns.
 	NodeNetNS string
 	// CNIConfDir holds the network configuration (the lexically first .conf, .conflist or
 	// .json is used); CNIBinDir holds the plugins libcni execs.
@@ -112,7 +113,7 @@ func (k *Kubelet) Run(ctx context.Context) error {
 		return err
 	}
 	defer cleanup()
-	k.cni = newCNIRuntime(k.cfg.CNIConfDir, k.cfg.CNIBinDir, cacheDir)
+	k.cni = newCNIRuntime(k.cfg.CNIConfDir, k.cfg.CNIBinDir, cacheDir, k.cfg.NodeNetNS)
 
 	bc := record.NewBroadcaster(record.WithContext(ctx))
 	bc.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: k.cfg.Kube.CoreV1().Events("")})

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -87,7 +88,9 @@ func readyHeartbeat(n *corev1.Node) time.Time {
 func TestPodLifecycleAndProbes(t *testing.T) {
 	h := newHarness(t, "kltpod", true)
 	h.createPod("a", tcp(8080), udp(5353), sctp(9000))
-	h.createPod("b", tcp(8080), udp(5353))
+	hostPort := tcp(8080)
+	hostPort.HostPort = 18080
+	h.createPod("b", hostPort, udp(5353))
 	pa, pb := h.waitRunning("a"), h.waitRunning("b")
 	for _, p := range []*corev1.Pod{pa, pb} {
 		if !strings.HasPrefix(p.Status.PodIP, fakeSubnet+".") || p.Status.HostIP != testNodeIP.String() {
@@ -182,6 +185,15 @@ func testDelete(t *testing.T, h *harness, pb *corev1.Pod) {
 	dels := h.calls("DEL")
 	if len(dels) != 1 || !strings.Contains(dels[0], sandboxID(pb.UID)) || !strings.Contains(dels[0], " b ") {
 		t.Errorf("fake CNI DEL calls = %q, want one for pod b's sandbox %s", dels, sandboxID(pb.UID))
+	}
+	// DEL carries the hostPorts of the ADD (from libcni's cache), as containerd's does:
+	// portmap needs them to find its rules.
+	const mapping = `"containerPort":8080,"hostIP":"","hostPort":18080,"protocol":"TCP"`
+	if adds := h.calls("ADD"); !slices.ContainsFunc(adds, func(l string) bool { return strings.Contains(l, " b ") && strings.Contains(l, mapping) }) {
+		t.Errorf("fake CNI ADD calls = %q, want pod b's with portMappings [{%s}]", adds, mapping)
+	}
+	if len(dels) == 1 && !strings.Contains(dels[0], mapping) {
+		t.Errorf("fake CNI DEL call %q, want portMappings [{%s}]", dels[0], mapping)
 	}
 	if _, err := os.Stat(filepath.Join("/sys/class/net", fakeHostVeth(sandboxID(pb.UID)))); err == nil {
 		t.Error("root netns has the fake's host veth: test bug")
