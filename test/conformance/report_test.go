@@ -124,3 +124,11 @@ func TestWrongPairsFromARealRun(t *testing.T) {
 		t.Errorf("last pair %+v", got[3])
 	}
 }
+
+func TestTraceArgs(t *testing.T) {
+	p := wrongPair{From: "x-1/a", To: "y-1/b", Addr: "172.30.12.7:80", Protocol: "udp", Expected: "allowed"}
+	got := strings.Join(traceArgs("/run/cf", p), " ")
+	if want := "trace --state-dir /run/cf x-1/a 172.30.12.7 --port 80 --protocol udp"; got != want {
+		t.Errorf("trace args %q, want %q", got, want)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -132,11 +133,25 @@ func trace(ctx context.Context, o options, p wrongPair) string {
 	}
 	tctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(tctx, bin, "trace", "--state-dir", o.stateDir, p.From, p.Addr, "--protocol", p.Protocol).CombinedOutput()
+	out, err := exec.CommandContext(tctx, bin, traceArgs(o.stateDir, p)...).CombinedOutput()
 	if err != nil {
 		return fmt.Sprintf("%s\n(sdn-lab trace: %v)", out, err)
 	}
 	return string(out)
+}
+
+// traceArgs is the sdn-lab command line tracing p: the form `sdn-lab trace --state-dir D
+// SRC IP --port P --protocol PROTO` the e2e suites run.
+func traceArgs(stateDir string, p wrongPair) []string {
+	host, port, err := net.SplitHostPort(p.Addr)
+	if err != nil {
+		host, port = p.Addr, ""
+	}
+	args := []string{"trace", "--state-dir", stateDir, p.From, host}
+	if port != "" {
+		args = append(args, "--port", port)
+	}
+	return append(args, "--protocol", p.Protocol)
 }
 
 func indent(s string) string {
