@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/mod/modfile"
+	"github.com/ovs-sdn/ovs-sdn/pkg/testutil"
 )
 
 func TestLoadDefinitions(t *testing.T) {
@@ -247,20 +247,5 @@ func semverLess(a, b string) bool {
 	return false
 }
 
-// goModTools lists the tool directives of the module's go.mod.
-func goModTools(t *testing.T) []string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "go.mod"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := modfile.Parse("go.mod", b, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tools []string
-	for _, tool := range f.Tool {
-		tools = append(tools, tool.Path)
-	}
-	return tools
-}
+// goModTools lists the tool directives of the repository's go.mod.
+func goModTools(t *testing.T) []string { return testutil.GoModTools(t, filepath.Join("..", "go.mod")) }

@@ -18,7 +18,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
-	"golang.org/x/mod/modfile"
+	"github.com/ovs-sdn/ovs-sdn/pkg/testutil"
 
 	"github.com/ovs-sdn/ovs-sdn/images"
 )
@@ -62,20 +62,7 @@ func TestDockerfilesBuildExistingBinaries(t *testing.T) {
 
 // goModTools lists the tool directives of the repository's go.mod.
 func goModTools(t *testing.T) []string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot, "go.mod"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := modfile.Parse("go.mod", b, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tools []string
-	for _, tool := range f.Tool {
-		tools = append(tools, tool.Path)
-	}
-	return tools
+	return testutil.GoModTools(t, filepath.Join(repoRoot, "go.mod"))
 }
 
 func loadImage(t *testing.T, name string) images.Definition {
