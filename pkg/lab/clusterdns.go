@@ -10,7 +10,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
 	"github.com/ovs-sdn/ovs-sdn/pkg/lab/images"
@@ -208,13 +207,8 @@ func (l *Lab) makeClusterDNSGlobal(ctx context.Context) error {
 // available (ready: its kubernetes plugin has synced with the API) and the kube-dns
 // Service's EndpointSlices hold as many ready endpoints.
 func (l *Lab) WaitClusterDNS(ctx context.Context, timeout time.Duration) error {
-	var missing string
-	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		missing = l.clusterDNSMissing(ctx)
-		return missing == "", nil
-	})
-	if err != nil {
-		return fmt.Errorf("lab: waiting for the cluster DNS: %w (%s)", err, missing)
+	if err := waitNothingMissing(ctx, 250*time.Millisecond, timeout, l.clusterDNSMissing); err != nil {
+		return fmt.Errorf("lab: waiting for the cluster DNS: %w", err)
 	}
 	return nil
 }

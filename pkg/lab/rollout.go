@@ -22,13 +22,22 @@ import (
 // of them holds the leader Lease; every node has the agent's CNI configuration and is
 // Ready. The error names what was still missing.
 func (l *Lab) WaitOVSSDN(ctx context.Context, timeout time.Duration) error {
-	var missing string
-	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		missing = l.rolloutMissing(ctx)
-		return missing == "", nil
+	if err := waitNothingMissing(ctx, 500*time.Millisecond, timeout, l.rolloutMissing); err != nil {
+		return fmt.Errorf("waiting for ovs-sdn to roll out: %w", err)
+	}
+	return nil
+}
+
+// waitNothingMissing polls missing every interval until it returns "" or timeout passes;
+// the error then carries the last thing missing.
+func waitNothingMissing(ctx context.Context, interval, timeout time.Duration, missing func(context.Context) string) error {
+	var last string
+	err := wait.PollUntilContextTimeout(ctx, interval, timeout, true, func(ctx context.Context) (bool, error) {
+		last = missing(ctx)
+		return last == "", nil
 	})
 	if err != nil {
-		return fmt.Errorf("waiting for ovs-sdn to roll out: %w (%s)", err, missing)
+		return fmt.Errorf("%w (%s)", err, last)
 	}
 	return nil
 }
