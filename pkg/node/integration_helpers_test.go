@@ -531,32 +531,48 @@ func (n *itNode) waitFlow(filter string, want bool, timeout time.Duration) time.
 	t.Helper()
 	start := time.Now()
 	for {
-		flows := n.dumpFlows(filter)
-		if (len(flows) > 0) == want {
+		// A dump can fail for a moment after a test restarted
+		// ovs-vswitchd (br0's management socket is refused until the
+		// new daemon has re-created the bridge): that is "not yet",
+		// reported only if it lasts the whole timeout.
+		flows, err := n.tryDumpFlows(filter)
+		if err == nil && (len(flows) > 0) == want {
 			return time.Since(start)
 		}
 		if time.Since(start) > timeout {
+			if err != nil {
+				t.Fatalf("node %s: waiting %v for flows %q: %v", n.Name, timeout, filter, err)
+			}
 			t.Fatalf("node %s: flows %q present=%v after %v; want %v", n.Name, filter, !want, timeout, want)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-// dumpFlows dumps br0's flows (optionally filtered) parsed.
-func (n *itNode) dumpFlows(filter string) []ovs.DumpedFlow {
-	t := n.c.t
-	t.Helper()
+// tryDumpFlows is dumpFlows returning its error instead of failing the test.
+func (n *itNode) tryDumpFlows(filter string) ([]ovs.DumpedFlow, error) {
 	args := []string{"dump-flows", netlab.PodBridge}
 	if filter != "" {
 		args = append(args, filter)
 	}
 	out, err := n.Ofctl(args...)
 	if err != nil {
-		t.Fatalf("node %s: %v", n.Name, err)
+		return nil, err
 	}
 	flows, err := ovs.ParseDump(out)
 	if err != nil {
-		t.Fatalf("node %s: parse dump: %v\n%s", n.Name, err, out)
+		return nil, fmt.Errorf("parse dump: %w\n%s", err, out)
+	}
+	return flows, nil
+}
+
+// dumpFlows dumps br0's flows (optionally filtered) parsed.
+func (n *itNode) dumpFlows(filter string) []ovs.DumpedFlow {
+	t := n.c.t
+	t.Helper()
+	flows, err := n.tryDumpFlows(filter)
+	if err != nil {
+		t.Fatalf("node %s: %v", n.Name, err)
 	}
 	return flows
 }
