@@ -15,6 +15,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 
+	"github.com/ovs-sdn/ovs-sdn/pkg/cni/shim"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ovs/ovsdb"
 )
 
@@ -57,7 +58,7 @@ func (s *Server) check(ctx context.Context, req *request) error {
 }
 
 // checkPrevResult compares the runtime's cached result with the lease.
-func checkPrevResult(conf *NetConf, ip netip.Addr) error {
+func checkPrevResult(conf *shim.NetConf, ip netip.Addr) error {
 	if conf.PrevResult == nil {
 		return nil
 	}

@@ -4,9 +4,13 @@
 //
 // # Shim
 //
-// cmd/sdn-cni is skel.PluginMainFuncs(PluginFuncs(), PluginVersions()).
+// The shim is package shim (pkg/cni/shim), kept apart so the binary the
+// runtime execs for every pod links only the CNI library and net/http
+// (6 MB, ~3.4 ms CPU per exec here, against 15 MB and ~5.7 ms when it
+// linked this package's netlink, OVSDB and metrics). cmd/sdn-cni is
+// skel.PluginMainFuncs(shim.PluginFuncs(), shim.PluginVersions()).
 // ADD, DEL, CHECK, GC and STATUS are forwarded unchanged (CNI_* variables
-// and stdin, as a Request) over the agent's root-only unix socket
+// and stdin, as a shim.Request) over the agent's root-only unix socket
 // (DefaultSocketPath, or "serverSocket" in the netconf); the shim prints
 // the ADD result in the request's cniVersion (0.3.1 … 1.1.0) or the
 // agent's CNI error. VERSION is answered by skel. When nothing listens on
@@ -29,8 +33,10 @@
 //
 // Server (in the agent) attaches a pod in four steps, each idempotent:
 //
-//  1. an address from the node's HostSubnet, leased on disk with the CNI
-//     host-local allocator (pkg/ipam; the gateway .1 is never handed out);
+//  1. an address from the node's HostSubnet, leased on disk in the CNI
+//     host-local plugin's file layout (pkg/ipam: picked in memory, the
+//     lease file written outside any lock; the gateway .1 is never handed
+//     out);
 //  2. a veth pair — the pod end (CNI_IFNAME) with the overlay MTU, MAC
 //     0a:58:<ip>, the address, on-link routes to the cluster CIDRs and a
 //     default route via the gateway; the host end HostVethName(container,

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/ovs-sdn/ovs-sdn/pkg/cni/shim"
 )
 
 // FuzzParseNetConf: no input panics, and every error is a CNI error with a
@@ -21,7 +22,7 @@ func FuzzParseNetConf(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		conf, err := ParseNetConf(b)
+		conf, err := shim.ParseNetConf(b)
 		if err != nil {
 			var ce *types.Error
 			if !errors.As(err, &ce) || ce.Code == 0 || ce.Msg == "" {
@@ -39,11 +40,11 @@ func FuzzParseNetConf(f *testing.F) {
 // only with CNI errors; what it accepts is consistent.
 func FuzzDecodeRequest(f *testing.F) {
 	conf := json.RawMessage(`{"cniVersion":"1.1.0","name":"ovs-sdn","type":"ovs-sdn"}`)
-	for _, r := range []Request{
-		{Command: CmdAdd, ContainerID: "abc", Netns: "/run/netns/x", IfName: "eth0", Args: "K8S_POD_NAMESPACE=a;K8S_POD_NAME=b", Config: conf},
-		{Command: CmdDel, ContainerID: "abc", IfName: "eth0", Config: conf},
-		{Command: CmdGC, Config: conf},
-		{Command: CmdStatus, Config: conf},
+	for _, r := range []shim.Request{
+		{Command: shim.CmdAdd, ContainerID: "abc", Netns: "/run/netns/x", IfName: "eth0", Args: "K8S_POD_NAMESPACE=a;K8S_POD_NAME=b", Config: conf},
+		{Command: shim.CmdDel, ContainerID: "abc", IfName: "eth0", Config: conf},
+		{Command: shim.CmdGC, Config: conf},
+		{Command: shim.CmdStatus, Config: conf},
 	} {
 		b, _ := json.Marshal(r)
 		f.Add(b)
@@ -61,7 +62,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		if req.conf == nil {
 			t.Fatal("accepted without a netconf")
 		}
-		if (req.Command == CmdAdd || req.Command == CmdCheck) && (req.pod.Namespace == "" || req.pod.Name == "") {
+		if (req.Command == shim.CmdAdd || req.Command == shim.CmdCheck) && (req.pod.Namespace == "" || req.pod.Name == "") {
 			t.Fatalf("accepted %s without a pod: %q", req.Command, b)
 		}
 	})

@@ -12,6 +12,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/ovs-sdn/ovs-sdn/pkg/cni/shim"
 	"github.com/ovs-sdn/ovs-sdn/pkg/testutil"
 )
 
@@ -43,7 +44,7 @@ func TestParseNetConf(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			conf, err := ParseNetConf([]byte(c.in))
+			conf, err := shim.ParseNetConf([]byte(c.in))
 			if got := code(err); got != c.want || (err == nil) != (c.want == 0) {
 				t.Fatalf("code %d (%v), want %d", got, err, c.want)
 			}
@@ -72,22 +73,22 @@ func TestParsePodArgs(t *testing.T) {
 
 func TestDecodeRequest(t *testing.T) {
 	conf := json.RawMessage(`{"cniVersion":"1.1.0","name":"ovs-sdn","type":"ovs-sdn"}`)
-	ok := Request{Command: CmdAdd, ContainerID: "abc", Netns: "/run/netns/x", IfName: "eth0",
+	ok := shim.Request{Command: shim.CmdAdd, ContainerID: "abc", Netns: "/run/netns/x", IfName: "eth0",
 		Args: "K8S_POD_NAMESPACE=a;K8S_POD_NAME=b", Config: conf}
 	cases := []struct {
 		name string
-		mod  func(r *Request)
+		mod  func(r *shim.Request)
 		want uint
 	}{
-		{"ok", func(*Request) {}, 0},
-		{"DEL without netns", func(r *Request) { r.Command, r.Netns = CmdDel, "" }, 0},
-		{"GC bare", func(r *Request) { *r = Request{Command: CmdGC, Config: conf} }, 0},
-		{"unknown command", func(r *Request) { r.Command = "UPDATE" }, types.ErrInvalidEnvironmentVariables},
-		{"bad container id", func(r *Request) { r.ContainerID = "a/b" }, types.ErrInvalidEnvironmentVariables},
-		{"bad ifname", func(r *Request) { r.IfName = "../x" }, types.ErrInvalidEnvironmentVariables},
-		{"ADD without netns", func(r *Request) { r.Netns = "" }, types.ErrInvalidEnvironmentVariables},
-		{"relative netns", func(r *Request) { r.Netns = "netns" }, types.ErrInvalidNetNS},
-		{"no pod", func(r *Request) { r.Args = "" }, types.ErrInvalidEnvironmentVariables},
+		{"ok", func(*shim.Request) {}, 0},
+		{"DEL without netns", func(r *shim.Request) { r.Command, r.Netns = shim.CmdDel, "" }, 0},
+		{"GC bare", func(r *shim.Request) { *r = shim.Request{Command: shim.CmdGC, Config: conf} }, 0},
+		{"unknown command", func(r *shim.Request) { r.Command = "UPDATE" }, types.ErrInvalidEnvironmentVariables},
+		{"bad container id", func(r *shim.Request) { r.ContainerID = "a/b" }, types.ErrInvalidEnvironmentVariables},
+		{"bad ifname", func(r *shim.Request) { r.IfName = "../x" }, types.ErrInvalidEnvironmentVariables},
+		{"ADD without netns", func(r *shim.Request) { r.Netns = "" }, types.ErrInvalidEnvironmentVariables},
+		{"relative netns", func(r *shim.Request) { r.Netns = "netns" }, types.ErrInvalidNetNS},
+		{"no pod", func(r *shim.Request) { r.Args = "" }, types.ErrInvalidEnvironmentVariables},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -124,7 +125,7 @@ func TestConflist(t *testing.T) {
 		t.Fatalf("conflist %+v", list)
 	}
 	// libcni adds name and cniVersion when it execs the plugin.
-	var conf NetConf
+	var conf shim.NetConf
 	err = json.Unmarshal(list.Plugins[0].Bytes, &conf)
 	if err != nil || conf.Type != PluginType || conf.SocketPath() != "/run/ovs-sdn/x.sock" {
 		t.Fatalf("plugin conf %s: %v", list.Plugins[0].Bytes, err)

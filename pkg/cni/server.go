@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/klog/v2"
 
+	"github.com/ovs-sdn/ovs-sdn/pkg/cni/shim"
 	"github.com/ovs-sdn/ovs-sdn/pkg/ipam"
 )
 
@@ -166,7 +167,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		return fmt.Errorf("cni server: %w", err)
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), ShimTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), shim.Timeout)
 	defer cancel()
 	err := hs.Shutdown(sctx)
 	_ = os.Remove(s.cfg.SocketPath)
@@ -189,13 +190,13 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost || r.URL.Path != requestPath {
-		http.Error(w, "ovs-sdn CNI server: POST "+requestPath+" only", http.StatusNotFound)
+	if r.Method != http.MethodPost || r.URL.Path != shim.RequestPath {
+		http.Error(w, "ovs-sdn CNI server: POST "+shim.RequestPath+" only", http.StatusNotFound)
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBytes+1))
-	if err == nil && len(body) > maxRequestBytes {
-		err = fmt.Errorf("request larger than %d bytes", maxRequestBytes)
+	body, err := io.ReadAll(io.LimitReader(r.Body, shim.MaxRequestBytes+1))
+	if err == nil && len(body) > shim.MaxRequestBytes {
+		err = fmt.Errorf("request larger than %d bytes", shim.MaxRequestBytes)
 	}
 	if err != nil {
 		writeError(w, types.NewError(types.ErrIOFailure, "ovs-sdn: reading the plugin's request", err.Error()))
@@ -232,17 +233,17 @@ func (s *Server) do(ctx context.Context, req *request) ([]byte, error) {
 
 func (s *Server) dispatch(ctx context.Context, req *request) ([]byte, error) {
 	switch req.Command {
-	case CmdStatus:
+	case shim.CmdStatus:
 		return nil, s.status()
-	case CmdGC:
+	case shim.CmdGC:
 		return nil, s.gc(ctx, req)
 	}
 	unlock := s.locks.lock(req.ContainerID)
 	defer unlock()
 	switch req.Command {
-	case CmdAdd:
+	case shim.CmdAdd:
 		return s.add(ctx, req)
-	case CmdDel:
+	case shim.CmdDel:
 		return nil, s.del(ctx, req)
 	default:
 		return nil, s.check(ctx, req)

@@ -1,4 +1,12 @@
-package cni
+// Package shim is sdn-cni, the CNI plugin binary the container runtime
+// execs for every pod (type "ovs-sdn"), and the wire protocol it shares
+// with the node agent's CNI server (package cni): it forwards each
+// invocation over the agent's unix socket and prints the answer.
+//
+// It must stay small — it is exec'ed twice per pod (ADD, DEL), with 50
+// pods starting at once on a 2-core node — so it imports only the CNI
+// library and the standard library; a test (TestShimImports) keeps it so.
+package shim
 
 import (
 	"bytes"
@@ -18,9 +26,9 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 )
 
-// ShimTimeout bounds one forwarded request. ADD waits for OVS and for the
+// Timeout bounds one forwarded request. ADD waits for OVS and for the
 // pod's flows; kubelet's own CNI timeout is longer.
-const ShimTimeout = 2 * time.Minute
+const Timeout = 2 * time.Minute
 
 // ErrStatusNotAvailable is CNI error 50 (spec 1.1.0 STATUS): the plugin
 // cannot service ADD requests now.
@@ -55,7 +63,7 @@ func forward(cmd string, a *skel.CmdArgs, stdout io.Writer) error {
 	}
 	req := Request{Command: cmd, ContainerID: a.ContainerID, Netns: a.Netns,
 		IfName: a.IfName, Args: a.Args, Config: a.StdinData}
-	ctx, cancel := context.WithTimeout(context.Background(), ShimTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
 	out, err := Send(ctx, conf.SocketPath(), req)
 	if err != nil || cmd != CmdAdd {
@@ -83,7 +91,7 @@ func Send(ctx context.Context, socketPath string, req Request) ([]byte, error) {
 			return d.DialContext(ctx, "unix", socketPath)
 		},
 	}}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://ovs-sdn"+requestPath, bytes.NewReader(body))
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://ovs-sdn"+RequestPath, bytes.NewReader(body))
 	if err != nil {
 		return nil, types.NewError(types.ErrInternal, "ovs-sdn: build request", err.Error())
 	}
@@ -93,7 +101,7 @@ func Send(ctx context.Context, socketPath string, req Request) ([]byte, error) {
 		return nil, transportError(req.Command, socketPath, err)
 	}
 	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, maxRequestBytes))
+	out, err := io.ReadAll(io.LimitReader(resp.Body, MaxRequestBytes))
 	if err != nil {
 		return nil, types.NewError(types.ErrIOFailure, "ovs-sdn: reading the node agent's answer", err.Error())
 	}
