@@ -1,54 +1,44 @@
-// Package ipam hands out pod addresses from the node's HostSubnet.
+// Package ipam hands out pod addresses from the node's HostSubnet. It is a
+// thin, concurrency-safe layer over the CNI host-local allocator
+// (containernetworking/plugins host-local backend/allocator and
+// backend/disk): one lease file per address in <dataDir>/<network>/, named
+// by the IP and holding "<container id>\r\n<ifname>". Leases live on disk,
+// so a restarted agent neither hands out an address twice nor forgets one.
 //
-// Leases live on disk, one file per address in <dataDir>/<network>/, named
-// by the IP and holding "<container id>\r\n<ifname>" — the layout of the CNI
-// host-local plugin's disk backend, so the directory can be read (and an
-// agent downgraded) across versions; files in host-local's older format,
-// "<container id>" alone, are found and released too. The last address
-// handed out is kept in last_reserved_ip.0 as host-local keeps it, and the
-// next allocation starts after it (round robin: an address just released is
-// not handed out again until the rest of the subnet was used).
+// The disk backend's lock is an flock on the lease directory; it keeps two
+// processes apart but not two goroutines of one process (flock locks belong
+// to the open file description, which the goroutines share). Store adds the
+// in-process mutex.
 //
-// A Store is the only writer of its directory while it is open (the
-// agent's CNI server); it reads the directory once at Open and keeps an
-// index of every lease in memory, updated by its own writes and refreshed
-// by Leases.
-//
-// Concurrency (why the allocator is not host-local's): picking the address
-// is done in memory under the Store's mutex and takes microseconds; the
-// lease file is then written outside the mutex, with O_EXCL, while the
-// address is marked pending in the index so nobody else picks it. With 50
-// pods starting at once on a 2-core node the earlier design — host-local's
-// allocator, its file reads and two file writes per ADD under one mutex —
-// queued every ADD behind the others' file I/O (86–123 ms mean at 50
-// concurrent ADDs, docs/benchmarks.md).
+// The disk backend finds the leases of a container by reading every lease
+// file, twice per allocation and once per release: with 50 pods starting at
+// once that made IPAM the slowest step of a CNI ADD (O(leases) file reads
+// per call, serialized). Store therefore keeps an index of the leases by
+// container, read from the directory once at Open and kept up to date by
+// its own writes; the files stay the record. The directory must have no
+// other writer while a Store has it open (the agent's CNI server is the
+// only one).
 package ipam
 
 import (
 	"errors"
 	"fmt"
-	"io/fs"
-	"maps"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/plugins/plugins/ipam/host-local/backend/allocator"
+	"github.com/containernetworking/plugins/plugins/ipam/host-local/backend/disk"
 )
 
 // ErrExhausted is wrapped by Allocate's error when every address of the
 // subnet is leased.
 var ErrExhausted = errors.New("no free address")
-
-const (
-	// lineBreak separates container ID and interface name in a lease file
-	// (host-local's disk backend).
-	lineBreak = "\r\n"
-	// cursorFile holds the last address handed out (host-local's
-	// last_reserved_ip.<range index>; ovs-sdn has one range).
-	cursorFile = "last_reserved_ip.0"
-)
 
 // Lease is one leased address.
 type Lease struct {
@@ -58,212 +48,70 @@ type Lease struct {
 }
 
 // Store is the lease store of one network on one node. All methods are safe
-// for concurrent use.
+// for concurrent use; they serialize on one mutex (each call is a few file
+// operations).
 type Store struct {
-	dir string
-
-	mu sync.Mutex
-	// leased maps every leased address to its lease file's content
-	// (owner); addresses being written by an Allocate are in it too, and
-	// in pending.
-	leased  map[netip.Addr]string
-	pending map[netip.Addr]bool
-	// byOwner is leased inverted: owner → its addresses.
-	byOwner map[string][]netip.Addr
-	// last is the last address handed out (the round-robin cursor).
-	last netip.Addr
-
-	// The cursor file has one writer at a time; an Allocate that finds
-	// the writer busy marks cursorDirty and leaves, the writer writes
-	// again before it stops (the file ends with the newest cursor; no
-	// ADD waits for another's write).
-	cursorMu    sync.Mutex
-	cursorBusy  bool
-	cursorDirty bool
+	mu   sync.Mutex
+	dir  string
+	disk *indexed
 }
 
 // Open opens (creating it 0755 if needed) the lease directory
-// <dataDir>/<network> and reads its leases.
+// <dataDir>/<network>.
 func Open(dataDir, network string) (*Store, error) {
-	dir := filepath.Join(dataDir, network)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("ipam: open lease store %s: %w", dir, err)
+	d, err := disk.New(network, dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("ipam: open lease store %s: %w", filepath.Join(dataDir, network), err)
 	}
-	s := &Store{dir: dir, pending: map[netip.Addr]bool{}}
-	if _, err := s.Leases(); err != nil {
+	dir := filepath.Join(dataDir, network)
+	idx, err := newIndexed(d, dir)
+	if err != nil {
+		_ = d.Close()
 		return nil, fmt.Errorf("ipam: read lease store %s: %w", dir, err)
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, cursorFile)); err == nil {
-		// A cursor that does not parse (or lies outside the subnet
-		// asked for) only costs the round robin one turn.
-		s.last, _ = netip.ParseAddr(strings.TrimSpace(string(b)))
-	}
-	return s, nil
+	return &Store{dir: dir, disk: idx}, nil
 }
 
 // Dir is the lease directory.
 func (s *Store) Dir() string { return s.dir }
 
-// Close releases nothing today (the Store holds no open file); it is kept so
-// callers need not change when it does.
-func (s *Store) Close() error { return nil }
-
-// owner is the content of a lease file of (id, ifname).
-func owner(id, ifname string) string { return strings.TrimSpace(id) + lineBreak + ifname }
+// Close releases the directory handle.
+func (s *Store) Close() error { return s.disk.Close() }
 
 // Allocate returns the address leased to (id, ifname) in subnet, leasing a
 // free one if there is none. gateway (and the subnet's network and
 // broadcast addresses) are never handed out. Idempotent: a second call
 // returns the same address with existed=true. When the subnet is full the
-// error wraps ErrExhausted. Calls for one (id, ifname) must not run
-// concurrently with each other or with its Release (the CNI server
-// serializes per container); calls for different owners may.
+// error wraps ErrExhausted.
 func (s *Store) Allocate(id, ifname string, subnet netip.Prefix, gateway netip.Addr) (addr netip.Prefix, existed bool, err error) {
-	if !subnet.Addr().Is4() || !gateway.Is4() || !subnet.Contains(gateway) || subnet.Bits() > 30 {
+	if !subnet.Addr().Is4() || !gateway.Is4() || !subnet.Contains(gateway) {
 		return netip.Prefix{}, false, fmt.Errorf("ipam: invalid subnet %s / gateway %s", subnet, gateway)
 	}
 	subnet = subnet.Masked()
-	own := owner(id, ifname)
-	for {
-		s.mu.Lock()
-		if ip, ok := s.lookupLocked(id, ifname, subnet); ok {
-			s.mu.Unlock()
-			return netip.PrefixFrom(ip, subnet.Bits()), true, nil
-		}
-		ip, ok := s.pickLocked(subnet, gateway)
-		if !ok {
-			s.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ip, ok := s.lookupLocked(id, ifname, subnet); ok {
+		return netip.PrefixFrom(ip, subnet.Bits()), true, nil
+	}
+	rs := allocator.RangeSet{allocator.Range{
+		Subnet:  types.IPNet(net.IPNet{IP: subnet.Addr().AsSlice(), Mask: net.CIDRMask(subnet.Bits(), 32)}),
+		Gateway: gateway.AsSlice(),
+	}}
+	if err := rs.Canonicalize(); err != nil {
+		return netip.Prefix{}, false, fmt.Errorf("ipam: subnet %s: %w", subnet, err)
+	}
+	cfg, err := allocator.NewIPAllocator(&rs, s.disk, 0).Get(id, ifname, nil)
+	if err != nil {
+		if strings.Contains(err.Error(), "no IP addresses available") {
 			return netip.Prefix{}, false, fmt.Errorf("ipam: subnet %s: %w (leases in %s)", subnet, ErrExhausted, s.dir)
 		}
-		s.addLocked(ip, own)
-		s.pending[ip] = true
-		s.last = ip
-		s.mu.Unlock()
-
-		werr := leaseWriter(filepath.Join(s.dir, ip.String()), own)
-
-		s.mu.Lock()
-		delete(s.pending, ip)
-		if werr != nil {
-			s.removeLocked(ip)
-		}
-		if errors.Is(werr, fs.ErrExist) {
-			// A lease file this Store did not write (the directory
-			// had another writer): learn it and pick again — each
-			// round leases one more address, so this ends.
-			if b, err := os.ReadFile(filepath.Join(s.dir, ip.String())); err == nil {
-				s.addLocked(ip, strings.TrimSpace(string(b)))
-			} else {
-				s.addLocked(ip, "")
-			}
-			s.mu.Unlock()
-			continue
-		}
-		s.mu.Unlock()
-		if werr != nil {
-			return netip.Prefix{}, false, fmt.Errorf("ipam: lease %s in %s: %w", ip, s.dir, werr)
-		}
-		s.saveCursor()
-		return netip.PrefixFrom(ip, subnet.Bits()), false, nil
+		return netip.Prefix{}, false, fmt.Errorf("ipam: allocate in %s: %w", subnet, err)
 	}
-}
-
-// pickLocked returns the first free address after the cursor, wrapping
-// around the usable addresses of subnet (neither its network nor broadcast
-// address, nor gateway).
-func (s *Store) pickLocked(subnet netip.Prefix, gateway netip.Addr) (netip.Addr, bool) {
-	first := subnet.Addr().Next()
-	lastUsable := lastAddr(subnet).Prev()
-	start := first
-	if s.last.IsValid() && subnet.Contains(s.last) && s.last.Compare(lastUsable) < 0 && s.last.Compare(first) >= 0 {
-		start = s.last.Next()
-	}
-	ip := start
-	for {
-		if _, taken := s.leased[ip]; !taken && ip != gateway {
-			return ip, true
-		}
-		if ip = ip.Next(); ip.Compare(lastUsable) > 0 {
-			ip = first
-		}
-		if ip == start {
-			return netip.Addr{}, false
-		}
-	}
-}
-
-// lastAddr is the broadcast address of an IPv4 prefix.
-func lastAddr(p netip.Prefix) netip.Addr {
-	a := p.Masked().Addr().As4()
-	host := uint32(1)<<(32-p.Bits()) - 1
-	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3]) | host
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
-}
-
-// leaseWriter is writeLease; tests replace it to hold a write open.
-var leaseWriter = writeLease
-
-// writeLease creates the lease file name with content; it fails with
-// fs.ErrExist if the file exists. A file it could not fill is removed.
-func writeLease(name, content string) error {
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteString(content)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		_ = os.Remove(name)
-	}
-	return err
-}
-
-// saveCursor writes the newest cursor to cursorFile, coalescing concurrent
-// callers (see Store). Best effort: a failed write only costs the round
-// robin its place after a restart.
-func (s *Store) saveCursor() {
-	s.cursorMu.Lock()
-	if s.cursorBusy {
-		s.cursorDirty = true
-		s.cursorMu.Unlock()
-		return
-	}
-	s.cursorBusy = true
-	for {
-		s.cursorDirty = false
-		s.cursorMu.Unlock()
-		s.mu.Lock()
-		last := s.last
-		s.mu.Unlock()
-		_ = os.WriteFile(filepath.Join(s.dir, cursorFile), []byte(last.String()), 0o600)
-		s.cursorMu.Lock()
-		if !s.cursorDirty {
-			s.cursorBusy = false
-			s.cursorMu.Unlock()
-			return
-		}
-	}
-}
-
-// addLocked records ip as leased by own.
-func (s *Store) addLocked(ip netip.Addr, own string) {
-	s.leased[ip] = own
-	s.byOwner[own] = append(s.byOwner[own], ip)
-}
-
-// removeLocked forgets the lease of ip.
-func (s *Store) removeLocked(ip netip.Addr) {
-	own, ok := s.leased[ip]
+	ip, ok := netip.AddrFromSlice(cfg.Address.IP.To4())
 	if !ok {
-		return
+		return netip.Prefix{}, false, fmt.Errorf("ipam: allocator returned %v", cfg.Address.IP)
 	}
-	delete(s.leased, ip)
-	s.byOwner[own] = slices.DeleteFunc(s.byOwner[own], func(a netip.Addr) bool { return a == ip })
-	if len(s.byOwner[own]) == 0 {
-		delete(s.byOwner, own)
-	}
+	return netip.PrefixFrom(ip, subnet.Bits()), false, nil
 }
 
 // Lookup returns the address leased to (id, ifname), if any.
@@ -273,54 +121,31 @@ func (s *Store) Lookup(id, ifname string) (netip.Addr, bool) {
 	return s.lookupLocked(id, ifname, netip.Prefix{})
 }
 
-// lookupLocked returns the first lease of (id, ifname) — or, as host-local
-// does, of the container ID alone (the older format) — restricted to
-// within when it is valid. Pending leases count.
+// lookupLocked returns the first IPv4 lease of (id, ifname), restricted to
+// within when it is valid.
 func (s *Store) lookupLocked(id, ifname string, within netip.Prefix) (netip.Addr, bool) {
-	for _, k := range []string{owner(id, ifname), strings.TrimSpace(id)} {
-		for _, a := range s.byOwner[k] {
-			if !within.IsValid() || within.Contains(a) {
-				return a, true
-			}
+	for _, ip := range s.disk.GetByID(id, ifname) {
+		a, ok := netip.AddrFromSlice(ip.To4())
+		if ok && (!within.IsValid() || within.Contains(a)) {
+			return a, true
 		}
 	}
 	return netip.Addr{}, false
 }
 
-// Release frees every address leased to (id, ifname) — or, if it has none,
-// to the container ID alone (the older format). Idempotent: releasing
-// nothing is not an error; a lease file already gone is not either.
+// Release frees every address leased to (id, ifname). Idempotent: releasing
+// nothing is not an error.
 func (s *Store) Release(id, ifname string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := owner(id, ifname)
-	if len(s.byOwner[k]) == 0 {
-		k = strings.TrimSpace(id)
-	}
-	var errs []error
-	for _, a := range slices.Clone(s.byOwner[k]) {
-		if s.pending[a] {
-			continue // another call of this owner is writing it (a caller bug); its Allocate decides
-		}
-		err := os.Remove(filepath.Join(s.dir, a.String()))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, err)
-			continue
-		}
-		s.removeLocked(a)
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := s.disk.ReleaseByID(id, ifname); err != nil {
 		return fmt.Errorf("ipam: release %s/%s: %w", id, ifname, err)
 	}
 	return nil
 }
 
-// Leases lists every lease on disk, sorted by address, and makes the index
-// the directory's content (plus the leases being written): leases written
-// by someone else — another process, an agent that crashed mid-ADD before
-// this Store was opened — can be released by what follows a listing, e.g.
-// CNI GC. Files that are not leases (the cursor, host-local's lock) are
-// skipped.
+// Leases lists every lease, sorted by address. Files that are not leases
+// (the lock, last_reserved_ip.*) are skipped.
 func (s *Store) Leases() ([]Lease, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -328,8 +153,11 @@ func (s *Store) Leases() ([]Lease, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ipam: list leases: %w", err)
 	}
-	leased := map[netip.Addr]string{}
 	var out []Lease
+	// The scan also refreshes the index, so leases written by someone else
+	// (another process, an agent that crashed mid-ADD before this Store was
+	// opened) can be released by what follows a listing, e.g. CNI GC.
+	byID := map[string][]netip.Addr{}
 	for _, e := range entries {
 		ip, err := netip.ParseAddr(e.Name())
 		if err != nil || e.IsDir() {
@@ -339,19 +167,12 @@ func (s *Store) Leases() ([]Lease, error) {
 		if err != nil {
 			continue // released meanwhile
 		}
-		own := strings.TrimSpace(string(b))
-		leased[ip] = own
-		id, ifname, _ := strings.Cut(own, lineBreak)
+		content := strings.TrimSpace(string(b))
+		byID[content] = append(byID[content], ip)
+		id, ifname, _ := strings.Cut(content, disk.LineBreak)
 		out = append(out, Lease{IP: ip, ContainerID: strings.TrimSpace(id), IfName: strings.TrimSpace(ifname)})
 	}
-	for ip := range s.pending {
-		leased[ip] = s.leased[ip]
-	}
-	s.leased = map[netip.Addr]string{}
-	s.byOwner = map[string][]netip.Addr{}
-	for _, ip := range slices.SortedFunc(maps.Keys(leased), netip.Addr.Compare) {
-		s.addLocked(ip, leased[ip])
-	}
+	s.disk.byID = byID
 	slices.SortFunc(out, func(a, b Lease) int { return a.IP.Compare(b.IP) })
 	return out, nil
 }
