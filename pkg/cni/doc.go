@@ -33,10 +33,8 @@
 //
 // Server (in the agent) attaches a pod in four steps, each idempotent:
 //
-//  1. an address from the node's HostSubnet, leased on disk in the CNI
-//     host-local plugin's file layout (pkg/ipam: picked in memory, the
-//     lease file written outside any lock; the gateway .1 is never handed
-//     out);
+//  1. an address from the node's HostSubnet, leased on disk with the CNI
+//     host-local allocator (pkg/ipam; the gateway .1 is never handed out);
 //  2. a veth pair — the pod end (CNI_IFNAME) with the overlay MTU, MAC
 //     0a:58:<ip>, the address, on-link routes to the cluster CIDRs and a
 //     default route via the gateway; the host end HostVethName(container,
