@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -23,18 +24,55 @@ import (
 // Ready. The error names what was still missing.
 func (l *Lab) WaitOVSSDN(ctx context.Context, timeout time.Duration) error {
 	if err := waitNothingMissing(ctx, 500*time.Millisecond, timeout, l.rolloutMissing); err != nil {
-		return fmt.Errorf("waiting for ovs-sdn to roll out: %w", err)
+		return fmt.Errorf("waiting for ovs-sdn to roll out: %w%s", err, l.podStates(l.ManifestsConfig().Namespace))
 	}
 	return nil
 }
 
+// podStates describes every pod of namespace ns — node, phase, and each container's
+// waiting or last termination reason and restarts — for an error that says why a rollout
+// did not finish. It has its own short deadline (the caller's may be spent).
+func (l *Lab) podStates(ns string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pods, err := l.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return "\n  (pods of " + ns + ": " + err.Error() + ")"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n  pods of namespace %s:", ns)
+	for _, p := range pods.Items {
+		fmt.Fprintf(&b, "\n    %s on %q: %s", p.Name, p.Spec.NodeName, p.Status.Phase)
+		for _, c := range p.Status.Conditions {
+			if c.Status != corev1.ConditionTrue && c.Message != "" {
+				fmt.Fprintf(&b, "; %s: %s", c.Type, c.Message)
+			}
+		}
+		for _, cs := range append(p.Status.InitContainerStatuses, p.Status.ContainerStatuses...) {
+			fmt.Fprintf(&b, "; %s ready=%v restarts=%d", cs.Name, cs.Ready, cs.RestartCount)
+			if w := cs.State.Waiting; w != nil {
+				fmt.Fprintf(&b, " waiting %s %s", w.Reason, w.Message)
+			}
+			if t := cs.LastTerminationState.Terminated; t != nil {
+				fmt.Fprintf(&b, " last exit %d %s %s", t.ExitCode, t.Reason, strings.TrimSpace(t.Message))
+			}
+		}
+	}
+	return b.String()
+}
+
 // waitNothingMissing polls missing every interval until it returns "" or timeout passes;
-// the error then carries the last thing missing.
+// the error then carries the last thing missing — not the deadline error of a last poll
+// that the timeout itself cut short (client-go's rate limiter refuses a request that would
+// outlast the deadline before the context expires).
 func waitNothingMissing(ctx context.Context, interval, timeout time.Duration, missing func(context.Context) string) error {
 	var last string
 	err := wait.PollUntilContextTimeout(ctx, interval, timeout, true, func(ctx context.Context) (bool, error) {
-		last = missing(ctx)
-		return last == "", nil
+		m := missing(ctx)
+		if last == "" || !strings.Contains(m, context.DeadlineExceeded.Error()) {
+			last = m
+		}
+		return m == "", nil
 	})
 	if err != nil {
 		return fmt.Errorf("%w (%s)", err, last)
