@@ -58,6 +58,16 @@ func CookieFor(c CookieCategory, key string) uint64 {
 	return uint64(c)<<categoryShift | h.Sum64()&objectMask
 }
 
+// lastCategory is the highest category of the iota sequence above.
+const lastCategory = CookieService
+
+// Known reports whether c is a category ovs-sdn's agent uses (or OVS's
+// learned flows of it): a flow of another category — 0 above all, a flow
+// added by hand — was put on the bridge by someone else.
+func (c CookieCategory) Known() bool {
+	return (c >= CookiePipeline && c <= lastCategory) || c == CookieLearned
+}
+
 // CookieCategoryOf returns the category bits of cookie.
 func CookieCategoryOf(cookie uint64) CookieCategory { return CookieCategory(cookie >> categoryShift) }
 

@@ -109,8 +109,12 @@ func staticPolicyWords(s traceStep, d networkpolicy.Direction) string {
 	return ""
 }
 
-// dropWords explains the final drops of the other tables.
+// dropWords explains the drops of the other tables: a flow ovs-sdn did not
+// install, or the table's own drops.
 func dropWords(s traceStep) string {
+	if !ovs.CookieCategoryOf(s.Cookie).Known() {
+		return fmt.Sprintf("dropped: the flow is not ovs-sdn's (cookie %#x): an out-of-band edit of the bridge, which the agent's next full sync removes", s.Cookie)
+	}
 	why := map[uint8]string{
 		ovs.TableClassifier.ID:   "not IP or ARP, or from an unexpected port",
 		ovs.TableVXLANIngress.ID: "VXLAN from a host that is no known node",

@@ -253,6 +253,11 @@ func (t *tracer) printEndpoints(entry string, sd *serviceDst, traces []bucketTra
 		t.printChoices(entry, traces)
 	case first.ep.IsValid():
 		fmt.Fprintf(t.w, "\n%s: session affinity: OVS learned %s for this client; the group is not consulted\n", entry, t.where(entry, first.ep))
+	case first.tr.Verdict.Kind == ovs.VerdictDrop:
+		// Whether or not br0 has flows for the Service, this packet never
+		// reaches them: the path below says where it ends.
+		fmt.Fprintf(t.w, "\n%s: br0 drops the packet in %s before it is load-balanced (the path follows)\n", entry, first.tr.Verdict.Table.Named())
+		return
 	case !slices.ContainsFunc(flows, func(f ovs.Flow) bool { return f.Cookie&ovs.OwnerMask == pipeline.OwnerServiceProxy.Cookie() }):
 		fmt.Fprintf(t.w, "\n%s: br0 has no service proxy flows: the node runs --proxy-mode=kube-proxy, and br0 hands service traffic to the host (tun0) for kube-proxy\n", entry)
 		return

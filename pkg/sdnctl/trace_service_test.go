@@ -137,6 +137,12 @@ func TestTraceService(t *testing.T) {
 			"\nnode1: link 1 -> 10.128.2.6:5353\n",
 			"DNAT 172.30.0.21:53 -> 10.128.2.6:5353",
 		}},
+		{"dropped by a foreign flow before the Service", []string{"proj1/client", "172.30.0.10"}, []ovs.Flow{foreignDrop(t)}, []string{
+			"node1: br0 drops the packet in Classifier(0) before it is load-balanced (the path follows)",
+			"p10000 tcp,tp_dst=80 -> drop",
+			"dropped: the flow is not ovs-sdn's (cookie 0xdead): an out-of-band edit of the bridge, which the agent's next full sync removes",
+			"=> dropped in Classifier(0) on node1: the flow is not ovs-sdn's (cookie 0xdead)",
+		}},
 		{"hairpin", []string{"proj1/server", "172.30.0.10"}, nil, []string{
 			"SNAT to 10.128.0.1: the reply must come back through this node",
 			"=> delivered to pod proj1/server (ofport 4) on node1",
@@ -155,8 +161,27 @@ func TestTraceService(t *testing.T) {
 			if strings.Contains(tc.name, "one endpoint") && strings.Contains(got.stdout, "bucket 0 ->") {
 				t.Errorf("--endpoint traced another endpoint:\n%s", got.stdout)
 			}
+			// A packet dropped before the Service says nothing about br0's
+			// Service flows, and the table's own drop reasons do not apply.
+			if strings.Contains(tc.name, "foreign") {
+				for _, wrong := range []string{"no flow of br0 load-balances", "the agent has not caught up", "not IP or ARP"} {
+					if strings.Contains(got.stdout, wrong) {
+						t.Errorf("output says %q:\n%s", wrong, got.stdout)
+					}
+				}
+			}
 		})
 	}
+}
+
+// foreignDrop is a flow someone added to br0 by hand: table 0, above
+// everything of ovs-sdn's, dropping TCP to port 80, cookie 0xdead.
+func foreignDrop(t *testing.T) ovs.Flow {
+	f, err := ovs.ParseFlow("cookie=0xdead, table=0, priority=10000,tcp,tp_dst=80 actions=drop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 // stickyLearnedFlow is the flow OVS learns when proj1/client first reaches
