@@ -16,6 +16,7 @@ import (
 
 	networkv1 "github.com/ovs-sdn/ovs-sdn/pkg/apis/network/v1"
 	"github.com/ovs-sdn/ovs-sdn/pkg/clusternetwork"
+	"github.com/ovs-sdn/ovs-sdn/pkg/cni"
 )
 
 // repoManifests is manifests/ at the repository root.
@@ -298,5 +299,20 @@ func TestWriteRemovesStaleRenderedFilesOnly(t *testing.T) {
 	names, _ := RenderedFiles(dir)
 	if len(names) != 9 {
 		t.Errorf("rendered files %v, want 9", names)
+	}
+}
+
+// TestCNINamesMatchTheAgent: the names the DaemonSet installs and waits for are the ones
+// the agent writes and its conflist names (pkg/cni; this package does not import it, to
+// stay free of the agent's dependencies, so the twins are held together here).
+func TestCNINamesMatchTheAgent(t *testing.T) {
+	for _, c := range []struct{ name, manifests, agent string }{
+		{"plugin type", CNIPluginType, cni.PluginType},
+		{"portmap plugin type", PortmapPluginType, cni.PortmapPluginType},
+		{"conflist file", CNIConfFile, cni.ConflistName},
+	} {
+		if c.manifests != c.agent {
+			t.Errorf("%s: manifests %q, agent %q", c.name, c.manifests, c.agent)
+		}
 	}
 }
