@@ -57,8 +57,13 @@ func (t *tracer) printWith(nodeName string, tr *ofTrace, ex *networkpolicy.Expla
 	fmt.Fprintf(t.w, "  => %s\n", t.verdictWords(nodeName, tr, policyWords))
 }
 
-// explainStep returns words for the steps that decide: policy tables and drops.
+// explainStep returns words for the steps that decide: policy tables and drops, and
+// any flow ovs-sdn did not install (whatever its table: the agent's words for a table
+// describe only the agent's flows).
 func (t *tracer) explainStep(ex *networkpolicy.Explainer, s traceStep, pkt networkpolicy.Packet) string {
+	if s.FlowOK && !ovs.CookieCategoryOf(s.Cookie).Known() {
+		return foreignWords(s)
+	}
 	if d, ok := networkpolicy.DirectionOf(s.Table); ok && s.FlowOK {
 		if x := ex.ExplainFlow(s.Flow, pkt); x.Kind != networkpolicy.KindNotCompiled {
 			return "NetworkPolicy " + string(d) + ": " + x.String()
@@ -109,11 +114,20 @@ func staticPolicyWords(s traceStep, d networkpolicy.Direction) string {
 	return ""
 }
 
+// foreignWords explains a flow ovs-sdn did not install.
+func foreignWords(s traceStep) string {
+	words := fmt.Sprintf("the flow is not ovs-sdn's (cookie %#x): an out-of-band edit of the bridge, which the agent's next full sync removes", s.Cookie)
+	if s.Flow.IsDrop() {
+		return "dropped: " + words
+	}
+	return words
+}
+
 // dropWords explains the drops of the other tables: a flow ovs-sdn did not
 // install, or the table's own drops.
 func dropWords(s traceStep) string {
 	if !ovs.CookieCategoryOf(s.Cookie).Known() {
-		return fmt.Sprintf("dropped: the flow is not ovs-sdn's (cookie %#x): an out-of-band edit of the bridge, which the agent's next full sync removes", s.Cookie)
+		return foreignWords(s)
 	}
 	why := map[uint8]string{
 		ovs.TableClassifier.ID:   "not IP or ARP, or from an unexpected port",

@@ -137,11 +137,15 @@ func TestTraceService(t *testing.T) {
 			"\nnode1: link 1 -> 10.128.2.6:5353\n",
 			"DNAT 172.30.0.21:53 -> 10.128.2.6:5353",
 		}},
-		{"dropped by a foreign flow before the Service", []string{"proj1/client", "172.30.0.10"}, []ovs.Flow{foreignDrop(t)}, []string{
+		{"dropped by a foreign flow before the Service", []string{"proj1/client", "172.30.0.10"}, []ovs.Flow{foreignFlow(t, "cookie=0xdead, table=0, priority=10000,tcp,tp_dst=80 actions=drop")}, []string{
 			"node1: br0 drops the packet in Classifier(0) before it is load-balanced (the path follows)",
 			"p10000 tcp,tp_dst=80 -> drop",
 			"dropped: the flow is not ovs-sdn's (cookie 0xdead): an out-of-band edit of the bridge, which the agent's next full sync removes",
 			"=> dropped in Classifier(0) on node1: the flow is not ovs-sdn's (cookie 0xdead)",
+		}},
+		{"dropped by a foreign flow in a policy table", []string{"proj1/client", "172.30.0.10"}, []ovs.Flow{foreignFlow(t, "cookie=0xbeef, table=80, priority=65000,tcp actions=drop")}, []string{
+			"bucket 0: 10.128.0.6:8080 local (pod proj1/server)",
+			"=> dropped in PolicyIngress(80) on node1: dropped: the flow is not ovs-sdn's (cookie 0xbeef): an out-of-band edit of the bridge",
 		}},
 		{"hairpin", []string{"proj1/server", "172.30.0.10"}, nil, []string{
 			"SNAT to 10.128.0.1: the reply must come back through this node",
@@ -174,10 +178,9 @@ func TestTraceService(t *testing.T) {
 	}
 }
 
-// foreignDrop is a flow someone added to br0 by hand: table 0, above
-// everything of ovs-sdn's, dropping TCP to port 80, cookie 0xdead.
-func foreignDrop(t *testing.T) ovs.Flow {
-	f, err := ovs.ParseFlow("cookie=0xdead, table=0, priority=10000,tcp,tp_dst=80 actions=drop")
+// foreignFlow is a flow someone added to br0 by hand (a cookie of no ovs-sdn category).
+func foreignFlow(t *testing.T, line string) ovs.Flow {
+	f, err := ovs.ParseFlow(line)
 	if err != nil {
 		t.Fatal(err)
 	}
